@@ -1,0 +1,40 @@
+"""xor_gpu: the classic XOR network in Theano, trained identically on CPU and GPU.
+
+Every Python pin of the stack lives here and only here; docker/requirements.lock and the
+offline bundle are derived from these lists (tests check that they agree).
+"""
+from setuptools import setup
+
+# Theano 1.0.5 breaks on numpy >= 1.24 (np.bool removed); scipy 1.10.1 is the last
+# release that supports numpy 1.23. setuptools: theano.gpuarray imports pkg_resources.
+STACK = [
+    "theano==1.0.5",
+    "numpy==1.23.5",
+    "scipy==1.10.1",
+    "six==1.17.0",
+    "setuptools==65.5.0",
+    "tqdm==4.70.1",
+]
+EXTRAS = {
+    # Debian's python3-pygpu imports mako at import time.
+    "gpu": ["mako==1.4.3", "markupsafe==3.0.4"],
+    # NVRTC/cuBLAS for libgpuarray's CUDA backend. 12.4 needs a driver >= 550 and is the
+    # smallest cuBLAS 12 wheel; NVRTC must not be newer than the driver's CUDA version.
+    "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cublas-cu12==12.4.5.8"],
+    "plot": ["matplotlib==3.10.9"],
+    "test": ["pytest==9.2.0"],
+}
+
+setup(
+    name="xor_gpu",
+    version="0.1.0",
+    description="The 28-line Theano XOR network as reproducible software, CPU vs GPU parity",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires="==3.11.*",
+    packages=["xor_gpu"],
+    install_requires=STACK,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["xor-gpu = xor_gpu.cli:main"]},
+)

@@ -1,0 +1,149 @@
+"""The command line as a user meets it: real processes, real Theano, exit codes, files."""
+import json
+import os
+
+import pytest
+
+from conftest import run_cli, train_report
+from xor_gpu.doctor import cuda_driver
+
+
+def _one_line_error(proc, status, fragment):
+    assert proc.returncode == status, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{proc.stderr}"
+    assert lines[0].startswith("xor-gpu: error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--steps", "0"], "steps must be between"),
+        (["--steps", "-3"], "steps must be between"),
+        (["--steps", "ten"], "invalid int value"),
+        (["--steps", "1e3"], "invalid int value"),
+        (["--hidden", "0"], "hidden must be between"),
+        (["--hidden", "x"], "invalid int value"),
+        (["--lr", "0"], "lr must be a finite number > 0"),
+        (["--lr", "-0.1"], "lr must be a finite number > 0"),
+        (["--lr", "nan"], "lr must be a finite number > 0"),
+        (["--lr", "inf"], "lr must be a finite number > 0"),
+        (["--lr", "fast"], "invalid float value"),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--device", "opencl"], "unknown device"),
+        (["--floatx", "float16"], "unsupported floatX"),
+        (["--seed", "-1"], "seed must be between"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, fragment):
+    out = tmp_path / "r.json"
+    proc = run_cli("train", *args, "--json", out)
+    _one_line_error(proc, 2, fragment)
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["missing/r.json", "dir", "readonly/r.json"])
+def test_unwritable_json_path_exits_2_before_training(tmp_path, where):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "readonly").mkdir(mode=0o500)
+    target = tmp_path / where
+    proc = run_cli("train", "--steps", "5", "--json", target)
+    if where.startswith("readonly") and os.geteuid() == 0:
+        # root writes anywhere; the folder check is then moot, the write must still be whole.
+        assert proc.returncode == 0 and json.loads(target.read_text())["config"]["steps"] == 5
+        return
+    _one_line_error(proc, 2, "cannot write")
+    assert proc.stdout == ""  # nothing trained, nothing printed
+
+
+def test_unknown_subcommand_and_missing_subcommand_exit_2():
+    _one_line_error(run_cli("fly"), 2, "invalid choice")
+    _one_line_error(run_cli(), 2, "required")
+
+
+@pytest.mark.skipif(cuda_driver()[1] != [], reason="this machine has a CUDA GPU; the no-GPU refusal cannot be shown")
+@pytest.mark.parametrize("device", ["cuda", "cuda0"])
+def test_cuda_without_a_gpu_is_refused_not_run_on_cpu(tmp_path, device):
+    out = tmp_path / "r.json"
+    proc = run_cli("train", "--device", device, "--json", out)
+    _one_line_error(proc, 3, f"device {device} requested but Theano could not initialise it")
+    assert "doctor" in proc.stderr
+    assert proc.stdout == "" and not out.exists()  # refused before training
+
+
+def test_default_train_converges_and_reports(tmp_path):
+    proc = run_cli("train", "--json", tmp_path / "r.json", "--plot", tmp_path / "loss.png", "--check", check=0)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["schema"] == "xor_gpu.train/1"
+    assert report["converged"] is True
+    assert report["config"] == {"device": "cpu", "floatx": "float32", "hidden": 3, "lr": 0.01,
+                                "steps": 60000, "seed": 1234}
+    assert report["device"]["requested"] == report["device"]["active"] == "cpu"
+    assert set(report["predictions"]) == {"1,0", "0,0", "0,1", "1,1"}
+    for key, target in report["targets"].items():
+        assert abs(report["predictions"][key] - target) <= 0.25
+    assert report["versions"]["theano"] == "1.0.5" and report["versions"]["numpy"] == "1.23.5"
+    assert len(report["loss_history"]["values"]) == 500 and report["loss_history"]["every"] == 120
+    assert report["loss_history"]["values"][0] > report["final_loss"] > 0
+    assert report["steps_per_second"] > 0 and report["compile_seconds"] > 0
+    # The printed table agrees with the report.
+    for key, value in report["predictions"].items():
+        assert f"{value:10.6f}" in proc.stdout
+    assert "active cpu" in proc.stdout and "converged       yes" in proc.stdout
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["loss.png", "r.json"]  # no temporary files left
+
+
+def test_check_fails_when_not_converged(tmp_path):
+    proc = run_cli("train", "--steps", "10", "--check", "--json", tmp_path / "r.json")
+    _one_line_error(proc, 5, "did not converge")
+    report = json.loads((tmp_path / "r.json").read_text())  # the report is still written
+    assert report["converged"] is False
+
+
+def test_without_check_a_short_run_exits_0(tmp_path):
+    assert train_report(tmp_path, "--steps", "10")["converged"] is False
+
+
+def test_same_config_is_bit_identical_across_processes(tmp_path):
+    first = train_report(tmp_path, name="a.json")
+    second = train_report(tmp_path, name="b.json")
+    assert first["predictions"] == second["predictions"]
+    assert first["loss_history"] == second["loss_history"]
+    assert first["final_loss"] == second["final_loss"]
+
+
+def test_second_run_compiles_nothing_new(tmp_path):
+    """The compile cache is warm: with PYTHONHASHSEED fixed by the CLI and an empty
+    blas.ldflags, a repeat run of the same config compiles zero new modules."""
+    train_report(tmp_path, "--steps", "50", name="a.json")
+    assert train_report(tmp_path, "--steps", "50", name="b.json")["new_compiled_modules"] == 0
+
+
+def test_python_dash_m_and_console_script_agree(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("xor-gpu", path=os.path.dirname(sys.executable))
+    assert script, "console script xor-gpu is not installed next to the interpreter"
+    subprocess.run([script, "train", "--steps", "100", "--json", tmp_path / "a.json"], check=True,
+                   capture_output=True)
+    b = train_report(tmp_path, "--steps", "100", name="b.json")
+    assert json.loads((tmp_path / "a.json").read_text())["predictions"] == b["predictions"]
+
+
+def test_divergence_exits_4_with_one_line(monkeypatch, capsys):
+    """In process (the only way to make this network's loss NaN is NaN weights)."""
+    import numpy as np
+
+    from xor_gpu import cli, model
+
+    monkeypatch.setenv("XOR_GPU_REEXEC", "1")  # no re-exec of the test process
+    monkeypatch.setattr(model, "initial_weights", lambda hidden, seed: (np.full((2, hidden), np.nan),
+                                                                        np.full((hidden, 1), np.nan)))
+    assert cli.main(["train", "--steps", "100"]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("xor-gpu: error: diverged: loss became nan")

@@ -1,0 +1,53 @@
+"""Validation of user input, before Theano is ever imported."""
+import math
+
+import pytest
+
+from xor_gpu.config import ConfigError, TrainConfig, check_device
+
+
+def test_defaults_reproduce_the_seed():
+    c = TrainConfig()
+    assert (c.device, c.floatx, c.hidden, c.lr, c.steps, c.seed) == ("cpu", "float32", 3, 0.01, 60_000, 1234)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda0", "cuda12", "opencl0:0", "opencl1:2"])
+def test_devices_accepted(device):
+    assert check_device(device) == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "gpu0", "CUDA", "cuda-0", "opencl0", "opencl:0", "", "cpu ", None])
+def test_devices_rejected(device):
+    with pytest.raises(ConfigError, match="unknown device"):
+        check_device(device)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": 0}, "steps must be between"),
+        ({"steps": -5}, "steps must be between"),
+        ({"steps": 1.5}, "steps must be an integer"),
+        ({"steps": True}, "steps must be an integer"),
+        ({"hidden": 0}, "hidden must be between"),
+        ({"hidden": "3"}, "hidden must be an integer"),
+        ({"lr": 0.0}, "lr must be a finite number > 0"),
+        ({"lr": -0.1}, "lr must be a finite number > 0"),
+        ({"lr": math.nan}, "lr must be a finite number > 0"),
+        ({"lr": math.inf}, "lr must be a finite number > 0"),
+        ({"lr": "0.1"}, "lr must be a number"),
+        ({"lr": 1e39}, "not representable in float32"),
+        ({"lr": 1e-50}, "not representable in float32"),
+        ({"seed": -1}, "seed must be between"),
+        ({"seed": 2**32}, "seed must be between"),
+        ({"floatx": "float16"}, "unsupported floatX"),
+    ],
+)
+def test_bad_values_are_one_line_errors(change, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        TrainConfig(**change)
+    assert "\n" not in str(info.value)
+
+
+def test_lr_range_depends_on_floatx():
+    assert TrainConfig(lr=1e39, floatx="float64").lr == 1e39

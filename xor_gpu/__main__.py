@@ -1,0 +1,3 @@
+from xor_gpu.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The command line: `xor-gpu train | parity | doctor | link-pygpu | cuda-libs`.
+
+Exit status: 0 ok, 2 bad input, 3 device or setup unusable, 4 training diverged,
+5 not converged (--check) or devices disagree (parity). Errors are one line on stderr.
+"""
+import argparse
+import os
+import sys
+
+from xor_gpu import launch
+from xor_gpu.backend import DeviceError
+from xor_gpu.config import ConfigError, TrainConfig
+from xor_gpu.train import Diverged
+
+EXIT_OK, EXIT_USAGE, EXIT_DEVICE, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 4, 5
+PROG = "xor-gpu"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise ConfigError(message)
+
+
+def _add_config_args(p):
+    d = TrainConfig()
+    p.add_argument("--floatx", default=d.floatx, help=f"Theano floatX (default {d.floatx})")
+    p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"gradient steps (default {d.steps})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"RandomState seed (default {d.seed})")
+    p.add_argument("--json", metavar="PATH", help="write the JSON report here (atomically)")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of the loss curve(s) here (needs matplotlib)")
+
+
+def build_parser():
+    parser = _Parser(prog=PROG, description="Train the 28-line Theano XOR network; compare devices.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train on one device and print the truth table")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cudaN or openclP:D (default cpu)")
+    _add_config_args(p)
+    p.add_argument("--check", action="store_true", help="exit 5 unless every prediction converged")
+
+    p = sub.add_parser("parity", help="train on several devices, each in its own process, and compare")
+    p.add_argument("--devices", default="cpu,cuda", help="comma-separated, first is the reference (default cpu,cuda)")
+    _add_config_args(p)
+    from xor_gpu.parity import DEFAULT_ATOL, DEFAULT_RTOL
+
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"max |prediction difference| (default {DEFAULT_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"max relative loss-history difference (default {DEFAULT_RTOL:g})")
+
+    p = sub.add_parser("doctor", help="report the stack and whether a device is usable")
+    p.add_argument("--device", help="also check that this device trains (exit 3 if not)")
+    p.add_argument("--json", metavar="PATH", help="write the findings as JSON")
+
+    sub.add_parser("link-pygpu", help="make Debian's pygpu importable in this Python environment")
+
+    p = sub.add_parser("cuda-libs", help="make the folder of NVIDIA libraries libgpuarray loads; print it")
+    p.add_argument("--from", dest="sources", action="append", metavar="DIR",
+                   help="folder holding libnvrtc/libcublas (default: NVIDIA wheels, XOR_GPU_CUDA_LIBS, /usr/local/cuda)")
+    return parser
+
+
+def config_from(args, device):
+    return TrainConfig(device=device, floatx=args.floatx, hidden=args.hidden, lr=args.lr,
+                       steps=args.steps, seed=args.seed)
+
+
+def cmd_train(args):
+    from xor_gpu import report, train
+
+    config = config_from(args, args.device)
+    report.check_writable(args.json)
+    report.check_writable(args.plot)
+    with _progress(config.steps, f"train {config.device}") as bar:
+        result = train.run(config, progress=bar.update)
+    data = report.train_report(result)
+    if args.json:
+        report.write_json(args.json, data)
+    if args.plot:
+        report.plot_losses(args.plot, {config.device: (result.history_every, result.loss_history)},
+                           f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
+    print(report.format_train(data))
+    if args.check and not data["converged"]:
+        print(f"{PROG}: error: did not converge", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_parity(args):
+    from xor_gpu import parity
+
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    config = config_from(args, devices[0] if devices else "cpu")
+    return parity.main(config, devices, args.atol, args.rtol, args.json, args.plot)
+
+
+def cmd_doctor(args):
+    from xor_gpu import doctor
+
+    return doctor.main(args.device, args.json)
+
+
+def cmd_link_pygpu(args):
+    from xor_gpu import system_pygpu
+
+    print(system_pygpu.link())
+    return EXIT_OK
+
+
+def cmd_cuda_libs(args):
+    from xor_gpu import cuda_libs
+
+    print(cuda_libs.link_folder(args.sources))
+    return EXIT_OK
+
+
+def _progress(total, desc):
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, silent in logs and CI.
+    return tqdm(total=total, desc=desc, unit="step", disable=None, file=sys.stderr, leave=False)
+
+
+def _devices_of(args):
+    if args.command == "train":
+        return [args.device]
+    if args.command == "doctor":  # doctor always shows what a cuda run would load
+        return [args.device or "cuda"]
+    return []
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        launch.reexec_if_needed(argv, _devices_of(args))
+        return globals()[f"cmd_{args.command.replace('-', '_')}"](args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DeviceError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_DEVICE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Diverged as exc:
+        print(f"{PROG}: error: diverged: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+        if os.environ.get("XOR_GPU_DEBUG"):
+            raise
+        print(f"{PROG}: error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              f"(set XOR_GPU_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

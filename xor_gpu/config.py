@@ -1,0 +1,80 @@
+"""The training configuration: defaults that reproduce the seed, and validation of user input.
+
+Everything here is plain Python, so it can be checked before Theano is imported (which
+binds the device for the life of the process).
+"""
+import dataclasses
+import math
+import re
+
+import numpy as np
+
+# The XOR data set of the seed, rows in the seed's order.
+INPUTS = ((1, 0), (0, 0), (0, 1), (1, 1))
+TARGETS = (1, 0, 1, 0)
+
+# Converged: every prediction lies on the right side of 0.5 by at least this margin,
+# i.e. |prediction - target| <= 0.5 - CONVERGENCE_MARGIN. The seed config ends with its
+# worst row at about 0.12 from its target, well inside 0.25.
+CONVERGENCE_MARGIN = 0.25
+
+FLOATX_CHOICES = ("float32", "float64")
+# cpu; cuda or cudaN (NVIDIA via libgpuarray); openclP:D (OpenCL platform P, device D).
+DEVICE_PATTERN = re.compile(r"cpu|cuda\d*|opencl\d+:\d+")
+MAX_STEPS = 10**9
+MAX_HIDDEN = 4096
+
+
+class ConfigError(ValueError):
+    """Bad user input: reported as one line, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    device: str = "cpu"
+    floatx: str = "float32"
+    hidden: int = 3
+    lr: float = 0.01
+    steps: int = 60_000
+    seed: int = 1234
+
+    def __post_init__(self):
+        check_device(self.device)
+        if self.floatx not in FLOATX_CHOICES:
+            raise ConfigError(f"unsupported floatX {self.floatx!r}: choose one of {', '.join(FLOATX_CHOICES)}")
+        _check_int("hidden", self.hidden, 1, MAX_HIDDEN)
+        _check_int("steps", self.steps, 1, MAX_STEPS)
+        _check_int("seed", self.seed, 0, 2**32 - 1)  # numpy.random.RandomState's range
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
+            raise ConfigError(f"lr must be a number, got {self.lr!r}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        as_floatx = float(np.asarray(self.lr, dtype=self.floatx))
+        if not math.isfinite(as_floatx) or as_floatx == 0:
+            raise ConfigError(f"lr {self.lr!r} is not representable in {self.floatx}")
+
+    @property
+    def is_gpu(self):
+        return self.device != "cpu"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def check_device(device):
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise ConfigError(
+            f"unknown device {device!r}: use cpu, cuda, cudaN (e.g. cuda0) or openclP:D (e.g. opencl0:0)"
+        )
+    return device
+
+
+def _check_int(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+

@@ -1,0 +1,199 @@
+"""`xor-gpu doctor`: what is installed, what loads, and whether a device really trains.
+
+It is what a user runs first when the GPU does not work, so each problem comes with the
+line that fixes it. Theano is not imported here (that would bind a device); the device
+check runs a one-step `xor-gpu train` in a child process, the same code path as a run.
+"""
+import ctypes
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+
+from xor_gpu import backend, report
+
+MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
+# The shared libraries libgpuarray dlopens by these exact names, and how to get each.
+OPENCL_LIBS = ("libOpenCL.so", "libclblast.so")
+LOADED_BY_LIBGPUARRAY = {
+    "libOpenCL.so": "apt-get install ocl-icd-libopencl1 ocl-icd-opencl-dev pocl-opencl-icd",
+    "libclblast.so": "apt-get install libclblast-dev (OpenCL BLAS; libclblast1 alone lacks this name)",
+    "libcuda.so": "install the NVIDIA driver (in Docker: the NVIDIA container toolkit and --gpus all)",
+    "libnvrtc.so": "pip install 'xor_gpu[cuda]' or set XOR_GPU_CUDA_LIBS (see README, CUDA libraries)",
+    "libcublas.so": "pip install 'xor_gpu[cuda]' or set XOR_GPU_CUDA_LIBS (see README, CUDA libraries)",
+}
+
+
+def _version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _load(name):
+    try:
+        ctypes.CDLL(name)
+        return None
+    except OSError as exc:
+        return " ".join(str(exc).split())
+
+
+def _dpkg_version(package):
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def opencl_devices():
+    """[(platform, device)] names through the OpenCL ICD loader, [] when there is none."""
+    try:
+        cl = ctypes.CDLL("libOpenCL.so.1")
+    except OSError:
+        return []
+    n = ctypes.c_uint()
+    if cl.clGetPlatformIDs(0, None, ctypes.byref(n)) != 0 or n.value == 0:
+        return []
+    platforms = (ctypes.c_void_p * n.value)()
+    cl.clGetPlatformIDs(n.value, platforms, None)
+    buf = ctypes.create_string_buffer(256)
+    found = []
+    for p in platforms:
+        cl.clGetPlatformInfo(ctypes.c_void_p(p), 0x0902, 256, buf, None)  # CL_PLATFORM_NAME
+        pname = buf.value.decode(errors="replace")
+        nd = ctypes.c_uint()
+        if cl.clGetDeviceIDs(ctypes.c_void_p(p), 0xFFFFFFFF, 0, None, ctypes.byref(nd)) != 0:
+            continue
+        devices = (ctypes.c_void_p * nd.value)()
+        cl.clGetDeviceIDs(ctypes.c_void_p(p), 0xFFFFFFFF, nd.value, devices, None)
+        for d in devices:
+            cl.clGetDeviceInfo(ctypes.c_void_p(d), 0x102B, 256, buf, None)  # CL_DEVICE_NAME
+            found.append((pname, buf.value.decode(errors="replace")))
+    return found
+
+
+def cuda_driver():
+    """(driver CUDA version 'major.minor', [GPU names]) or (None, []) without a driver."""
+    try:
+        cu = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None, []
+    v = ctypes.c_int()
+    if cu.cuDriverGetVersion(ctypes.byref(v)) != 0:
+        return None, []
+    version = f"{v.value // 1000}.{v.value % 1000 // 10}"
+    if cu.cuInit(0) != 0:
+        return version, []
+    n = ctypes.c_int()
+    cu.cuDeviceGetCount(ctypes.byref(n))
+    names = []
+    for i in range(n.value):
+        dev, buf = ctypes.c_int(), ctypes.create_string_buffer(256)
+        cu.cuDeviceGet(ctypes.byref(dev), i)
+        cu.cuDeviceGetName(buf, 256, dev)
+        names.append(buf.value.decode(errors="replace"))
+    return version, names
+
+
+def probe(device):
+    """Train one step on `device` in a child process: None if it works, else the error line."""
+    proc = subprocess.run([sys.executable, "-m", "xor_gpu", "train", "--device", device, "--steps", "1"],
+                          capture_output=True, text=True)
+    if proc.returncode == 0:
+        return None
+    line = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    return line.removeprefix("xor-gpu: error: ")
+
+
+def collect(device=None):
+    import numpy
+
+    findings = {
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "numpy": numpy.__version__,
+        "theano": _version("theano"),
+        "xor_gpu": _version("xor_gpu"),
+    }
+    try:
+        import pygpu.gpuarray
+
+        findings["pygpu"] = f"{pygpu.__version__} (libgpuarray api {pygpu.gpuarray.api_version()[0]}, "\
+                            f"Debian package {_dpkg_version('libgpuarray3') or 'not from dpkg'})"
+    except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+        findings["pygpu"] = None
+        findings["pygpu_error"] = " ".join(str(exc).split())
+    findings["opencl_devices"] = [f"{p}: {d}" for p, d in opencl_devices()]
+    findings["cuda_driver"], findings["cuda_gpus"] = cuda_driver()
+    findings["libraries"] = {name: _load(name) or "ok" for name in LOADED_BY_LIBGPUARRAY}
+    findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
+    findings["compiledir"] = backend.compiledir()
+    findings["pocl_cache_dir"] = os.environ.get("POCL_CACHE_DIR", "(PoCL default, ~/.cache/pocl)")
+    manifest = os.environ.get("XOR_GPU_MANIFEST", MANIFEST_DEFAULT)
+    if os.path.isfile(manifest):
+        with open(manifest, encoding="utf-8") as f:
+            findings["manifest"] = {"path": manifest, **json.load(f)}
+    if device:
+        findings["device"] = {"name": device, "error": probe(device)}
+    return findings
+
+
+def advice(f):
+    """(problem, fix) pairs for what is wrong."""
+    out = []
+    device = f.get("device")
+    wants = device["name"] if device else ""  # no device: every family is of interest
+    cuda = not wants or wants.startswith("cuda")
+    opencl = not wants or wants.startswith("opencl")
+    if f["pygpu"] is None and wants != "cpu":
+        out.append((f"pygpu does not import: {f.get('pygpu_error')}",
+                    "apt-get install python3-pygpu libgpuarray-dev, then: xor-gpu link-pygpu"))
+    for name, status in f["libraries"].items():
+        if status != "ok" and (opencl if name in OPENCL_LIBS else cuda):
+            out.append((f"{name} does not load", LOADED_BY_LIBGPUARRAY[name]))
+    if opencl and not f["opencl_devices"]:
+        out.append(("no OpenCL device", "apt-get install pocl-opencl-icd (OpenCL on the CPU)"))
+    if cuda and f["cuda_driver"] is None:
+        out.append(("no NVIDIA driver (libcuda.so.1)", "cuda devices need an NVIDIA GPU and its driver"))
+    elif cuda and not f["cuda_gpus"]:
+        out.append((f"NVIDIA driver {f['cuda_driver']} sees no GPU", "check nvidia-smi; in Docker: --gpus all"))
+    if device and device["error"]:
+        out.append((f"device {device['name']} does not train: {device['error']}",
+                    "fix the problems above; README: Troubleshooting"))
+    return out
+
+
+def format_findings(f):
+    lines = [f"{key:<15} {f[key]}" for key in ("python", "numpy", "theano", "xor_gpu", "pygpu")]
+    lines.append(f"{'opencl':<15} {'; '.join(f['opencl_devices']) or 'none'}")
+    gpus = ", ".join(f["cuda_gpus"]) or "no GPU"
+    lines.append(f"{'cuda driver':<15} {f['cuda_driver'] + ' (' + gpus + ')' if f['cuda_driver'] else 'none'}")
+    for name, status in f["libraries"].items():
+        lines.append(f"{name:<15} {status}")
+    lines.append(f"{'compiledir':<15} {f['compiledir']}")
+    lines.append(f"{'pocl cache':<15} {f['pocl_cache_dir']}")
+    if "manifest" in f:
+        m = dict(f["manifest"])
+        lines.append(f"{'image manifest':<15} {m.pop('path')}")
+        for key, value in m.items():
+            lines.append(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    if "device" in f:
+        d = f["device"]
+        lines.append(f"{'device ' + d['name']:<15} {'usable' if not d['error'] else 'NOT usable'}")
+    problems = advice(f)
+    if problems:
+        lines.append("")
+        lines += [f"problem: {p}\n    fix: {fix}" for p, fix in problems]
+    return "\n".join(lines)
+
+
+def main(device=None, json_path=None):
+    report.check_writable(json_path)
+    findings = collect(device)
+    print(format_findings(findings))
+    if json_path:
+        report.write_json(json_path, findings)
+    return 3 if device and findings["device"]["error"] else 0

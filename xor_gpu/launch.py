@@ -1,0 +1,36 @@
+"""The process environment that must exist before Python and Theano start, set by one re-exec.
+
+- PYTHONHASHSEED=0: some Theano ops version their compiled code by hash() of Python
+  objects; with random hashing every process misses the compile cache.
+- LD_LIBRARY_PATH: libgpuarray dlopens the unversioned libnvrtc.so / libcublas.so /
+  libcuda.so, and the dynamic loader reads LD_LIBRARY_PATH only at process start.
+"""
+import os
+import sys
+
+from xor_gpu import cuda_libs
+
+MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
+
+
+def wanted_env(devices, environ=os.environ):
+    changes = {}
+    if environ.get("PYTHONHASHSEED") != "0":
+        changes["PYTHONHASHSEED"] = "0"
+    if any(d.startswith("cuda") for d in devices):
+        folder = cuda_libs.folder_for_loader()
+        paths = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+        if folder and folder not in paths:
+            changes["LD_LIBRARY_PATH"] = os.pathsep.join([folder, *paths])
+    return changes
+
+
+def reexec_if_needed(argv, devices):
+    if os.environ.get(MARK):
+        return
+    changes = wanted_env(devices)
+    if changes:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        env = {**os.environ, **changes, MARK: "1"}
+        os.execve(sys.executable, [sys.executable, "-m", "xor_gpu", *argv], env)
