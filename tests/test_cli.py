@@ -147,3 +147,30 @@ def test_divergence_exits_4_with_one_line(monkeypatch, capsys):
     assert cli.main(["train", "--steps", "100"]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("xor-gpu: error: diverged: loss became nan")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--devices", "cpu"], "at least two devices"),
+        (["--devices", "cpu,cpu"], "each device once"),
+        (["--devices", "cpu,gpu"], "unknown device 'gpu'"),
+        (["--devices", "cpu,opencl0:0", "--atol", "-1"], "atol must be a finite number >= 0"),
+        (["--devices", "cpu,opencl0:0", "--rtol", "nan"], "rtol must be a finite number >= 0"),
+        (["--devices", "cpu,opencl0:0", "--steps", "0"], "steps must be between"),
+    ],
+)
+def test_parity_bad_input_exits_2(tmp_path, args, fragment):
+    proc = run_cli("parity", *args, "--json", tmp_path / "p.json")
+    _one_line_error(proc, 2, fragment)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(cuda_driver()[1] != [], reason="this machine has a CUDA GPU; the no-GPU refusal cannot be shown")
+def test_parity_with_an_unusable_device_exits_3_and_records_why(tmp_path):
+    proc = run_cli("parity", "--devices", "cpu,cuda", "--steps", "100", "--json", tmp_path / "p.json")
+    assert proc.returncode == 3
+    assert "xor-gpu: error: cuda failed (exit 3): device cuda requested but Theano could not initialise it" in proc.stderr
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["passed"] is False and set(report["runs"]) == {"cpu"}
+    assert report["failures"]["cuda"]["exit_status"] == 3

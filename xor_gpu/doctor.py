@@ -13,6 +13,8 @@ import subprocess
 import sys
 
 from xor_gpu import backend, report
+from xor_gpu.config import TrainConfig
+from xor_gpu.parity import train_child
 
 MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
 # The shared libraries libgpuarray dlopens by these exact names, and how to get each.
@@ -101,12 +103,8 @@ def cuda_driver():
 
 def probe(device):
     """Train one step on `device` in a child process: None if it works, else the error line."""
-    proc = subprocess.run([sys.executable, "-m", "xor_gpu", "train", "--device", device, "--steps", "1"],
-                          capture_output=True, text=True)
-    if proc.returncode == 0:
-        return None
-    line = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-    return line.removeprefix("xor-gpu: error: ")
+    status, error = train_child(TrainConfig(device=device, steps=1))
+    return None if status == 0 else (error or f"exit {status}")
 
 
 def collect(device=None):

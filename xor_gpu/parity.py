@@ -20,14 +20,15 @@ DEFAULT_ATOL = 1e-4  # max |prediction difference| against the reference device
 DEFAULT_RTOL = 1e-3  # max |loss difference| / |reference loss| over the sampled history
 
 
-def train_child(config, device, json_path):
-    """Run one device in a fresh process; returns (exit status, last stderr line)."""
-    cmd = [sys.executable, "-m", "xor_gpu", "train", "--device", device, "--floatx", config.floatx,
+def train_child(config, json_path=None):
+    """Train config.device in a fresh process; returns (exit status, its error line or "")."""
+    cmd = [sys.executable, "-m", "xor_gpu", "train", "--device", config.device, "--floatx", config.floatx,
            "--hidden", str(config.hidden), "--lr", repr(config.lr), "--steps", str(config.steps),
-           "--seed", str(config.seed), "--json", json_path]
+           "--seed", str(config.seed)] + (["--json", json_path] if json_path else [])
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    return proc.returncode, (lines[-1] if lines else "")
+    error = lines[-1].removeprefix("xor-gpu: error: ") if lines and proc.returncode else ""
+    return proc.returncode, error
 
 
 def differences(reference, other):
@@ -81,7 +82,7 @@ def main(config, devices, atol, rtol, json_path=None, plot_path=None):
         for device in devices:
             print(f"training on {device} ...", file=sys.stderr, flush=True)
             path = os.path.join(tmp, device.replace(":", "_") + ".json")
-            status, message = train_child(config.replace(device=device), device, path)
+            status, message = train_child(config.replace(device=device), path)
             if status == 0:
                 with open(path, encoding="utf-8") as f:
                     reports[device] = json.load(f)
@@ -119,11 +120,10 @@ def main(config, devices, atol, rtol, json_path=None, plot_path=None):
     if failures:
         # A device that cannot be used is a setup problem (3), as in `train`.
         return 3 if any(f["exit_status"] == 3 for f in failures.values()) else 5
-    if not converged:
-        print("xor-gpu: error: not every device converged", file=sys.stderr)
-        return 5
-    if not within:
-        print("xor-gpu: error: devices differ by more than the tolerance", file=sys.stderr)
+    problems = [text for ok, text in ((converged, "not every device converged"),
+                                      (within, "devices differ by more than the tolerance")) if not ok]
+    if problems:
+        print(f"xor-gpu: error: parity failed: {'; '.join(problems)}", file=sys.stderr)
         return 5
     print(f"parity: PASS ({', '.join(devices)})")
     return 0

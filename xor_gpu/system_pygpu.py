@@ -39,8 +39,8 @@ def link(system_dir=SYSTEM_DIR, site_dir=None):
         tmp = f"{target}.tmp{os.getpid()}"
         os.symlink(source, tmp)
         os.replace(tmp, target)
-    proc = subprocess.run([sys.executable, "-c", "import pygpu; print(pygpu.__version__)"],
-                          capture_output=True, text=True)
+    check = "import sys; sys.path.insert(0, sys.argv[1]); import pygpu; print(pygpu.__version__)"
+    proc = subprocess.run([sys.executable, "-c", check, site_dir], capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
         raise DeviceError(f"pygpu linked at {target} but does not import: {last}")
