@@ -4,7 +4,7 @@ Without a GPU this is still fully testable: stand-in libraries built with gcc pr
 folder, the unversioned names and the $ORIGIN lookup; in the gpu env the real pinned
 NVIDIA wheels are wired and loaded (loading NVRTC and cuBLAS needs no GPU).
 """
-import ctypes
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -76,7 +76,14 @@ def test_wheels_on_sys_path_are_found(fake_wheel, monkeypatch):
     site, sources = fake_wheel
     monkeypatch.setattr(sys, "path", [str(site)])
     monkeypatch.delenv("XOR_GPU_CUDA_LIBS", raising=False)
-    assert cuda_libs.default_sources()[:2] == sorted(sources)
+    assert cuda_libs.default_sources() == sorted(sources) + ["/usr/local/cuda/lib64"]
+
+
+def test_cuda_libs_variable_alone_decides(fake_wheel, monkeypatch, tmp_path):
+    site, sources = fake_wheel
+    monkeypatch.setattr(sys, "path", [str(site)])
+    monkeypatch.setenv("XOR_GPU_CUDA_LIBS", f"{tmp_path}/a{os.pathsep}{tmp_path}/b")
+    assert cuda_libs.default_sources() == [f"{tmp_path}/a", f"{tmp_path}/b"]
 
 
 def test_missing_libraries_are_a_clear_error(tmp_path):
@@ -95,11 +102,22 @@ def test_launcher_puts_the_folder_first_for_cuda_only(fake_wheel, monkeypatch):
     assert launch.wanted_env(["cpu"], {}) == {"PYTHONHASHSEED": "0"}
 
 
+def _installed(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 @pytest.mark.device
 @pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="the pinned NVIDIA wheels are installed in the gpu env only")
-def test_pinned_nvidia_wheels_are_wired(tmp_path):
+@pytest.mark.skipif(not _installed("nvidia-cuda-nvrtc-cu12"),
+                    reason="nvidia-cuda-nvrtc-cu12 is not installed: CUDA libraries come from elsewhere "
+                           "(a toolkit or XOR_GPU_CUDA_LIBS, as in the offline bundle)")
+def test_pinned_nvidia_wheels_are_wired(tmp_path, monkeypatch):
     """In the gpu env: the real NVRTC and cuBLAS wheels load by the unversioned names.
     No GPU is needed to load them, so this runs in CI too."""
+    monkeypatch.delenv("XOR_GPU_CUDA_LIBS", raising=False)
     folder = cuda_libs.link_folder(dest=str(tmp_path / "links"))
     proc = _load_in_child(folder, """
         import ctypes

@@ -31,7 +31,9 @@ def theano_flags(device, floatx, user_flags=None):
     """THEANO_FLAGS for this run: our defaults, then the user's own flags, then device and floatX.
 
     Theano applies the last value given for a key, so the user may override any default
-    (e.g. blas.ldflags), while device and floatX always come from the command line.
+    (e.g. blas.ldflags), while device and floatX always come from the command line. A
+    user's gcc.cxxflags are added after the portable ones (e.g. -I for headers) rather
+    than replacing them; a -march of the user's still wins, as gcc takes the last one.
     """
     defaults = {
         # Empty: Theano calls BLAS through numpy's C-API (numpy's own OpenBLAS). Measured on the
@@ -41,13 +43,17 @@ def theano_flags(device, floatx, user_flags=None):
         "compiledir": compiledir(),
         "cmodule.age_thresh_use": str(TEN_YEARS),
         "print_active_device": "False",  # the report names the device; keep stderr for errors
+        "gcc.cxxflags": PORTABLE_CXXFLAGS.get(platform.machine(), ""),
     }
-    cxxflags = PORTABLE_CXXFLAGS.get(platform.machine())
-    if cxxflags:
-        defaults["gcc.cxxflags"] = cxxflags
     user = os.environ.get("THEANO_FLAGS", "") if user_flags is None else user_flags
-    parts = [f"{k}={v}" for k, v in defaults.items()]
-    parts += [p for p in user.split(",") if p.strip()]
+    parts = []
+    for part in (p.strip() for p in user.split(",") if p.strip()):
+        key, _, value = part.partition("=")
+        if key.strip() == "gcc.cxxflags":
+            defaults["gcc.cxxflags"] = f"{defaults['gcc.cxxflags']} {value.strip()}".strip()
+        else:
+            parts.append(part)
+    parts = [f"{k}={v}" for k, v in defaults.items() if k != "gcc.cxxflags" or v] + parts
     parts += [f"device={device}", f"floatX={floatx}"]
     return ",".join(parts)
 

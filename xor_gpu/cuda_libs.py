@@ -22,12 +22,15 @@ HINT = ("pip install 'xor_gpu[cuda]' (NVIDIA's NVRTC and cuBLAS wheels), or set 
 
 
 def default_sources():
-    """XOR_GPU_CUDA_LIBS first, then NVIDIA wheels on sys.path, then a CUDA toolkit."""
-    sources = [p for p in os.environ.get("XOR_GPU_CUDA_LIBS", "").split(os.pathsep) if p]
+    """XOR_GPU_CUDA_LIBS alone when set (no mixing of CUDA versions); else NVIDIA wheels on
+    sys.path, then a CUDA toolkit."""
+    chosen = [p for p in os.environ.get("XOR_GPU_CUDA_LIBS", "").split(os.pathsep) if p]
+    if chosen:
+        return chosen
+    sources = []
     for entry in sys.path:
         sources += sorted(glob.glob(os.path.join(entry, "nvidia", "*", "lib")))
-    sources += ["/usr/local/cuda/lib64"]
-    return sources
+    return sources + ["/usr/local/cuda/lib64"]
 
 
 def find_libraries(sources):

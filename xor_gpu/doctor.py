@@ -175,7 +175,7 @@ def format_findings(f):
     lines.append(f"{'pocl cache':<15} {f['pocl_cache_dir']}")
     if "manifest" in f:
         m = dict(f["manifest"])
-        lines.append(f"{'image manifest':<15} {m.pop('path')}")
+        lines.append(f"{'manifest':<15} {m.pop('path')}")
         for key, value in m.items():
             lines.append(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     if "device" in f:

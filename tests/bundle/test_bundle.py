@@ -70,13 +70,13 @@ def archive(tmp_path_factory):
     return path
 
 
-def _pins():
+def _pins(extras):
     """{name: version} of xor_gpu's pinned requirements with the extras the bundle carries."""
     pins = {}
     for req in importlib.metadata.requires("xor_gpu") or []:
         spec, _, marker = req.partition(";")
         extra = re.search(r"""extra\s*==\s*['"](\w+)['"]""", marker)
-        if extra and extra.group(1) not in ("gpu", "plot", "test"):
+        if extra and extra.group(1) not in extras:
             continue
         name, _, version = spec.replace(" ", "").partition("==")
         pins[re.sub(r"[-_.]+", "_", name).lower()] = version
@@ -104,9 +104,11 @@ def test_archive_is_one_small_self_contained_tree(archive):
         assert f"xor_gpu-bundle/{required}" in names, required
     assert not any(n.startswith("xor_gpu-bundle/app/tests/bundle") for n in names)
     # The wheels are exactly setup.py's pins (xor_gpu[gpu,plot,test]), less what is left out.
+    # (NVIDIA's libraries, the cuda extra, come from the node.)
     wheels = {re.sub(r"[-_.]+", "_", w.split("-")[0]).lower(): w.split("-")[1] for w in manifest["wheels"]}
     assert set(manifest["left_out"]) == LEFT_OUT
-    for name, version in _pins().items():
+    assert {"gpu", "test"} <= set(manifest["extras"]) and "cuda" not in manifest["extras"]
+    for name, version in _pins(manifest["extras"]).items():
         if name in LEFT_OUT:
             assert name not in wheels
         else:
@@ -259,3 +261,112 @@ def test_runner_beside_the_archive_unpacks_it_and_says_when_cuda_is_missing(arch
     assert "libcuda.so.1 was not found" in (out / "run.log").read_text()
     assert list((tmp_path / "tmp").iterdir()) == []
     assert not marker.exists()
+
+
+FAKE_LIBS = {  # name: (folder under the fake site-packages' nvidia/, C source)
+    "libnvrtc.so.13": ("cu13/lib", "int nvrtcVersion(int *a, int *b) { *a = 13; *b = 0; return 0; }"),
+    "libnvrtc-builtins.so.13.0": ("cu13/lib", "int x;"),
+    "libcublas.so.13": ("cu13/lib", "int cublasGetProperty(int t, int *v) { int p[3] = {13, 0, 0}; *v = p[t]; return 0; }"),
+    "libcublasLt.so.13": ("cu13/lib", "int x;"),
+    "libnvrtc.so.12": ("cuda_nvrtc/lib", "int nvrtcVersion(int *a, int *b) { *a = 12; *b = 4; return 0; }"),
+    "libnvrtc-builtins.so.12.4": ("cuda_nvrtc/lib", "int x;"),
+    "libcublas.so.12": ("cublas/lib", "int cublasGetProperty(int t, int *v) { int p[3] = {12, 4, 5}; *v = p[t]; return 0; }"),
+    "libcublasLt.so.12": ("cublas/lib", "int x;"),
+}
+
+
+def _compile(source, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    src = path.with_name(path.name + ".c")
+    src.write_text(source + "\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", f"-Wl,-soname,{path.name}", "-o", str(path), str(src)], check=True)
+    src.unlink()
+
+
+@pytest.fixture()
+def fake_cuda_node(archive, tmp_path):
+    """A node with a CUDA 12.4 driver and a PyTorch-like python3 whose NVIDIA wheels hold both
+    CUDA 13 (too new for this driver) and CUDA 12.4 libraries. All fakes: only the version
+    queries run.sh makes are implemented."""
+    toolkit_libs = [p for pattern in ("cuda*/lib64/lib*.so.*", "cuda*/targets/x86_64-linux/lib/lib*.so.*")
+                    for p in pathlib.Path("/usr/local").glob(pattern)
+                    if re.fullmatch(r"lib(nvrtc|cublas)\.so\.([0-9]|1[0-2])(\..*)?", p.name)]
+    if toolkit_libs:  # run.sh searches a toolkit first; CUDA 13 ones would just be skipped
+        pytest.skip(f"this machine's CUDA toolkit has {toolkit_libs[0]}, which run.sh would pick first")
+    _compile("int cuDriverGetVersion(int *v) { *v = 12040; return 0; }", tmp_path / "driver" / "libcuda.so.1")
+    nvidia = tmp_path / "site" / "nvidia"
+    for name, (folder, source) in FAKE_LIBS.items():
+        _compile(source, nvidia / folder / name)
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    (fakebin / "python3").write_text(f'#!/bin/sh\necho "{nvidia}"\n')  # answers run.sh's question
+    (fakebin / "python3").chmod(0o755)
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    os.symlink(archive, dist / "xor_gpu-bundle.tar.gz")
+    shutil.copy(RUN, dist / "xor_gpu-bundle-run.sh")
+    (tmp_path / "tmp").mkdir()
+    env = {"PATH": f"{fakebin}:/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path / "tmp"),
+           "LD_LIBRARY_PATH": str(tmp_path / "driver")}
+    return {"run": [str(dist / "xor_gpu-bundle-run.sh"), "--device", "cuda", "--setup-only"], "env": env,
+            "nvidia": nvidia, "driver": tmp_path / "driver", "tmp": tmp_path}
+
+
+def test_cuda_setup_picks_the_libraries_the_driver_supports(fake_cuda_node):
+    node, out = fake_cuda_node, fake_cuda_node["tmp"] / "out"
+    proc = subprocess.run(["bash", *node["run"], "--out", str(out)], env=node["env"], capture_output=True,
+                          text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    nvidia = node["nvidia"]
+    assert "driver supports CUDA 12.4" in log
+    # nvidia/cu13/lib sorts first: its libraries are looked at and refused.
+    assert f"{nvidia}/cu13/lib/libnvrtc.so.13 13.0 is newer than the driver (CUDA 12.4): skipped" in log
+    assert f"{nvidia}/cu13/lib/libcublas.so.13 13.0.0 is newer than the driver (CUDA 12.4): skipped" in log
+    assert f"NVRTC 12.4: {nvidia}/cuda_nvrtc/lib/libnvrtc.so.12" in log
+    assert f"cuBLAS 12.4.5: {nvidia}/cublas/lib/libcublas.so.12" in log
+    env = json.loads((out / "summary.json").read_text())["environment"]
+    # One folder of links for the package (XOR_GPU_CUDA_LIBS): every 12.x library, no 13.x one.
+    assert env["xor_gpu_cuda_libs"] == {
+        name: str(nvidia / folder / name) for name, (folder, _) in FAKE_LIBS.items() if ".so.12" in name
+    }
+    assert env["ld_library_path"].endswith(f":{node['driver']}")  # the driver found via LD_LIBRARY_PATH
+
+
+def test_cuda_setup_refuses_libraries_newer_than_the_driver(fake_cuda_node):
+    """--cuda-libs is searched first; with no python3 on PATH nothing else is found here."""
+    node, out = fake_cuda_node, fake_cuda_node["tmp"] / "out"
+    env = {**node["env"], "PATH": "/usr/bin:/bin"}
+    if shutil.which("python3", path=env["PATH"]) or shutil.which("python", path=env["PATH"]):
+        env["PATH"] = f"{_no_python(node['tmp'])}:{env['PATH']}"
+    proc = subprocess.run(["bash", *node["run"], "--out", str(out), "--cuda-libs", str(node["nvidia"] / "cu13" / "lib")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 3, log
+    assert f"folders searched for NVRTC/cuBLAS: {node['nvidia']}/cu13/lib" in log
+    assert "is newer than the driver (CUDA 12.4): skipped" in log and "no usable NVRTC" in log
+
+
+def _no_python(base):
+    """A PATH folder whose python3/python find no NVIDIA wheels (Debian's /usr/bin/python3 might)."""
+    folder = base / "nopython"
+    folder.mkdir()
+    for name in ("python3", "python"):
+        (folder / name).write_text("#!/bin/sh\nexit 0\n")
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def test_cuda_libs_given_first_win_and_the_search_fills_in(fake_cuda_node):
+    """NVRTC from a folder given with --cuda-libs, cuBLAS from the search (PyTorch's wheels)."""
+    node, out = fake_cuda_node, fake_cuda_node["tmp"] / "out"
+    given = node["tmp"] / "nvrtc12"
+    given.mkdir()
+    for name in ("libnvrtc.so.12", "libnvrtc-builtins.so.12.4"):
+        shutil.copy(node["nvidia"] / "cuda_nvrtc" / "lib" / name, given / name)
+    proc = subprocess.run(["bash", *node["run"], "--out", str(out), "--cuda-libs", str(given)],
+                          env=node["env"], capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert f"NVRTC 12.4: {given}/libnvrtc.so.12" in log
+    assert f"cuBLAS 12.4.5: {node['nvidia']}/cublas/lib/libcublas.so.12" in log
