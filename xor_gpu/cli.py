@@ -57,7 +57,8 @@ def build_parser():
 
     p = sub.add_parser("cuda-libs", help="make the folder of NVIDIA libraries libgpuarray loads; print it")
     p.add_argument("--from", dest="sources", action="append", metavar="DIR",
-                   help="folder holding libnvrtc/libcublas (default: NVIDIA wheels, XOR_GPU_CUDA_LIBS, /usr/local/cuda)")
+                   help="folder holding libnvrtc/libcublas (default: XOR_GPU_CUDA_LIBS, else NVIDIA wheels, /usr/local/cuda)")
+    p.add_argument("--dest", metavar="DIR", help="where to make the folder (default ~/.cache/xor_gpu/cuda-libs/KEY)")
     return parser
 
 
@@ -111,7 +112,7 @@ def cmd_link_pygpu(args):
 def cmd_cuda_libs(args):
     from xor_gpu import cuda_libs
 
-    print(cuda_libs.link_folder(args.sources))
+    print(cuda_libs.link_folder(args.sources, args.dest))
     return EXIT_OK
 
 
