@@ -174,3 +174,16 @@ def test_parity_with_an_unusable_device_exits_3_and_records_why(tmp_path):
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["passed"] is False and set(report["runs"]) == {"cpu"}
     assert report["failures"]["cuda"]["exit_status"] == 3
+
+
+def test_plot_without_matplotlib_is_refused_before_training(tmp_path):
+    """A Python where matplotlib cannot be imported: one line, exit 2, nothing trained."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "matplotlib.py").write_text("raise ImportError('no matplotlib here')\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_cli("train", "--plot", out / "loss.png", "--json", out / "r.json",
+                   env={"PYTHONPATH": str(blocker)})
+    _one_line_error(proc, 2, "--plot needs matplotlib")
+    assert proc.stdout == "" and os.listdir(out) == []

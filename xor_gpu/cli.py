@@ -72,7 +72,7 @@ def cmd_train(args):
 
     config = config_from(args, args.device)
     report.check_writable(args.json)
-    report.check_writable(args.plot)
+    report.check_plot_path(args.plot)
     with _progress(config.steps, f"train {config.device}") as bar:
         result = train.run(config, progress=bar.update)
     data = report.train_report(result)

@@ -75,8 +75,8 @@ def _check_args(devices, atol, rtol):
 
 def main(config, devices, atol, rtol, json_path=None, plot_path=None):
     _check_args(devices, atol, rtol)
-    for path in (json_path, plot_path):
-        report.check_writable(path)
+    report.check_writable(json_path)
+    report.check_plot_path(plot_path)
     reports, failures = {}, {}
     with tempfile.TemporaryDirectory(prefix="xor-gpu-parity-") as tmp:
         for device in devices:

@@ -53,6 +53,16 @@ def check_writable(path):
         raise ConfigError(f"cannot write {path}: folder {folder} is not writable")
 
 
+def check_plot_path(path):
+    """As check_writable, and matplotlib must be there: both before training."""
+    check_writable(path)
+    if path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'") from None
+
+
 def _atomic(path, write, mode="w"):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
@@ -98,13 +108,10 @@ def plot_losses(path, curves, title):
 
     curves: {label: (every, values)}.
     """
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import numpy as np
 
     labels = list(curves)
