@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import run_cli, train_report
+from xorlib import run_cli, train_report
 from xor_gpu.doctor import cuda_driver
 
 

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import DEVICE
+from xorlib import DEVICE
 from xor_gpu import cuda_libs, launch
 from xor_gpu.backend import DeviceError
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import DEVICE, run_cli, train_report
+from xorlib import DEVICE, run_cli, train_report
 
 pytestmark = pytest.mark.device
 HEAVY = ("Dot22", "Gemm", "Elemwise", "CAReduce")

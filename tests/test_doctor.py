@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from xorlib import run_cli
 from xor_gpu.doctor import cuda_driver, opencl_devices
 
 

@@ -1,0 +1,38 @@
+"""Helpers shared by the tests (a module of its own: tests/docker has a conftest.py too,
+so `from conftest import` would be ambiguous). The device under test comes from
+THEANO_FLAGS (device=..., as tox sets it per env; default cpu)."""
+import json
+import os
+import subprocess
+import sys
+
+
+def _flag(name, default):
+    for part in os.environ.get("THEANO_FLAGS", "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == name and value.strip():
+            return value.strip()
+    return default
+
+
+DEVICE = _flag("device", "cpu")
+
+
+def require_gpu():
+    return os.environ.get("XOR_GPU_REQUIRE_GPU") == "1"
+
+
+def run_cli(*args, env=None, check=None):
+    """Run `python -m xor_gpu ARGS` in a fresh process (Theano binds a device per process)."""
+    proc = subprocess.run([sys.executable, "-m", "xor_gpu", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def train_report(tmp_path, *args, name="report.json"):
+    path = tmp_path / name
+    run_cli("train", "--json", path, *args, check=0)
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
