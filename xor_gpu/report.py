@@ -138,7 +138,7 @@ def plot_losses(path, curves, title):
             # Identical runs differ by exactly 0; show those points at the floor of the axis.
             ax.plot(np.arange(n) * every, np.maximum(diff, 1e-12), label=f"|{label} - {labels[0]}|")
         ax.set_yscale("log")
-        ax.set_ylabel("absolute loss difference")
+        ax.set_ylabel("absolute loss difference\n(0 drawn at 1e-12)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     axes[-1][0].set_xlabel("step")
