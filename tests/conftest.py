@@ -27,6 +27,18 @@ def device():
     return DEVICE
 
 
+@pytest.fixture
+def nan_weights(monkeypatch):
+    """Start training from NaN weights: the only way this network's loss becomes NaN
+    (its sigmoids saturate for any learning rate that is finite in floatX)."""
+    import numpy as np
+
+    from xor_gpu import model
+
+    monkeypatch.setattr(model, "initial_weights", lambda hidden, seed: (np.full((2, hidden), np.nan),
+                                                                        np.full((hidden, 1), np.nan)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _compiledir_exists():
     os.makedirs(compiledir(), exist_ok=True)

@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from xorlib import run_cli, train_report
-from xor_gpu.doctor import cuda_driver
+from xorlib import run_cli, train_report, without_cuda_gpu
 
 
 def _one_line_error(proc, status, fragment):
@@ -63,7 +62,7 @@ def test_unknown_subcommand_and_missing_subcommand_exit_2():
     _one_line_error(run_cli(), 2, "required")
 
 
-@pytest.mark.skipif(cuda_driver()[1] != [], reason="this machine has a CUDA GPU; the no-GPU refusal cannot be shown")
+@without_cuda_gpu
 @pytest.mark.parametrize("device", ["cuda", "cuda0"])
 def test_cuda_without_a_gpu_is_refused_not_run_on_cpu(tmp_path, device):
     out = tmp_path / "r.json"
@@ -135,15 +134,11 @@ def test_python_dash_m_and_console_script_agree(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text())["predictions"] == b["predictions"]
 
 
-def test_divergence_exits_4_with_one_line(monkeypatch, capsys):
-    """In process (the only way to make this network's loss NaN is NaN weights)."""
-    import numpy as np
-
-    from xor_gpu import cli, model
+def test_divergence_exits_4_with_one_line(nan_weights, monkeypatch, capsys):
+    """In process: NaN weights are the only way to make this network's loss NaN."""
+    from xor_gpu import cli
 
     monkeypatch.setenv("XOR_GPU_REEXEC", "1")  # no re-exec of the test process
-    monkeypatch.setattr(model, "initial_weights", lambda hidden, seed: (np.full((2, hidden), np.nan),
-                                                                        np.full((hidden, 1), np.nan)))
     assert cli.main(["train", "--steps", "100"]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("xor-gpu: error: diverged: loss became nan")
@@ -166,7 +161,7 @@ def test_parity_bad_input_exits_2(tmp_path, args, fragment):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(cuda_driver()[1] != [], reason="this machine has a CUDA GPU; the no-GPU refusal cannot be shown")
+@without_cuda_gpu
 def test_parity_with_an_unusable_device_exits_3_and_records_why(tmp_path):
     proc = run_cli("parity", "--devices", "cpu,cuda", "--steps", "100", "--json", tmp_path / "p.json")
     assert proc.returncode == 3

@@ -1,10 +1,9 @@
 """`xor-gpu doctor` on this machine: real libraries, real OpenCL, real device probes."""
 import json
 
-import pytest
 
-from xorlib import run_cli
-from xor_gpu.doctor import cuda_driver, opencl_devices
+from xorlib import run_cli, without_cuda_gpu
+from xor_gpu.doctor import opencl_devices
 
 
 def test_doctor_reports_the_stack(tmp_path):
@@ -21,7 +20,7 @@ def test_doctor_says_cpu_is_usable():
     assert "device cpu" in proc.stdout and "usable" in proc.stdout and "NOT usable" not in proc.stdout
 
 
-@pytest.mark.skipif(cuda_driver()[1] != [], reason="this machine has a CUDA GPU")
+@without_cuda_gpu
 def test_doctor_explains_a_missing_gpu():
     proc = run_cli("doctor", "--device", "cuda", check=3)
     assert "device cuda     NOT usable" in proc.stdout

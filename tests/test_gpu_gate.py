@@ -4,11 +4,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-from xor_gpu.doctor import cuda_driver
-
-NO_GPU = cuda_driver()[1] == []
+from xorlib import without_cuda_gpu
 
 
 def _device_tests(require):
@@ -18,7 +14,7 @@ def _device_tests(require):
                           capture_output=True, text=True, env=env)
 
 
-@pytest.mark.skipif(not NO_GPU, reason="this machine has a CUDA GPU: the gate cannot be shown failing")
+@without_cuda_gpu
 def test_without_gpu_the_cuda_tests_skip_saying_why():
     proc = _device_tests("0")
     assert proc.returncode == 0, proc.stdout
@@ -26,7 +22,7 @@ def test_without_gpu_the_cuda_tests_skip_saying_why():
     assert "set XOR_GPU_REQUIRE_GPU=1 to make this a failure" in proc.stdout
 
 
-@pytest.mark.skipif(not NO_GPU, reason="this machine has a CUDA GPU: the gate cannot be shown failing")
+@without_cuda_gpu
 def test_require_gpu_turns_the_skip_into_a_failure():
     proc = _device_tests("1")
     assert proc.returncode == 1, proc.stdout

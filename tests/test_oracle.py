@@ -77,12 +77,8 @@ def test_oracle_detects_a_wrong_learning_rate(seed_run):
     assert np.max(np.abs(np.asarray(result.predictions) - predictions)) > 5 * ORACLE_ATOL
 
 
-def test_divergence_stops_training(monkeypatch):
+def test_divergence_stops_training(nan_weights):
     """NaN weights make every loss NaN: the loop must stop at the first sample, not report."""
-    from xor_gpu import model
-
-    monkeypatch.setattr(model, "initial_weights", lambda hidden, seed: (np.full((2, hidden), np.nan),
-                                                                        np.full((hidden, 1), np.nan)))
     with pytest.raises(train.Diverged, match="loss became nan at step 0"):
         train.run(TrainConfig(steps=1000))
 

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from xor_gpu.doctor import cuda_driver
+
 
 def _flag(name, default):
     for part in os.environ.get("THEANO_FLAGS", "").split(","):
@@ -16,6 +20,12 @@ def _flag(name, default):
 
 
 DEVICE = _flag("device", "cpu")
+
+
+HAS_CUDA_GPU = bool(cuda_driver()[1])
+# What a missing GPU does (refusal, doctor's advice, the gate) can only be shown without one.
+without_cuda_gpu = pytest.mark.skipif(HAS_CUDA_GPU, reason="this machine has a CUDA GPU: "
+                                      "the behaviour without one cannot be shown here")
 
 
 def require_gpu():
