@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from xor_gpu.config import ConfigError, TrainConfig, check_device
+from xor_gpu.config import TrainConfig, check_device
+from xor_gpu.errors import ConfigError
 
 
 def test_defaults_reproduce_the_seed():

@@ -14,7 +14,7 @@ import pytest
 
 from xorlib import DEVICE
 from xor_gpu import cuda_libs, launch
-from xor_gpu.backend import DeviceError
+from xor_gpu.errors import DeviceError
 
 
 def _build_lib(folder, soname, body, deps=()):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from xor_gpu import system_pygpu
-from xor_gpu.backend import DeviceError
+from xor_gpu.errors import DeviceError
 
 HAVE_DEBIAN_PYGPU = os.path.isdir(os.path.join(system_pygpu.SYSTEM_DIR, "pygpu"))
 

@@ -10,15 +10,12 @@ import platform
 import sys
 
 from xor_gpu.config import check_device
+from xor_gpu.errors import DeviceError
 
 # Portable code generation: the same float results and the same compile-cache keys on any
 # CPU of the family. Theano otherwise expands -march=native into the cache key.
 PORTABLE_CXXFLAGS = {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-march=armv8-a"}
 TEN_YEARS = 10 * 365 * 24 * 3600  # compiled modules are kept, not aged out after 24 days
-
-
-class DeviceError(RuntimeError):
-    """A requested device cannot be used: exit status 3, one line naming the cause."""
 
 
 def compiledir():

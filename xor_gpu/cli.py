@@ -8,11 +8,9 @@ import os
 import sys
 
 from xor_gpu import launch
-from xor_gpu.backend import DeviceError
-from xor_gpu.config import ConfigError, TrainConfig
-from xor_gpu.train import Diverged
+from xor_gpu.config import TrainConfig
+from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
 
-EXIT_OK, EXIT_USAGE, EXIT_DEVICE, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 4, 5
 PROG = "xor-gpu"
 
 
@@ -83,8 +81,7 @@ def cmd_train(args):
                            f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
     print(report.format_train(data))
     if args.check and not data["converged"]:
-        print(f"{PROG}: error: did not converge", file=sys.stderr)
-        return EXIT_FAILED
+        raise CheckFailed("did not converge")
     return EXIT_OK
 
 
@@ -137,18 +134,12 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         launch.reexec_if_needed(argv, _devices_of(args))
         return globals()[f"cmd_{args.command.replace('-', '_')}"](args)
-    except ConfigError as exc:
+    except XorGpuError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except DeviceError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_DEVICE
+        return exc.exit_status
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Diverged as exc:
-        print(f"{PROG}: error: diverged: {exc}", file=sys.stderr)
-        return EXIT_DIVERGED
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
         if os.environ.get("XOR_GPU_DEBUG"):
             raise

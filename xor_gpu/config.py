@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 
+from xor_gpu.errors import ConfigError
+
 # The XOR data set of the seed, rows in the seed's order.
 INPUTS = ((1, 0), (0, 0), (0, 1), (1, 1))
 TARGETS = (1, 0, 1, 0)
@@ -23,10 +25,6 @@ FLOATX_CHOICES = ("float32", "float64")
 DEVICE_PATTERN = re.compile(r"cpu|cuda\d*|opencl\d+:\d+")
 MAX_STEPS = 10**9
 MAX_HIDDEN = 4096
-
-
-class ConfigError(ValueError):
-    """Bad user input: reported as one line, exit status 2."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-from xor_gpu.backend import DeviceError
+from xor_gpu.errors import DeviceError
 
 PATTERNS = ("libnvrtc.so.*", "libnvrtc-builtins.so.*", "libcublas.so.*", "libcublasLt.so.*")
 REQUIRED = ("libnvrtc", "libcublas")

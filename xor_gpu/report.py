@@ -7,7 +7,8 @@ import json
 import os
 import tempfile
 
-from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS, ConfigError
+from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS
+from xor_gpu.errors import ConfigError
 
 TRAIN_SCHEMA = "xor_gpu.train/1"
 PARITY_SCHEMA = "xor_gpu.parity/1"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import sysconfig
 
-from xor_gpu.backend import DeviceError
+from xor_gpu.errors import DeviceError
 
 SYSTEM_DIR = "/usr/lib/python3/dist-packages"
 INSTALL_HINT = "apt-get install python3-pygpu libgpuarray-dev (Debian 12 / Ubuntu)"

@@ -10,13 +10,10 @@ import numpy as np
 
 from xor_gpu import backend
 from xor_gpu.config import CONVERGENCE_MARGIN, TARGETS
+from xor_gpu.errors import Diverged
 from xor_gpu.model import XorModel
 
 HISTORY_POINTS = 500  # a loss sample every steps/500 steps: enough for a curve, small JSON
-
-
-class Diverged(RuntimeError):
-    """The loss became NaN or infinite: exit status 4."""
 
 
 @dataclasses.dataclass
@@ -89,7 +86,7 @@ def run(config, progress=None):
             first_step_seconds = time.perf_counter() - start
             start = time.perf_counter()
         if not math.isfinite(loss):
-            raise Diverged(f"loss became {float(loss)} at step {step}; lower --lr (now {config.lr})")
+            raise Diverged(f"diverged: loss became {float(loss)} at step {step}; lower --lr (now {config.lr})")
         history.append(float(loss))
         for _ in range(chunk - 1):
             loss = model.train()
@@ -99,7 +96,7 @@ def run(config, progress=None):
     train_seconds = time.perf_counter() - start
     predictions = [float(p) for p in np.asarray(model.predict()).ravel()]
     if not all(math.isfinite(p) for p in predictions) or not math.isfinite(loss):
-        raise Diverged(f"training ended with a non-finite loss or prediction; lower --lr (now {config.lr})")
+        raise Diverged(f"diverged: training ended with a non-finite loss or prediction; lower --lr (now {config.lr})")
 
     return TrainResult(
         config=config,
