@@ -1,10 +1,13 @@
-"""Wiring the NVIDIA libraries libgpuarray dlopens by unversioned name.
+"""The CUDA library policy: where NVRTC and cuBLAS are looked for, which are chosen for the
+driver, and the folder of links libgpuarray loads them through.
 
-Without a GPU this is still fully testable: stand-in libraries built with gcc prove the
-folder, the unversioned names and the $ORIGIN lookup; in the gpu env the real pinned
-NVIDIA wheels are wired and loaded (loading NVRTC and cuBLAS needs no GPU).
+Without a GPU this is still fully testable: `choose` is pure, and stand-in libraries built
+with gcc (tests/cuda_stand_ins.py) answer the version queries through ctypes and prove the
+folder, the unversioned names and the $ORIGIN lookup. In the gpu env the real pinned NVIDIA
+wheels are wired and loaded (loading NVRTC and cuBLAS needs no GPU).
 """
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -12,48 +15,212 @@ import textwrap
 
 import pytest
 
-from xorlib import DEVICE
-from xor_gpu import cuda_libs, launch
+import cuda_stand_ins as stand_in
+from xorlib import DEVICE, run_cli
+from xor_gpu import cuda_libs, doctor
+from xor_gpu.cuda_libs import Host
 from xor_gpu.errors import DeviceError
 
-
-def _build_lib(folder, soname, body, deps=()):
-    src = folder / f"{soname}.c"
-    src.write_text(body)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / soname), f"-Wl,-soname,{soname}", str(src),
-                    "-Wl,-rpath,$ORIGIN", f"-L{folder}", *[f"-l:{d}" for d in deps]], check=True)
+# Old enough for the driver of any GPU this project can meet: the tests that use this
+# machine's real driver (if any) accept them.
+CU12 = ((12, 0), (12, 0, 2))
 
 
-@pytest.fixture
-def fake_wheel(tmp_path):
-    """A folder shaped like NVIDIA's wheels: only versioned names, and libnvrtc needs its
-    builtins library found through $ORIGIN, as the real one does."""
-    lib = tmp_path / "site" / "nvidia" / "cuda_nvrtc" / "lib"
-    lib.mkdir(parents=True)
-    _build_lib(lib, "libnvrtc-builtins.so.12.4", "int builtins(void) { return 124; }")
-    _build_lib(lib, "libnvrtc.so.12", "int builtins(void); int nvrtcStandIn(void) { return builtins(); }",
-               deps=["libnvrtc-builtins.so.12.4"])
-    blas = tmp_path / "site" / "nvidia" / "cublas" / "lib"
-    blas.mkdir(parents=True)
-    _build_lib(blas, "libcublasLt.so.12", "int lt(void) { return 7; }")
-    _build_lib(blas, "libcublas.so.12", "int lt(void); int cublasStandIn(void) { return lt(); }",
-               deps=["libcublasLt.so.12"])
-    for f in (*lib.glob("*.c"), *blas.glob("*.c")):
-        f.unlink()
-    return tmp_path / "site", [str(lib), str(blas)]
+@pytest.fixture(scope="module")
+def libs(tmp_path_factory):
+    """Folders shaped like NVIDIA's wheels: CUDA 13 (nvidia/cu13/lib, both libraries) and
+    CUDA 12 (nvidia/cuda_nvrtc/lib, nvidia/cublas/lib), and drivers of CUDA 12.4 and 13.0."""
+    base = tmp_path_factory.mktemp("cuda")
+    site = base / "site"
+    nvidia = site / "nvidia"
+    stand_in.nvrtc(nvidia / "cu13" / "lib", 13, 0)
+    stand_in.cublas(nvidia / "cu13" / "lib", 13, 0, 0)
+    stand_in.nvrtc(nvidia / "cuda_nvrtc" / "lib", *CU12[0])
+    stand_in.cublas(nvidia / "cublas" / "lib", *CU12[1])
+    stand_in.driver(base / "driver-12.4", 12, 4)
+    stand_in.driver(base / "driver-13.0", 13, 0)
+    return {"base": base, "site": site, "cu13": str(nvidia / "cu13" / "lib"),
+            "cu12": [str(nvidia / "cuda_nvrtc" / "lib"), str(nvidia / "cublas" / "lib")],
+            "driver-12.4": str(base / "driver-12.4"), "driver-13.0": str(base / "driver-13.0")}
 
+
+def host(tmp_path, environ=None, **kw):
+    """A machine with nothing but what the test gives: no toolkit, no wheels, no driver."""
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    return Host(**{"environ": {"PATH": str(empty), **(environ or {})}, "sys_path": [], "ldconfig": [],
+                   "usr_local": str(empty), "driver_folders": (), **kw})
+
+
+# --- choose: plain data ----------------------------------------------------------------
+
+N13, N128, N124, N120 = (("nvrtc", "/n13", "/n13/libnvrtc.so.13", (13, 0)),
+                         ("nvrtc", "/n128", "/n128/libnvrtc.so.12", (12, 8)),
+                         ("nvrtc", "/n124", "/n124/libnvrtc.so.12", (12, 4)),
+                         ("nvrtc", "/n120", "/n120/libnvrtc.so.12", (12, 0)))
+B13, B128, B124 = (("cublas", "/b13", "/b13/libcublas.so.13", (13, 0, 0)),
+                   ("cublas", "/b128", "/b128/libcublas.so.12", (12, 8, 4)),
+                   ("cublas", "/b124", "/b124/libcublas.so.12", (12, 4, 5)))
+
+
+@pytest.mark.parametrize("candidates, driver, nvrtc, cublas, notes", [
+    # Newer than the driver: skipped, each with its reason; the next one in order is taken.
+    ([N13, B13, N124, B124], (12, 4), N124, B124,
+     ["/n13/libnvrtc.so.13: NVRTC 13.0 is newer than the driver's CUDA 12.4, skipped",
+      "/b13/libcublas.so.13: cuBLAS 13.0.0 is newer than the driver's CUDA major 12, skipped"]),
+    # NVRTC compares major.minor, cuBLAS the major only.
+    ([N128, B128, N124], (12, 4), N124, B128,
+     ["/n128/libnvrtc.so.12: NVRTC 12.8 is newer than the driver's CUDA 12.4, skipped"]),
+    # The order decides, not the version: the first usable one wins even when older.
+    ([N120, N124, B124], (12, 8), N120, B124, []),
+    ([N124, B124], (12, 4), N124, B124, []),  # equal to the driver's: usable
+    ([N13, B13], (13, 1), N13, B13, []),
+    # Nothing the driver supports: none chosen, every one found says why.
+    ([N13, B13], (12, 4), None, None,
+     ["/n13/libnvrtc.so.13: NVRTC 13.0 is newer than the driver's CUDA 12.4, skipped",
+      "/b13/libcublas.so.13: cuBLAS 13.0.0 is newer than the driver's CUDA major 12, skipped"]),
+    ([], (12, 4), None, None, []),
+    ([N124], (12, 4), N124, None, []),
+    # No driver (no GPU here): the first of each, unchecked, and a note says so.
+    ([N13, B13, N124, B124], None, N13, B13, [cuda_libs.DRIVER_UNKNOWN]),
+])
+def test_choose(candidates, driver, nvrtc, cublas, notes):
+    assert cuda_libs.choose(candidates, driver) == (nvrtc, cublas, notes)
+
+
+# --- versions, asked of the libraries ----------------------------------------------------
+
+def test_versions_are_read_from_the_libraries(libs, tmp_path):
+    assert cuda_libs.read_candidates(libs["cu13"]) == ([
+        ("nvrtc", libs["cu13"], f"{libs['cu13']}/libnvrtc.so.13", (13, 0)),
+        ("cublas", libs["cu13"], f"{libs['cu13']}/libcublas.so.13", (13, 0, 0)),
+    ], [])
+    nvrtc, blas = libs["cu12"]
+    assert cuda_libs.read_candidates(nvrtc)[0] == [("nvrtc", nvrtc, f"{nvrtc}/libnvrtc.so.12", CU12[0])]
+    assert cuda_libs.read_candidates(blas)[0] == [("cublas", blas, f"{blas}/libcublas.so.12", CU12[1])]
+    # A file that does not answer is left out, with the reason.
+    stand_in.build(tmp_path, "libnvrtc.so.11.2", "int other(void) { return 0; }")
+    found, notes = cuda_libs.read_candidates(str(tmp_path))
+    assert found == [] and len(notes) == 1
+    assert notes[0].startswith(f"{tmp_path}/libnvrtc.so.11.2: cannot read its version (") and "nvrtcVersion" in notes[0]
+
+
+def test_the_driver_version_is_read_from_libcuda(libs, tmp_path):
+    assert cuda_libs.find_driver(host(tmp_path, {"LD_LIBRARY_PATH": libs["driver-12.4"]})) == (
+        (f"{libs['driver-12.4']}/libcuda.so.1", (12, 4), True), [])
+    # A driver the loader is not told about (no LD_LIBRARY_PATH, not in ldconfig's cache).
+    assert cuda_libs.find_driver(host(tmp_path, driver_folders=("/nonexistent", libs["driver-13.0"]))) == (
+        (f"{libs['driver-13.0']}/libcuda.so.1", (13, 0), False), [])
+    assert cuda_libs.find_driver(host(tmp_path)) == (None, [])
+
+
+def test_libraries_newer_than_the_driver_are_skipped(libs, tmp_path):
+    """CUDA 13 libraries come first in the search, and a CUDA 12.4 driver refuses them."""
+    machine = host(tmp_path, {"LD_LIBRARY_PATH": libs["driver-12.4"],
+                              "XOR_GPU_CUDA_LIBS": os.pathsep.join([libs["cu13"], *libs["cu12"]])})
+    policy = cuda_libs.resolve(host=machine)
+    assert policy.driver.version == (12, 4)
+    assert (policy.nvrtc.path, policy.nvrtc.version) == (f"{libs['cu12'][0]}/libnvrtc.so.12", CU12[0])
+    assert (policy.cublas.path, policy.cublas.version) == (f"{libs['cu12'][1]}/libcublas.so.12", CU12[1])
+    assert policy.notes == [
+        f"{libs['cu13']}/libnvrtc.so.13: NVRTC 13.0 is newer than the driver's CUDA 12.4, skipped",
+        f"{libs['cu13']}/libcublas.so.13: cuBLAS 13.0.0 is newer than the driver's CUDA major 12, skipped"]
+    folder = cuda_libs.link_folder(dest=str(tmp_path / "links"), host=machine)
+    assert not [n for n in os.listdir(folder) if ".13" in n]
+    assert os.readlink(os.path.join(folder, "libcuda.so")) == f"{libs['driver-12.4']}/libcuda.so.1"
+    # A CUDA 13 driver takes the CUDA 13 libraries, the first in the search.
+    machine.environ["LD_LIBRARY_PATH"] = libs["driver-13.0"]
+    policy = cuda_libs.resolve(host=machine)
+    assert (policy.nvrtc.version, policy.cublas.version, policy.notes) == ((13, 0), (13, 0, 0), [])
+
+
+def test_nothing_usable_is_one_line_with_the_reason_and_the_fix(libs, tmp_path):
+    machine = host(tmp_path, {"LD_LIBRARY_PATH": libs["driver-12.4"], "XOR_GPU_CUDA_LIBS": libs["cu13"]})
+    with pytest.raises(DeviceError) as error:
+        cuda_libs.link_folder(dest=str(tmp_path / "links"), host=machine)
+    message = str(error.value)
+    assert "\n" not in message and not (tmp_path / "links").exists()
+    assert message.startswith("no usable NVRTC (libnvrtc.so.*) nor cuBLAS (libcublas.so.*) found; "
+                              f"searched: {libs['cu13']}, {libs['driver-12.4']}; "
+                              f"{libs['cu13']}/libnvrtc.so.13: NVRTC 13.0 is newer than the driver's CUDA 12.4")
+    assert message.endswith(cuda_libs.HINT)
+    with pytest.raises(DeviceError, match=r"^no usable NVRTC .* found; searched: no folder: pip install"):
+        cuda_libs.link_folder(host=host(tmp_path, driver_folders=(libs["driver-12.4"],)))
+
+
+# --- where to look ---------------------------------------------------------------------
+
+def _fake_python3(folder, prints, marker):
+    """A python3 for PATH that answers the question about its NVIDIA wheels, and leaves a mark."""
+    folder.mkdir()
+    (folder / "python3").write_text(f'#!/bin/sh\n: >"{marker}"\necho "{prints}"\n')
+    (folder / "python3").chmod(0o755)
+    return str(folder)
+
+
+def test_search_order(tmp_path):
+    def d(*parts):
+        path = tmp_path.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    given = [d("given1"), d("given2")]
+    usr = tmp_path / "usr"
+    local = [d("usr", "cuda-12.10", "lib64"), d("usr", "cuda-12.4", "lib64"),
+             d("usr", "cuda-12.4", "targets", "x86_64-linux", "lib"), d("usr", "cuda-9.2", "lib64")]
+    os.symlink(usr / "cuda-12.10", usr / "cuda")  # the usual /usr/local/cuda -> cuda-X.Y: listed once
+    sys_wheels = [d("site", "nvidia", n, "lib") for n in ("cu13", "cublas", "cuda_nvrtc")]
+    other_wheels = [d("other", "nvidia", "cuda_nvrtc", "lib")]
+    ldconfig = [("libnvrtc.so.11.2", f"{d('ldc')}/libnvrtc.so.11.2"), ("libcuda.so.1", f"{d('drv')}/libcuda.so.1"),
+                ("libz.so.1", f"{d('z')}/libz.so.1")]
+    environ = {
+        "XOR_GPU_CUDA_LIBS": os.pathsep.join([*given, str(tmp_path / "missing")]),
+        "CUDA_HOME": str(tmp_path / "home"), "CUDA_PATH": str(tmp_path / "path"),
+        "PATH": _fake_python3(tmp_path / "bin", tmp_path / "other" / "nvidia", tmp_path / "ran"),
+        "LD_LIBRARY_PATH": os.pathsep.join([d("ld"), given[0], ""]),
+    }
+    home = [d("home", "lib64"), d("home", "targets", "x86_64-linux", "lib")]
+    path = [d("path", "lib64")]
+    machine = Host(environ=environ, sys_path=[str(tmp_path / "site"), str(tmp_path / "nowhere")],
+                   ldconfig=ldconfig, usr_local=str(usr))
+    assert list(cuda_libs.search_folders(machine)) == [
+        *given, *home, *path, *sys_wheels, str(usr / "cuda" / "lib64"), *local[1:], *other_wheels,
+        str(tmp_path / "ldc"), str(tmp_path / "ld")]
+
+
+def test_the_other_python_is_asked_only_when_needed(libs, tmp_path):
+    """Running the python3 on PATH costs time: only when nothing before it is usable."""
+    marker = tmp_path / "ran"
+    environ = {"PATH": _fake_python3(tmp_path / "bin", libs["site"] / "nvidia", marker),
+               "LD_LIBRARY_PATH": libs["driver-12.4"]}
+    policy = cuda_libs.resolve(libs["cu12"], host=host(tmp_path, environ))
+    assert policy.searched == libs["cu12"] and not marker.exists()
+    policy = cuda_libs.resolve(host=host(tmp_path, environ))
+    assert marker.exists()
+    assert policy.searched == [libs["cu13"], libs["cu12"][1], libs["cu12"][0]]  # nvidia/*/lib, sorted
+    assert policy.nvrtc.version == CU12[0]
+
+
+def test_given_folders_come_first_and_the_search_fills_in(libs, tmp_path):
+    """NVRTC from a folder given in XOR_GPU_CUDA_LIBS, cuBLAS from the wheels on sys.path."""
+    machine = host(tmp_path, {"XOR_GPU_CUDA_LIBS": libs["cu12"][0], "LD_LIBRARY_PATH": libs["driver-13.0"]})
+    machine.sys_path = [str(libs["site"])]
+    policy = cuda_libs.resolve(host=machine)
+    assert policy.nvrtc.folder == libs["cu12"][0] and policy.cublas.folder == libs["cu13"]
+
+
+# --- the folder -------------------------------------------------------------------------
 
 def _load_in_child(folder, code):
     env = {**os.environ, "LD_LIBRARY_PATH": str(folder)}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True)
 
 
-def test_folder_holds_all_libraries_and_unversioned_names(fake_wheel, tmp_path):
-    _, sources = fake_wheel
-    folder = cuda_libs.link_folder(sources, dest=str(tmp_path / "links"))
-    names = sorted(os.listdir(folder))
-    assert {"libnvrtc.so", "libnvrtc.so.12", "libnvrtc-builtins.so.12.4", "libcublas.so",
-            "libcublas.so.12", "libcublasLt.so.12"} <= set(names)
+def test_folder_holds_the_chosen_libraries_and_unversioned_names(libs, tmp_path):
+    folder = cuda_libs.link_folder(libs["cu12"], dest=str(tmp_path / "links"))
+    names = set(os.listdir(folder))
+    assert {"libnvrtc.so", "libnvrtc.so.12", "libnvrtc-builtins.so.12.0", "libcublas.so",
+            "libcublas.so.12", "libcublasLt.so.12"} <= names
     assert os.readlink(os.path.join(folder, "libnvrtc.so")) == "libnvrtc.so.12"
     # The unversioned names load, the way libgpuarray dlopens them, and reach their
     # dependencies: libnvrtc's builtins through $ORIGIN.
@@ -62,45 +229,60 @@ def test_folder_holds_all_libraries_and_unversioned_names(fake_wheel, tmp_path):
         print(ctypes.CDLL("libnvrtc.so").nvrtcStandIn(), ctypes.CDLL("libcublas.so").cublasStandIn())
     """)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["124", "7"]
+    assert proc.stdout.split() == ["1200", "7"]
 
 
-def test_without_the_folder_the_unversioned_names_do_not_load(fake_wheel):
+def test_without_the_folder_the_unversioned_names_do_not_load(libs):
     """The control for the test above: the wheel's own folder lacks the names libgpuarray asks for."""
-    _, sources = fake_wheel
-    proc = _load_in_child(sources[0], 'import ctypes; ctypes.CDLL("libnvrtc.so")')
+    proc = _load_in_child(libs["cu12"][0], 'import ctypes; ctypes.CDLL("libnvrtc.so")')
     assert proc.returncode != 0 and "libnvrtc.so" in proc.stderr
 
 
-def test_wheels_on_sys_path_are_found(fake_wheel, monkeypatch):
-    site, sources = fake_wheel
-    monkeypatch.setattr(sys, "path", [str(site)])
-    monkeypatch.delenv("XOR_GPU_CUDA_LIBS", raising=False)
-    assert cuda_libs.default_sources() == sorted(sources) + ["/usr/local/cuda/lib64"]
+def test_a_new_choice_replaces_the_links_of_the_old_one(libs, tmp_path):
+    dest = str(tmp_path / "links")
+    cuda_libs.link_folder(dest=dest, host=host(tmp_path, {"XOR_GPU_CUDA_LIBS": libs["cu13"],
+                                                          "LD_LIBRARY_PATH": libs["driver-13.0"]}))
+    cuda_libs.link_folder(libs["cu12"], dest=dest, host=host(tmp_path))
+    assert not [n for n in os.listdir(dest) if ".13" in n or n == "libcuda.so"]
+    assert os.readlink(os.path.join(dest, "libcublas.so")) == "libcublas.so.12"
 
 
-def test_cuda_libs_variable_alone_decides(fake_wheel, monkeypatch, tmp_path):
-    site, sources = fake_wheel
-    monkeypatch.setattr(sys, "path", [str(site)])
-    monkeypatch.setenv("XOR_GPU_CUDA_LIBS", f"{tmp_path}/a{os.pathsep}{tmp_path}/b")
-    assert cuda_libs.default_sources() == [f"{tmp_path}/a", f"{tmp_path}/b"]
+def test_describe_is_json_data_for_doctor_and_check(libs, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default folder: ~/.cache/xor_gpu/cuda-libs/KEY
+    machine = host(tmp_path, {"XOR_GPU_CUDA_LIBS": os.pathsep.join([libs["cu13"], *libs["cu12"]]),
+                              "LD_LIBRARY_PATH": libs["driver-12.4"]})
+    described = json.loads(json.dumps(cuda_libs.describe(host=machine)))
+    assert described["folder"].startswith(f"{tmp_path}/.cache/xor_gpu/cuda-libs/")
+    assert described == {
+        "driver": "12.4", "libcuda": f"{libs['driver-12.4']}/libcuda.so.1",
+        "nvrtc": {"path": f"{libs['cu12'][0]}/libnvrtc.so.12", "version": "12.0"},
+        "cublas": {"path": f"{libs['cu12'][1]}/libcublas.so.12", "version": "12.0.2"},
+        "folder": described["folder"], "searched": [libs["cu13"], *libs["cu12"]],
+        "notes": cuda_libs.resolve(host=machine).notes, "problem": None, "fix": None,
+    }
+    assert len(described["notes"]) == 2
+    assert dict(cuda_libs.summary(described))["nvrtc"] == f"12.0 {libs['cu12'][0]}/libnvrtc.so.12"
 
 
-def test_missing_libraries_are_a_clear_error(tmp_path):
-    with pytest.raises(DeviceError, match=r"libnvrtc and libcublas not found in .*xor_gpu\[cuda\]"):
-        cuda_libs.link_folder([str(tmp_path)])
+def test_doctor_names_the_policy_reason_when_nothing_is_usable(libs, tmp_path):
+    findings = doctor.collect()
+    findings["cuda_libs"] = cuda_libs.describe(host=host(tmp_path, {"XOR_GPU_CUDA_LIBS": libs["cu13"],
+                                                                    "LD_LIBRARY_PATH": libs["driver-12.4"]}))
+    problems = dict(doctor.advice(findings))
+    reason = findings["cuda_libs"]["problem"]
+    assert "NVRTC 13.0 is newer than the driver's CUDA 12.4" in reason and problems[reason] == cuda_libs.HINT
+    assert f"problem: {reason}" in doctor.format_findings(findings)
+    assert not [p for p in problems if p.startswith(("libcuda.so", "libnvrtc.so", "libcublas.so"))]
 
 
-def test_launcher_puts_the_folder_first_for_cuda_only(fake_wheel, monkeypatch):
-    _, sources = fake_wheel
-    monkeypatch.setenv("XOR_GPU_CUDA_LIBS", os.pathsep.join(sources))
-    env = {"PYTHONHASHSEED": "0", "LD_LIBRARY_PATH": "/opt/other"}
-    changes = launch.wanted_env(["cuda"], env)
-    first, rest = changes["LD_LIBRARY_PATH"].split(os.pathsep, 1)
-    assert os.path.isfile(os.path.join(first, "libnvrtc.so")) and rest == "/opt/other"
-    assert launch.wanted_env(["opencl0:0"], env) == {}
-    assert launch.wanted_env(["cpu"], {}) == {"PYTHONHASHSEED": "0"}
+def test_cuda_libs_command(libs, tmp_path):
+    proc = run_cli("cuda-libs", "--from", libs["cu12"][0], "--from", libs["cu12"][1], "--dest", tmp_path / "l",
+                   check=0)
+    assert proc.stdout.strip() == str(tmp_path / "l")
+    assert os.readlink(tmp_path / "l" / "libcublas.so") == "libcublas.so.12"
 
+
+# --- the real NVIDIA wheels --------------------------------------------------------------
 
 def _installed(dist):
     try:
@@ -115,9 +297,12 @@ def _installed(dist):
                     reason="nvidia-cuda-nvrtc-cu12 is not installed: CUDA libraries come from elsewhere "
                            "(a toolkit or XOR_GPU_CUDA_LIBS, as in the offline bundle)")
 def test_pinned_nvidia_wheels_are_wired(tmp_path, monkeypatch):
-    """In the gpu env: the real NVRTC and cuBLAS wheels load by the unversioned names.
-    No GPU is needed to load them, so this runs in CI too."""
-    monkeypatch.delenv("XOR_GPU_CUDA_LIBS", raising=False)
+    """In the gpu env: the real NVRTC and cuBLAS wheels are found, their versions read, and
+    they load by the unversioned names. No GPU is needed to load them, so this runs in CI too."""
+    for name in ("XOR_GPU_CUDA_LIBS", "CUDA_HOME", "CUDA_PATH"):  # the wheels on sys.path come next
+        monkeypatch.delenv(name, raising=False)
+    policy = cuda_libs.resolve()
+    assert (policy.nvrtc.version, policy.cublas.version) == ((12, 4), (12, 4, 5)), policy
     folder = cuda_libs.link_folder(dest=str(tmp_path / "links"))
     proc = _load_in_child(folder, """
         import ctypes

@@ -3,7 +3,8 @@
 - PYTHONHASHSEED=0: some Theano ops version their compiled code by hash() of Python
   objects; with random hashing every process misses the compile cache.
 - LD_LIBRARY_PATH: libgpuarray dlopens the unversioned libnvrtc.so / libcublas.so /
-  libcuda.so, and the dynamic loader reads LD_LIBRARY_PATH only at process start.
+  libcuda.so, and the dynamic loader reads LD_LIBRARY_PATH only at process start. The
+  folders come from `cuda_libs`, the one place that decides which libraries are used.
 """
 import os
 import sys
@@ -13,15 +14,17 @@ from xor_gpu import cuda_libs
 MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
 
 
-def wanted_env(devices, environ=os.environ):
+def wanted_env(devices, host=None):
+    """{variable: value} to change in `host`'s environment before running on `devices`."""
+    host = host or cuda_libs.Host()
     changes = {}
-    if environ.get("PYTHONHASHSEED") != "0":
+    if host.environ.get("PYTHONHASHSEED") != "0":
         changes["PYTHONHASHSEED"] = "0"
     if any(d.startswith("cuda") for d in devices):
-        folder = cuda_libs.folder_for_loader()
-        paths = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-        if folder and folder not in paths:
-            changes["LD_LIBRARY_PATH"] = os.pathsep.join([folder, *paths])
+        first = cuda_libs.loader_folders(host)
+        paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+        if first and paths[:len(first)] != first:
+            changes["LD_LIBRARY_PATH"] = os.pathsep.join([*first, *(p for p in paths if p not in first)])
     return changes
 
 

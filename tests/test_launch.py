@@ -1,0 +1,106 @@
+"""The launcher's re-exec: the environment a run needs before Python and Theano start
+(PYTHONHASHSEED=0; for cuda devices the CUDA library policy's folders first on
+LD_LIBRARY_PATH), made by exactly one re-exec."""
+import json
+import os
+import sys
+
+import pytest
+
+import cuda_stand_ins as stand_in
+from xorlib import run_cli
+from xor_gpu import launch
+from xor_gpu.cuda_libs import Host
+
+
+@pytest.fixture(scope="module")
+def cu12(tmp_path_factory):
+    """NVRTC 12.0 and cuBLAS 12.0.2 stand-ins in one folder, and a CUDA 12.4 driver."""
+    base = tmp_path_factory.mktemp("cuda")
+    stand_in.nvrtc(base / "lib", 12, 0)
+    stand_in.cublas(base / "lib", 12, 0, 2)
+    stand_in.driver(base / "driver", 12, 4)
+    return {"lib": str(base / "lib"), "driver": str(base / "driver")}
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the folder of links goes to ~/.cache/xor_gpu/cuda-libs
+    return tmp_path
+
+
+def machine(environ, **kw):
+    """Nothing but what the test gives: no toolkit, no wheels, no driver of this machine's."""
+    return Host(**{"environ": {"PATH": "", **environ}, "sys_path": [], "ldconfig": [], "usr_local": "/nonexistent",
+                   "driver_folders": (), **kw})
+
+
+def _links_folder(home):
+    (key,) = os.listdir(home / ".cache" / "xor_gpu" / "cuda-libs")
+    return str(home / ".cache" / "xor_gpu" / "cuda-libs" / key)
+
+
+def test_hash_seed_for_every_device_and_nothing_else_without_cuda(cu12):
+    environ = {"XOR_GPU_CUDA_LIBS": cu12["lib"], "LD_LIBRARY_PATH": "/opt/other"}
+    assert launch.wanted_env(["cpu"], machine(environ)) == {"PYTHONHASHSEED": "0"}
+    assert launch.wanted_env(["opencl0:0"], machine({**environ, "PYTHONHASHSEED": "0"})) == {}
+
+
+def test_cuda_puts_the_folder_of_links_first(cu12, home):
+    environ = {"PYTHONHASHSEED": "0", "XOR_GPU_CUDA_LIBS": cu12["lib"],
+               "LD_LIBRARY_PATH": os.pathsep.join([cu12["driver"], "/opt/other"])}
+    changes = launch.wanted_env(["cpu", "cuda1"], machine(environ))
+    folder = _links_folder(home)
+    # The driver is on LD_LIBRARY_PATH already: it stays where it was.
+    assert changes == {"LD_LIBRARY_PATH": os.pathsep.join([folder, cu12["driver"], "/opt/other"])}
+    assert os.readlink(os.path.join(folder, "libcuda.so")) == f"{cu12['driver']}/libcuda.so.1"
+    # Already first (the re-exec'd child, or a caller who did it): nothing to change.
+    assert launch.wanted_env(["cuda"], machine({**environ, **changes})) == {}
+    # Further back on LD_LIBRARY_PATH is not enough: another libnvrtc.so may come before it.
+    later = os.pathsep.join(["/opt/other", folder, cu12["driver"]])
+    assert launch.wanted_env(["cuda"], machine({**environ, "LD_LIBRARY_PATH": later})) == {
+        "LD_LIBRARY_PATH": os.pathsep.join([folder, "/opt/other", cu12["driver"]])}
+
+
+def test_a_driver_the_loader_does_not_know_gets_its_folder_added(cu12, home):
+    """libcuda.so.1 in e.g. /usr/local/nvidia/lib64, not in ldconfig's cache: its folder
+    follows the folder of links, as libcuda loads further driver libraries by name."""
+    environ = {"PYTHONHASHSEED": "0", "XOR_GPU_CUDA_LIBS": cu12["lib"]}
+    changes = launch.wanted_env(["cuda"], machine(environ, driver_folders=(cu12["driver"],)))
+    assert changes == {"LD_LIBRARY_PATH": os.pathsep.join([_links_folder(home), cu12["driver"]])}
+
+
+def test_nothing_usable_changes_nothing(tmp_path, home):
+    """The run then fails at pygpu's initialisation, and doctor says why."""
+    environ = {"PYTHONHASHSEED": "0", "XOR_GPU_CUDA_LIBS": str(tmp_path), "LD_LIBRARY_PATH": "/opt/other"}
+    assert launch.wanted_env(["cuda"], machine(environ)) == {}
+
+
+def test_one_reexec_with_the_mark(monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
+    monkeypatch.setenv("PYTHONHASHSEED", "random")
+    monkeypatch.delenv(launch.MARK, raising=False)
+    launch.reexec_if_needed(["train", "--steps", "3"], ["cpu"])
+    ((exe, argv, env),) = calls
+    assert exe == sys.executable and argv == [sys.executable, "-m", "xor_gpu", "train", "--steps", "3"]
+    assert env["PYTHONHASHSEED"] == "0" and env[launch.MARK] == "1"
+    # In the child: never again, whatever the environment says.
+    monkeypatch.setenv(launch.MARK, "1")
+    launch.reexec_if_needed(["train"], ["cpu"])
+    assert len(calls) == 1
+
+
+def test_the_cli_reexecs_into_the_environment_the_policy_chose(cu12, tmp_path):
+    """For real: `xor-gpu doctor` (which always looks at cuda) re-executes itself once; the
+    child finds the folder first on LD_LIBRARY_PATH and loads the stand-ins by the
+    unversioned names libgpuarray uses."""
+    env = {"HOME": str(tmp_path), "XOR_GPU_CUDA_LIBS": cu12["lib"], "LD_LIBRARY_PATH": "/opt/other"}
+    run_cli("doctor", "--json", tmp_path / "doctor.json", env=env, check=0)
+    found = json.loads((tmp_path / "doctor.json").read_text())
+    folder = _links_folder(tmp_path)
+    assert found["ld_library_path"].split(os.pathsep)[0] == folder
+    assert found["ld_library_path"].endswith("/opt/other")
+    assert found["libraries"]["libnvrtc.so"] == "ok" and found["libraries"]["libcublas.so"] == "ok"
+    assert found["cuda_libs"]["folder"] == folder
+    assert found["cuda_libs"]["nvrtc"] == {"path": f"{cu12['lib']}/libnvrtc.so.12", "version": "12.0"}
