@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from xor_gpu.backend import compiledir
+from xor_gpu.compile_cache import compiledir
 from xor_gpu.doctor import cuda_driver
 from xorlib import DEVICE, require_gpu
 

@@ -63,7 +63,7 @@ class Compose:
         """Compiled module folders in the compiledir held by the service's cache volume
         (Theano keeps one folder per compiled module: tmp*/)."""
         proc = self("run", "--rm", "-T", "--entrypoint", "python", service, "-c",
-                    "from xor_gpu.backend import count_compiled_modules as c; print(c())")
+                    "from xor_gpu.compile_cache import count_compiled_modules as c; print(c())")
         return int(proc.stdout.split()[-1])
 
 

@@ -1,0 +1,292 @@
+"""Theano's compile cache (the compiledir): where it is, and repairing damaged modules.
+
+Theano 1.0.5 never rebuilds a damaged compiled module. A truncated .so (what a full disk
+or a damaged volume leaves) kills every later run with SIGBUS, without a word, as soon as
+a missing page is touched; garbage or an empty file fails with an ImportError naming the
+.so; a damaged lazylinker_ext makes Theano silently drop its C virtual machine and fail
+later with `name 'CVM' is not defined`.
+So before Theano is imported, `repair()` checks the ELF structure of every finished module
+and removes the folder of a damaged one: Theano then compiles it again, once, in this run.
+`rebuild_on_load_failure()` covers what that check cannot see (a well-formed .so that
+still fails to load): Theano compiles that module again, once.
+"""
+import contextlib
+import os
+import random
+import shutil
+import socket
+import struct
+import sys
+import time
+
+from xor_gpu.errors import XorGpuError
+
+# Theano's compile lock (theano/gof/compilelock.py): the folder compiledir/lock_dir holding a
+# file `lock` whose first line is "PID_RANDOM_HOSTNAME". Held while anything is removed, so
+# that a module another process is compiling right now is never mistaken for a damaged one.
+LOCK_DIR = "lock_dir"
+LOCK_TIMEOUT = 120  # seconds; Theano's compile.timeout: a lock held longer by one owner is stale
+LOCK_POLL = 0.5
+
+ELF_MAGIC = b"\x7fELF"
+ET_DYN = 3
+SHT_NOBITS = 8  # a section that occupies no bytes in the file (.bss)
+# Per ELF class (e_ident[4]): the header after e_ident; the leading fields of a program header
+# and where p_offset, p_filesz are in them; the leading fields of a section header (its
+# sh_type, sh_offset, sh_size are fields 1, 4, 5 in both classes).
+_LAYOUT = {
+    1: ("HHIIIIIHHHHHH", "IIIIII", (1, 4), "IIIIII"),  # ELF32
+    2: ("HHIQQQIHHHHHH", "IIQQQQ", (2, 5), "IIQQQQ"),  # ELF64
+}
+
+
+def compiledir():
+    return os.environ.get("XOR_GPU_COMPILEDIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "xor_gpu", "theano"
+    )
+
+
+def count_compiled_modules():
+    """Module folders in the compiledir: the difference over a compile = new compilations."""
+    try:
+        return sum(1 for d in os.listdir(compiledir()) if d.startswith("tmp"))
+    except FileNotFoundError:
+        return 0
+
+
+def elf_damage(path):
+    """Why the shared object at `path` cannot be loaded as it is, or None when it is whole:
+    a valid ELF header, and the file as long as its segments, sections and header tables say."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            return _damage(f, size)
+    except FileNotFoundError:
+        return None  # removed meanwhile: nothing left to load
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    except struct.error:
+        return "invalid ELF header"
+
+
+def _damage(f, size):
+    if size == 0:
+        return "empty file"
+    ident = f.read(16)
+    if len(ident) < 16 or ident[:4] != ELF_MAGIC:
+        return "not an ELF file"
+    klass, data = ident[4], ident[5]
+    if klass not in _LAYOUT or data not in (1, 2):
+        return "invalid ELF header"
+    order = "<" if data == 1 else ">"
+    header_fmt, phdr_fmt, segment_fields, shdr_fmt = _LAYOUT[klass]
+    header, phdr, shdr = (struct.Struct(order + fmt) for fmt in (header_fmt, phdr_fmt, shdr_fmt))
+    fields = f.read(header.size)
+    if len(fields) < header.size:
+        return f"truncated: {size} bytes, shorter than its ELF header"
+    e_type, _, _, _, phoff, shoff, _, ehsize, phentsize, phnum, shentsize, shnum, _ = header.unpack(fields)
+    if e_type != ET_DYN:
+        return "not a shared object"
+    if (phnum and phentsize < phdr.size) or (shnum and shentsize < shdr.size):
+        return "invalid ELF header"
+    needed = max(ehsize, phoff + phnum * phentsize, shoff + shnum * shentsize)
+    if needed <= size:  # the tables are in the file: check what they point to
+        for p_offset, p_filesz in _entries(f, phdr, phoff, phnum, phentsize, segment_fields):
+            needed = max(needed, p_offset + p_filesz)
+        for sh_type, sh_offset, sh_size in _entries(f, shdr, shoff, shnum, shentsize, (1, 4, 5)):
+            if sh_type != SHT_NOBITS:
+                needed = max(needed, sh_offset + sh_size)
+    if needed > size:
+        return f"truncated: {size} of {needed} bytes"
+    return None
+
+
+def _entries(f, entry, offset, count, stride, picks):
+    f.seek(offset)
+    table = f.read(count * stride)
+    for i in range(count):
+        fields = entry.unpack_from(table, i * stride)
+        yield tuple(fields[k] for k in picks)
+
+
+def damaged_modules(directory):
+    """[(path of the .so, folder to remove, reason)] for the finished modules of `directory`.
+
+    A tmp* folder is one compiled module; Theano writes its key.pkl last, so one without
+    it is a compilation in progress or abandoned (Theano ignores those): left alone.
+    Other folders (lazylinker_ext, cutils_ext) hold Theano's own extensions.
+    """
+    found = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return found
+    for name in names:
+        folder = os.path.join(directory, name)
+        if name == LOCK_DIR or os.path.islink(folder) or not os.path.isdir(folder):
+            continue
+        try:
+            files = os.listdir(folder)
+        except OSError:
+            continue
+        if name.startswith("tmp") and "key.pkl" not in files:
+            continue
+        for so in sorted(n for n in files if n.endswith(".so")):
+            path = os.path.join(folder, so)
+            reason = elf_damage(path)
+            if reason:
+                found.append((path, folder, reason))
+    return found
+
+
+def repair(directory=None):
+    """Remove the folder of every damaged module in the compiledir, one warning line each.
+    Call before `import theano`. Returns the .so paths removed.
+
+    Raises XorGpuError (one line, exit 1) when a damaged module cannot be removed.
+    """
+    directory = directory or compiledir()
+    if not damaged_modules(directory):  # the usual case: no lock, a few stat() and read() calls
+        return []
+    removed = []
+    with _theano_lock(directory):
+        for path, folder, reason in damaged_modules(directory):  # again: another process may have rebuilt it
+            _evict(folder, path, reason)
+            removed.append(path)
+    return removed
+
+
+def rebuild_on_load_failure():
+    """Make Theano compile a cached module again, once, when loading it fails although it
+    looked whole, instead of failing (or, in constant folding, logging hundreds of lines of
+    tracebacks on every run). Call after `import theano`; calling it again changes nothing."""
+    from theano.gof.cmodule import ModuleCache
+
+    load = ModuleCache.module_from_key  # Theano's only way to a compiled module (theano/gof/cc.py)
+    if getattr(load, "rebuilds", False):
+        return
+
+    def module_from_key(cache, key, lnk=None, keep_lock=False):
+        try:
+            return load(cache, key, lnk, keep_lock)
+        except ImportError as exc:
+            folder = _module_folder(getattr(exc, "path", None), cache.dirname)
+            if folder is None or not os.path.isdir(folder):  # not a cached module (a fresh one is removed)
+                raise
+            message = " ".join(str(exc).replace(f"{exc.path}: ", "").split())
+            with _theano_lock(cache.dirname):
+                _evict(folder, exc.path, f"fails to load: {message}")
+            cache.refresh()  # forgets the removed module, so the retry compiles it
+        return load(cache, key, lnk, keep_lock)
+
+    module_from_key.rebuilds = True
+    ModuleCache.module_from_key = module_from_key
+
+
+def _module_folder(path, directory):
+    """The direct subfolder of `directory` holding `path`, or None when `path` is not in one."""
+    if not path:
+        return None
+    root = os.path.realpath(directory)
+    parts = os.path.relpath(os.path.realpath(path), root).split(os.sep)
+    if len(parts) < 2 or parts[0] in (os.pardir, LOCK_DIR):
+        return None
+    return os.path.join(root, parts[0])
+
+
+def _evict(folder, path, reason):
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise XorGpuError(f"compile cache module {path} is damaged ({reason}) and cannot be removed "
+                          f"({exc.strerror or exc}); delete {folder}") from None
+    print(f"xor-gpu: warning: compile cache module {path} was damaged ({reason}); rebuilding it",
+          file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _theano_lock(directory):
+    """Hold Theano's compile lock on `directory` (Theano in this process may hold it already:
+    a failed compilation can leave it taken; then it is simply used)."""
+    lock_file = os.path.join(directory, LOCK_DIR, "lock")
+    me = _acquire(lock_file)
+    try:
+        yield
+    finally:
+        if me and _read_first_line(lock_file) == me:
+            shutil.rmtree(os.path.dirname(lock_file), ignore_errors=True)
+
+
+def _acquire(lock_file):
+    """Take the lock, waiting while another live process holds it; take over one whose owner
+    died (same host) or has not refreshed it for LOCK_TIMEOUT seconds. Returns the owner
+    string written, or None when this process held it already."""
+    lock_dir, host = os.path.dirname(lock_file), socket.gethostname()
+    seen, since = None, time.monotonic()
+    while True:
+        try:
+            os.mkdir(lock_dir)
+            break
+        except FileExistsError:
+            owner = _read_first_line(lock_file)
+            if _owner_pid(owner, host) == os.getpid():
+                return None
+            if owner != seen:
+                seen, since = owner, time.monotonic()
+            elif _dead(owner, host) or time.monotonic() - since > LOCK_TIMEOUT:
+                _remove_lock(lock_dir)
+                continue
+            time.sleep(LOCK_POLL)
+        except OSError as exc:
+            _lock_failed(lock_dir, exc)
+    me = f"{os.getpid()}_{random.randrange(10**10):010d}_{host}"
+    try:
+        with open(lock_file, "w", encoding="utf-8") as f:
+            f.write(me + "\n")
+    except OSError as exc:  # e.g. a full disk: leave no ownerless lock behind
+        shutil.rmtree(lock_dir, ignore_errors=True)
+        _lock_failed(lock_dir, exc)
+    return me
+
+
+def _remove_lock(lock_dir):
+    """Take over a stale lock; one that cannot be removed ends the wait (never a loop)."""
+    try:
+        shutil.rmtree(lock_dir)
+    except FileNotFoundError:
+        pass  # another process took it over first
+    except OSError as exc:
+        _lock_failed(lock_dir, exc)
+
+
+def _lock_failed(lock_dir, exc):
+    raise XorGpuError(f"cannot take the compile cache lock {lock_dir}: {exc.strerror or exc}") from None
+
+
+def _read_first_line(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().strip()
+    except (OSError, ValueError):
+        return ""
+
+
+def _owner_pid(owner, host):
+    """The PID in a lock owner "PID_RANDOM_HOSTNAME" when it is a process of this host."""
+    pid, _, rest = owner.partition("_")
+    return int(pid) if pid.isdigit() and rest.partition("_")[2] == host else None
+
+
+def _dead(owner, host):
+    pid = _owner_pid(owner, host)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
