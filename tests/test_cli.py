@@ -4,15 +4,7 @@ import os
 
 import pytest
 
-from xorlib import run_cli, train_report, without_cuda_gpu
-
-
-def _one_line_error(proc, status, fragment):
-    assert proc.returncode == status, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got:\n{proc.stderr}"
-    assert lines[0].startswith("xor-gpu: error: ") and fragment in lines[0], lines[0]
-    assert "Traceback" not in proc.stderr
+from xorlib import one_line_error, run_cli, train_report, without_cuda_gpu
 
 
 @pytest.mark.parametrize(
@@ -39,7 +31,7 @@ def _one_line_error(proc, status, fragment):
 def test_bad_input_exits_2_with_one_line(tmp_path, args, fragment):
     out = tmp_path / "r.json"
     proc = run_cli("train", *args, "--json", out)
-    _one_line_error(proc, 2, fragment)
+    one_line_error(proc, 2, fragment)
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
@@ -53,13 +45,13 @@ def test_unwritable_json_path_exits_2_before_training(tmp_path, where):
         # root writes anywhere; the folder check is then moot, the write must still be whole.
         assert proc.returncode == 0 and json.loads(target.read_text())["config"]["steps"] == 5
         return
-    _one_line_error(proc, 2, "cannot write")
+    one_line_error(proc, 2, "cannot write")
     assert proc.stdout == ""  # nothing trained, nothing printed
 
 
 def test_unknown_subcommand_and_missing_subcommand_exit_2():
-    _one_line_error(run_cli("fly"), 2, "invalid choice")
-    _one_line_error(run_cli(), 2, "required")
+    one_line_error(run_cli("fly"), 2, "invalid choice")
+    one_line_error(run_cli(), 2, "required")
 
 
 @without_cuda_gpu
@@ -67,7 +59,7 @@ def test_unknown_subcommand_and_missing_subcommand_exit_2():
 def test_cuda_without_a_gpu_is_refused_not_run_on_cpu(tmp_path, device):
     out = tmp_path / "r.json"
     proc = run_cli("train", "--device", device, "--json", out)
-    _one_line_error(proc, 3, f"device {device} requested but Theano could not initialise it")
+    one_line_error(proc, 3, f"device {device} requested but Theano could not initialise it")
     assert "doctor" in proc.stderr
     assert proc.stdout == "" and not out.exists()  # refused before training
 
@@ -97,7 +89,7 @@ def test_default_train_converges_and_reports(tmp_path):
 
 def test_check_fails_when_not_converged(tmp_path):
     proc = run_cli("train", "--steps", "10", "--check", "--json", tmp_path / "r.json")
-    _one_line_error(proc, 5, "did not converge")
+    one_line_error(proc, 5, "did not converge")
     report = json.loads((tmp_path / "r.json").read_text())  # the report is still written
     assert report["converged"] is False
 
@@ -134,43 +126,6 @@ def test_python_dash_m_and_console_script_agree(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text())["predictions"] == b["predictions"]
 
 
-def test_divergence_exits_4_with_one_line(nan_weights, monkeypatch, capsys):
-    """In process: NaN weights are the only way to make this network's loss NaN."""
-    from xor_gpu import cli
-
-    monkeypatch.setenv("XOR_GPU_REEXEC", "1")  # no re-exec of the test process
-    assert cli.main(["train", "--steps", "100"]) == 4
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("xor-gpu: error: diverged: loss became nan")
-
-
-@pytest.mark.parametrize(
-    "args, fragment",
-    [
-        (["--devices", "cpu"], "at least two devices"),
-        (["--devices", "cpu,cpu"], "each device once"),
-        (["--devices", "cpu,gpu"], "unknown device 'gpu'"),
-        (["--devices", "cpu,opencl0:0", "--atol", "-1"], "atol must be a finite number >= 0"),
-        (["--devices", "cpu,opencl0:0", "--rtol", "nan"], "rtol must be a finite number >= 0"),
-        (["--devices", "cpu,opencl0:0", "--steps", "0"], "steps must be between"),
-    ],
-)
-def test_parity_bad_input_exits_2(tmp_path, args, fragment):
-    proc = run_cli("parity", *args, "--json", tmp_path / "p.json")
-    _one_line_error(proc, 2, fragment)
-    assert os.listdir(tmp_path) == []
-
-
-@without_cuda_gpu
-def test_parity_with_an_unusable_device_exits_3_and_records_why(tmp_path):
-    proc = run_cli("parity", "--devices", "cpu,cuda", "--steps", "100", "--json", tmp_path / "p.json")
-    assert proc.returncode == 3
-    assert "xor-gpu: error: cuda failed (exit 3): device cuda requested but Theano could not initialise it" in proc.stderr
-    report = json.loads((tmp_path / "p.json").read_text())
-    assert report["passed"] is False and set(report["runs"]) == {"cpu"}
-    assert report["failures"]["cuda"]["exit_status"] == 3
-
-
 def test_plot_without_matplotlib_is_refused_before_training(tmp_path):
     """A Python where matplotlib cannot be imported: one line, exit 2, nothing trained."""
     blocker = tmp_path / "blocker"
@@ -180,5 +135,5 @@ def test_plot_without_matplotlib_is_refused_before_training(tmp_path):
     out.mkdir()
     proc = run_cli("train", "--plot", out / "loss.png", "--json", out / "r.json",
                    env={"PYTHONPATH": str(blocker)})
-    _one_line_error(proc, 2, "--plot needs matplotlib")
+    one_line_error(proc, 2, "--plot needs matplotlib")
     assert proc.stdout == "" and os.listdir(out) == []

@@ -52,24 +52,3 @@ def test_bad_values_are_one_line_errors(change, message):
 
 def test_lr_range_depends_on_floatx():
     assert TrainConfig(lr=1e39, floatx="float64").lr == 1e39
-
-
-def test_theano_flags_order_defaults_user_then_device():
-    from xor_gpu.backend import theano_flags
-
-    flags = theano_flags("opencl0:0", "float32", user_flags="blas.ldflags=-lopenblas,device=cuda,floatX=float64")
-    parts = flags.split(",")
-    assert parts[-2:] == ["device=opencl0:0", "floatX=float32"]  # the command line wins
-    assert parts.index("blas.ldflags=-lopenblas") > parts.index("blas.ldflags=")  # the user's override wins
-    assert "print_active_device=False" in parts
-
-
-def test_user_cxxflags_are_added_to_the_portable_ones(monkeypatch):
-    import platform
-
-    from xor_gpu import backend
-
-    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
-    flags = backend.theano_flags("cpu", "float32", user_flags="gcc.cxxflags=-I/opt/include")
-    assert "gcc.cxxflags=-march=x86-64 -mtune=generic -I/opt/include" in flags.split(",")
-    assert "-march=native" not in flags

@@ -8,16 +8,16 @@ import json
 import pytest
 
 from xorlib import DEVICE, run_cli, train_report
+from xor_gpu.backend import HEAVY_OPS
 
 pytestmark = pytest.mark.device
-HEAVY = ("Dot22", "Gemm", "Elemwise", "CAReduce")
 
 
 def test_graph_runs_on_the_requested_device(device, tmp_path):
     report = train_report(tmp_path, "--device", device, "--steps", "200")
     assert report["device"]["requested"] == report["device"]["active"] == device
     assert report["device"]["name"]
-    heavy = [op for op in report["ops"] if any(h in op for h in HEAVY)]
+    heavy = [op for op in report["ops"] if any(h in op for h in HEAVY_OPS)]
     assert heavy, report["ops"]
     if device == "cpu":
         assert not any(op.startswith("Gpu") for op in report["ops"]), report["ops"]
@@ -27,29 +27,28 @@ def test_graph_runs_on_the_requested_device(device, tmp_path):
         assert {"GpuDot22", "GpuGemm", "GpuElemwise"} <= set(report["ops"])
 
 
-def test_two_runs_on_the_device_are_bit_identical(device, tmp_path):
-    a = train_report(tmp_path, "--device", device, "--steps", "2000", name="a.json")
-    b = train_report(tmp_path, "--device", device, "--steps", "2000", name="b.json")
-    assert a["predictions"] == b["predictions"]
-    assert a["loss_history"] == b["loss_history"]
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(DEVICE == "cpu", reason="parity compares the CPU with another device and this env's "
-                                            "device is the CPU; the opencl and gpu envs run it")
-def test_parity_with_cpu_for_the_seed_config(device, tmp_path):
-    """The mission: the full seed config (60,000 steps, float32) on cpu and on the device."""
-    out, png = tmp_path / "parity.json", tmp_path / "parity.png"
-    proc = run_cli("parity", "--devices", f"cpu,{device}", "--json", out, "--plot", png, check=0)
-    report = json.loads(out.read_text())
-    assert report["passed"] and report["converged"] and report["failures"] == {}
-    assert report["config"]["steps"] == 60000 and report["config"]["floatx"] == "float32"
-    diff = report["differences"][device]
-    assert diff["max_abs_prediction_diff"] <= 1e-4 and diff["max_rel_loss_diff"] <= 1e-3
-    for run in report["runs"].values():
+@pytest.mark.skipif(DEVICE == "cpu", reason="this env's device is the CPU, whose check is in tests/test_check.py; "
+                                            "the opencl and gpu envs run it")
+def test_check_passes_on_the_device(device, tmp_path):
+    """The mission, through `xor-gpu check`: the seed config (60,000 steps, float32) on the
+    device converges, two runs there are bitwise identical, the CPU agrees within tolerance,
+    and both agree with the committed reference."""
+    out = tmp_path / "check"
+    run_cli("check", "--device", device, "--out", out, check=0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] and [s["status"] for s in summary["steps"]] == ["passed"] * 5
+    assert summary["config"]["steps"] == 60000 and summary["config"]["floatx"] == "float32"
+    runs = summary["runs"]
+    assert set(runs) == {"cpu", device}
+    for run in runs.values():
         assert run["converged"] and run["device"]["active"] == run["device"]["requested"]
-    assert f"{device} vs cpu: max |prediction diff|" in proc.stdout and "parity: PASS" in proc.stdout
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    parity = json.loads((out / "parity.json").read_text())
+    diff = parity["differences"][device]
+    assert parity["passed"] and diff["max_abs_prediction_diff"] <= 1e-4 and diff["max_rel_loss_diff"] <= 1e-3
+    for name in ("parity.png", "check.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    print(f"{device} vs cpu: {diff}")
 
 
 def test_parity_with_a_tiny_tolerance_fails(device, tmp_path):

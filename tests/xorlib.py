@@ -41,6 +41,15 @@ def run_cli(*args, env=None, check=None):
     return proc
 
 
+def one_line_error(proc, status, fragment):
+    """The contract for every error: this exit status, one line on stderr, no traceback."""
+    assert proc.returncode == status, f"exit {proc.returncode}\nstderr:\n{proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{proc.stderr}"
+    assert lines[0].startswith("xor-gpu: error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
 def train_report(tmp_path, *args, name="report.json"):
     path = tmp_path / name
     run_cli("train", "--json", path, *args, check=0)

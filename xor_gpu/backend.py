@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 
+from xor_gpu.compile_cache import compiledir, rebuild_on_load_failure, repair
 from xor_gpu.config import check_device
 from xor_gpu.errors import DeviceError
 
@@ -16,12 +17,6 @@ from xor_gpu.errors import DeviceError
 # CPU of the family. Theano otherwise expands -march=native into the cache key.
 PORTABLE_CXXFLAGS = {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-march=armv8-a"}
 TEN_YEARS = 10 * 365 * 24 * 3600  # compiled modules are kept, not aged out after 24 days
-
-
-def compiledir():
-    return os.environ.get("XOR_GPU_COMPILEDIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "xor_gpu", "theano"
-    )
 
 
 def theano_flags(device, floatx, user_flags=None):
@@ -84,6 +79,7 @@ def import_theano(device, floatx):
         _verify_context(theano, device, [])
         return theano
 
+    repair()  # damaged modules would crash Theano (SIGBUS, ImportError): remove them first
     user_flags = os.environ.get("THEANO_FLAGS")
     os.environ["THEANO_FLAGS"] = theano_flags(device, floatx)
     os.makedirs(compiledir(), exist_ok=True)
@@ -106,6 +102,7 @@ def import_theano(device, floatx):
             os.environ.pop("THEANO_FLAGS", None)
         else:
             os.environ["THEANO_FLAGS"] = user_flags
+    rebuild_on_load_failure()
     _verify_context(theano, device, capture.messages)
     return theano
 
@@ -173,14 +170,6 @@ def verify_graph(function, device):
             f"({', '.join(host_heavy) or 'no GPU ops'})"
         )
     return names
-
-
-def count_compiled_modules():
-    """Module folders in the compiledir: the difference over a compile = new compilations."""
-    try:
-        return sum(1 for d in os.listdir(compiledir()) if d.startswith("tmp"))
-    except FileNotFoundError:
-        return 0
 
 
 def versions(theano=None):

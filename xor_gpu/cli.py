@@ -1,13 +1,13 @@
-"""The command line: `xor-gpu train | parity | doctor | link-pygpu | cuda-libs`.
+"""The command line: `xor-gpu train | parity | check | compare | doctor | link-pygpu | cuda-libs`.
 
-Exit status: 0 ok, 2 bad input, 3 device or setup unusable, 4 training diverged,
-5 not converged (--check) or devices disagree (parity). Errors are one line on stderr.
+Exit status (xor_gpu/errors.py): 0 ok, 2 bad input, 3 device or setup unusable, 4 training
+diverged, 5 a verdict failed (not converged, out of tolerance). Errors are one line on stderr.
 """
 import argparse
 import os
 import sys
 
-from xor_gpu import launch
+from xor_gpu import child, launch
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
 
@@ -19,15 +19,29 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _add_config_args(p):
+def _add_config_args(p, steps_only=False):
     d = TrainConfig()
+    p.add_argument("--steps", type=int, default=d.steps, help=f"gradient steps (default {d.steps})")
+    if steps_only:
+        return
     p.add_argument("--floatx", default=d.floatx, help=f"Theano floatX (default {d.floatx})")
     p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"gradient steps (default {d.steps})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"RandomState seed (default {d.seed})")
+
+
+def _add_output_args(p):
     p.add_argument("--json", metavar="PATH", help="write the JSON report here (atomically)")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the loss curve(s) here (needs matplotlib)")
+
+
+def _add_tolerance_args(p):
+    from xor_gpu.compare import DEFAULT_ATOL, DEFAULT_RTOL
+
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                   help=f"max |prediction difference| (default {DEFAULT_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                   help=f"max relative loss-history difference (default {DEFAULT_RTOL:g})")
 
 
 def build_parser():
@@ -37,15 +51,29 @@ def build_parser():
     p = sub.add_parser("train", help="train on one device and print the truth table")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cudaN or openclP:D (default cpu)")
     _add_config_args(p)
+    _add_output_args(p)
     p.add_argument("--check", action="store_true", help="exit 5 unless every prediction converged")
 
     p = sub.add_parser("parity", help="train on several devices, each in its own process, and compare")
     p.add_argument("--devices", default="cpu,cuda", help="comma-separated, first is the reference (default cpu,cuda)")
     _add_config_args(p)
-    from xor_gpu.parity import DEFAULT_ATOL, DEFAULT_RTOL
+    _add_output_args(p)
+    _add_tolerance_args(p)
 
-    p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"max |prediction difference| (default {DEFAULT_ATOL:g})")
-    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"max relative loss-history difference (default {DEFAULT_RTOL:g})")
+    p = sub.add_parser("check", help="the whole proof on this machine: doctor, train, determinism, parity, reference")
+    p.add_argument("--device", required=True, help="cpu, cuda, cudaN or openclP:D")
+    p.add_argument("--out", default="xor-gpu-check", help="folder for the reports (default ./xor-gpu-check)")
+    _add_config_args(p, steps_only=True)
+    p.add_argument("--reference", default="builtin", metavar="FILE",
+                   help="a train report to compare with (default: builtin, the committed seed reference)")
+    _add_tolerance_args(p)
+
+    p = sub.add_parser("compare", help="compare train, parity or check reports made anywhere with a reference")
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports (train, parity or check summary)")
+    p.add_argument("--reference", metavar="FILE",
+                   help="reference report, or builtin (the committed seed reference); default: the first run")
+    _add_tolerance_args(p)
+    _add_output_args(p)
 
     p = sub.add_parser("doctor", help="report the stack and whether a device is usable")
     p.add_argument("--device", help="also check that this device trains (exit 3 if not)")
@@ -55,7 +83,8 @@ def build_parser():
 
     p = sub.add_parser("cuda-libs", help="make the folder of NVIDIA libraries libgpuarray loads; print it")
     p.add_argument("--from", dest="sources", action="append", metavar="DIR",
-                   help="folder holding libnvrtc/libcublas (default: XOR_GPU_CUDA_LIBS, else NVIDIA wheels, /usr/local/cuda)")
+                   help="folder of libnvrtc/libcublas searched first (default: XOR_GPU_CUDA_LIBS); "
+                        "the search goes on after it (README: CUDA libraries)")
     p.add_argument("--dest", metavar="DIR", help="where to make the folder (default ~/.cache/xor_gpu/cuda-libs/KEY)")
     return parser
 
@@ -77,8 +106,10 @@ def cmd_train(args):
     if args.json:
         report.write_json(args.json, data)
     if args.plot:
-        report.plot_losses(args.plot, {config.device: (result.history_every, result.loss_history)},
-                           f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
+        from xor_gpu import plots
+
+        plots.plot_runs(args.plot, {config.device: data},
+                        f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
     print(report.format_train(data))
     if args.check and not data["converged"]:
         raise CheckFailed("did not converge")
@@ -91,6 +122,19 @@ def cmd_parity(args):
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     config = config_from(args, devices[0] if devices else "cpu")
     return parity.main(config, devices, args.atol, args.rtol, args.json, args.plot)
+
+
+def cmd_check(args):
+    from xor_gpu import check
+
+    return check.main(TrainConfig(device=args.device, steps=args.steps), args.out, args.reference,
+                      args.atol, args.rtol)
+
+
+def cmd_compare(args):
+    from xor_gpu import compare
+
+    return compare.main(args.reports, args.reference, args.atol, args.rtol, args.json, args.plot)
 
 
 def cmd_doctor(args):
@@ -121,7 +165,7 @@ def _progress(total, desc):
 
 
 def _devices_of(args):
-    if args.command == "train":
+    if args.command in ("train", "check"):
         return [args.device]
     if args.command == "doctor":  # doctor always shows what a cuda run would load
         return [args.device or "cuda"]
@@ -136,6 +180,7 @@ def main(argv=None):
         return globals()[f"cmd_{args.command.replace('-', '_')}"](args)
     except XorGpuError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        child.write_error(exc, exc.exit_status)
         return exc.exit_status
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -145,4 +190,5 @@ def main(argv=None):
             raise
         print(f"{PROG}: error: {type(exc).__name__}: {' '.join(str(exc).split())} "
               f"(set XOR_GPU_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+        child.write_error(exc, XorGpuError.exit_status)
+        return XorGpuError.exit_status

@@ -51,15 +51,20 @@ class TrainConfig:
         if not math.isfinite(as_floatx) or as_floatx == 0:
             raise ConfigError(f"lr {self.lr!r} is not representable in {self.floatx}")
 
-    @property
-    def is_gpu(self):
-        return self.device != "cpu"
-
     def to_dict(self):
         return dataclasses.asdict(self)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def row_converged(prediction, target):
+    """The convergence rule for one row; a run converged when every row did."""
+    return abs(prediction - target) <= 0.5 - CONVERGENCE_MARGIN
+
+
+def is_converged(predictions):
+    return all(row_converged(p, t) for p, t in zip(predictions, TARGETS))
 
 
 def check_device(device):

@@ -12,11 +12,10 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import backend, report
+from xor_gpu import child, compile_cache, cuda_libs, report
 from xor_gpu.config import TrainConfig
-from xor_gpu.parity import train_child
+from xor_gpu.errors import EXIT_OK, DeviceError
 
-MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
 # The shared libraries libgpuarray dlopens by these exact names, and how to get each.
 OPENCL_LIBS = ("libOpenCL.so", "libclblast.so")
 LOADED_BY_LIBGPUARRAY = {
@@ -103,8 +102,8 @@ def cuda_driver():
 
 def probe(device):
     """Train one step on `device` in a child process: None if it works, else the error line."""
-    status, error = train_child(TrainConfig(device=device, steps=1))
-    return None if status == 0 else (error or f"exit {status}")
+    run = child.train(TrainConfig(device=device, steps=1))
+    return None if run.ok else run.error
 
 
 def collect(device=None):
@@ -126,14 +125,14 @@ def collect(device=None):
         findings["pygpu_error"] = " ".join(str(exc).split())
     findings["opencl_devices"] = [f"{p}: {d}" for p, d in opencl_devices()]
     findings["cuda_driver"], findings["cuda_gpus"] = cuda_driver()
+    findings["cuda_libs"] = cuda_libs.describe()  # what the launcher put on LD_LIBRARY_PATH, and why
     findings["libraries"] = {name: _load(name) or "ok" for name in LOADED_BY_LIBGPUARRAY}
     findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
-    findings["compiledir"] = backend.compiledir()
+    findings["compiledir"] = compile_cache.compiledir()
     findings["pocl_cache_dir"] = os.environ.get("POCL_CACHE_DIR", "(PoCL default, ~/.cache/pocl)")
-    manifest = os.environ.get("XOR_GPU_MANIFEST", MANIFEST_DEFAULT)
-    if os.path.isfile(manifest):
-        with open(manifest, encoding="utf-8") as f:
-            findings["manifest"] = {"path": manifest, **json.load(f)}
+    manifest = report.read_manifest()
+    if manifest:
+        findings["manifest"] = manifest
     if device:
         findings["device"] = {"name": device, "error": probe(device)}
     return findings
@@ -149,7 +148,12 @@ def advice(f):
     if f["pygpu"] is None and wants != "cpu":
         out.append((f"pygpu does not import: {f.get('pygpu_error')}",
                     "apt-get install python3-pygpu libgpuarray-dev, then: xor-gpu link-pygpu"))
+    chosen = f["cuda_libs"]
+    if cuda and chosen["problem"]:
+        out.append((chosen["problem"], chosen["fix"]))
     for name, status in f["libraries"].items():
+        if chosen["problem"] and name not in OPENCL_LIBS:
+            continue  # no folder of links was made: the problem above says why
         if status != "ok" and (opencl if name in OPENCL_LIBS else cuda):
             out.append((f"{name} does not load", LOADED_BY_LIBGPUARRAY[name]))
     if opencl and not f["opencl_devices"]:
@@ -169,6 +173,7 @@ def format_findings(f):
     lines.append(f"{'opencl':<15} {'; '.join(f['opencl_devices']) or 'none'}")
     gpus = ", ".join(f["cuda_gpus"]) or "no GPU"
     lines.append(f"{'cuda driver':<15} {f['cuda_driver'] + ' (' + gpus + ')' if f['cuda_driver'] else 'none'}")
+    lines += [f"{label:<15} {text}" for label, text in cuda_libs.summary(f["cuda_libs"])]
     for name, status in f["libraries"].items():
         lines.append(f"{name:<15} {status}")
     lines.append(f"{'compiledir':<15} {f['compiledir']}")
@@ -194,4 +199,6 @@ def main(device=None, json_path=None):
     print(format_findings(findings))
     if json_path:
         report.write_json(json_path, findings)
-    return 3 if device and findings["device"]["error"] else 0
+    if device and findings["device"]["error"]:
+        raise DeviceError(f"device {device} is not usable: {findings['device']['error']}")
+    return EXIT_OK

@@ -45,5 +45,6 @@ class XorModel:
         self.train = theano.function([], cost, updates=updates, name="xor_train")
         self.predict = theano.function([], output, name="xor_predict")
 
-    def weights(self):
+    def final_weights(self):
+        """(W1, W2) as numpy arrays in floatX, copied from the device."""
         return self.W1.get_value(), self.W2.get_value()

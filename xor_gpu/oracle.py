@@ -1,11 +1,20 @@
 """An independent oracle: the same network in plain numpy, float64, gradients by hand.
 
-It shares nothing with the Theano path but the initial weights, so a wrong gradient, a
-wrong draw order or a silently changed graph in the Theano model shows up as a difference.
+It shares no code with the Theano model: its own XOR table, its own draw of the initial
+weights (the tests pin the seed's first draws as literal values, so a changed draw order
+in either shows up), its own forward pass and chain rule. A wrong gradient, a wrong draw
+order or a silently changed graph in the model then shows up as a difference.
 """
 import numpy as np
 
-from xor_gpu.model import data, initial_weights
+X = np.array([[1, 0], [0, 0], [0, 1], [1, 1]], dtype=np.float64)
+Y = np.array([[1], [0], [1], [0]], dtype=np.float64)
+
+
+def initial_weights(hidden, seed):
+    """The tutorial's draws: W1 (2 x hidden) first, then W2 (hidden x 1), uniform(-1, 1)."""
+    rng = np.random.RandomState(seed)
+    return rng.uniform(-1, 1, (2, hidden)), rng.uniform(-1, 1, (hidden, 1))
 
 
 def sigmoid(z):
@@ -31,18 +40,19 @@ def gradients(x, y, w1, w2):
     return g1, g2
 
 
-def train(config, record_every=1):
+def train(config, record_every=1, dtype=np.float64):
     """Run config.steps steps; returns (predictions (4,), losses sampled every `record_every`
     steps starting at step 0, final loss). Each loss is the cost before that step, as in
-    the Theano train function."""
-    x, y = data()
-    w1, w2 = initial_weights(config.hidden, config.seed)
+    the Theano train function. `dtype` float32 gives the same math in single precision."""
+    x, y = X.astype(dtype), Y.astype(dtype)
+    w1, w2 = (w.astype(dtype) for w in initial_weights(config.hidden, config.seed))
+    lr = dtype(config.lr)
     losses = []
     for step in range(config.steps):
         if step % record_every == 0:
             losses.append(cost(y, forward(x, w1, w2)[1]))
         g1, g2 = gradients(x, y, w1, w2)
-        w1 = w1 - config.lr * g1
-        w2 = w2 - config.lr * g2
+        w1 = w1 - lr * g1
+        w2 = w2 - lr * g2
     output = forward(x, w1, w2)[1]
-    return output.ravel(), np.array(losses), cost(y, output)
+    return output.ravel().astype(np.float64), np.array(losses), cost(y, output)

@@ -5,17 +5,45 @@ reader never sees half a report, and paths are checked before training starts.
 """
 import json
 import os
+import platform
+import socket
 import tempfile
 
-from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS
+from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS, row_converged
 from xor_gpu.errors import ConfigError
 
 TRAIN_SCHEMA = "xor_gpu.train/1"
 PARITY_SCHEMA = "xor_gpu.parity/1"
+# The image writes its manifest here; the offline bundle points XOR_GPU_MANIFEST at its own.
+MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
 
 
 def row_key(row):
     return f"{row[0]},{row[1]}"
+
+
+def read_manifest():
+    """The image's or the bundle's manifest as a dict (with its path), or None outside them."""
+    path = os.environ.get("XOR_GPU_MANIFEST", MANIFEST_DEFAULT)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return {"path": path, **json.load(f)}
+    except (OSError, ValueError):
+        return None
+
+
+def origin():
+    """Where a report was made, so that reports from many machines can be told apart."""
+    where = {"host": socket.gethostname(), "os": platform.platform()}
+    m = read_manifest()
+    if m:  # the image's manifest names the image, the bundle's is schema xor_gpu.bundle/1
+        where["package"] = {
+            "kind": "image" if "image" in m else "bundle",
+            "name": m.get("image", "xor_gpu-bundle"),
+            "git_commit": m.get("vcs_ref") or m.get("git_commit") or "",
+            "built": m.get("build_date") or m.get("built") or "",
+        }
+    return where
 
 
 def train_report(result):
@@ -26,6 +54,7 @@ def train_report(result):
         "device": {"requested": c.device, "active": result.device_active, "name": result.device_name},
         "floatX": c.floatx,
         "versions": result.versions,
+        "origin": origin(),
         "predictions": {row_key(r): p for r, p in zip(INPUTS, result.predictions)},
         "targets": {row_key(r): t for r, t in zip(INPUTS, TARGETS)},
         "final_loss": result.final_loss,
@@ -38,6 +67,8 @@ def train_report(result):
         "ops": result.ops,
         "convergence_margin": CONVERGENCE_MARGIN,
         "converged": result.converged,
+        "weights_sha256": result.weights_sha256,
+        "final_weights": result.final_weights,
     }
 
 
@@ -54,14 +85,19 @@ def check_writable(path):
         raise ConfigError(f"cannot write {path}: folder {folder} is not writable")
 
 
+def can_plot():
+    try:
+        import matplotlib  # noqa: F401  (a broken install fails here, not after training)
+    except ImportError:
+        return False
+    return True
+
+
 def check_plot_path(path):
     """As check_writable, and matplotlib must be there: both before training."""
     check_writable(path)
-    if path is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'") from None
+    if path is not None and not can_plot():
+        raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'")
 
 
 def _atomic(path, write, mode="w"):
@@ -87,7 +123,7 @@ def format_train(report):
     margin = report["convergence_margin"]
     for key, pred in report["predictions"].items():
         target = report["targets"][key]
-        ok = "yes" if abs(pred - target) <= 0.5 - margin else "NO"
+        ok = "yes" if row_converged(pred, target) else "NO"
         lines.append(f"{key:<8} {target:>6}  {pred:10.6f}  {ok}")
     dev = report["device"]
     lines += [
@@ -100,49 +136,6 @@ def format_train(report):
         f"({report['config']['steps']:,} steps)",
         f"converged       {'yes' if report['converged'] else 'NO'} "
         f"(every prediction within {0.5 - margin:g} of its target)",
+        f"weights sha256  {report['weights_sha256'][:16]}",
     ]
     return "\n".join(lines)
-
-
-def plot_losses(path, curves, title):
-    """Loss curves of one or more runs; with several, a second panel shows |difference| to the first.
-
-    curves: {label: (every, values)}.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    labels = list(curves)
-    panels = 2 if len(labels) > 1 else 1
-    fig, axes = plt.subplots(panels, 1, figsize=(8, 3.2 * panels + 0.6), sharex=True, squeeze=False)
-    ax = axes[0][0]
-    for i, label in enumerate(labels):
-        every, values = curves[label]
-        steps = np.arange(len(values)) * every
-        ax.plot(steps, values, label=label, linewidth=2.5 if i == 0 else 1.2, linestyle="-" if i == 0 else "--")
-    ax.set_yscale("log")
-    ax.set_ylabel("loss (sum of squared errors)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    if panels == 2:
-        ax = axes[1][0]
-        every0, ref = curves[labels[0]]
-        ref = np.asarray(ref)
-        for label in labels[1:]:
-            every, values = curves[label]
-            n = min(len(ref), len(values))
-            diff = np.abs(np.asarray(values[:n]) - ref[:n])
-            # Identical runs differ by exactly 0; show those points at the floor of the axis.
-            ax.plot(np.arange(n) * every, np.maximum(diff, 1e-12), label=f"|{label} - {labels[0]}|")
-        ax.set_yscale("log")
-        ax.set_ylabel("absolute loss difference\n(0 drawn at 1e-12)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    axes[-1][0].set_xlabel("step")
-    fig.tight_layout()
-    _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
-    plt.close(fig)

@@ -3,13 +3,14 @@
 Returns a plain TrainResult; printing and files are the report module's job.
 """
 import dataclasses
+import hashlib
 import math
 import time
 
 import numpy as np
 
-from xor_gpu import backend
-from xor_gpu.config import CONVERGENCE_MARGIN, TARGETS
+from xor_gpu import backend, compile_cache
+from xor_gpu.config import TARGETS, is_converged
 from xor_gpu.errors import Diverged
 from xor_gpu.model import XorModel
 
@@ -31,6 +32,8 @@ class TrainResult:
     new_compiled_modules: int
     ops: list
     versions: dict
+    final_weights: dict  # {"W1": nested lists, "W2": ...} in floatX, as floats
+    weights_sha256: str  # of the final weights' bytes: equal digests = bitwise-equal training
 
     @property
     def steps_per_second(self):
@@ -45,10 +48,6 @@ class TrainResult:
         return is_converged(self.predictions)
 
 
-def is_converged(predictions, margin=CONVERGENCE_MARGIN):
-    return all(abs(p - t) <= 0.5 - margin for p, t in zip(predictions, TARGETS))
-
-
 def history_every(steps):
     return max(1, steps // HISTORY_POINTS)
 
@@ -58,6 +57,14 @@ def final_loss(predictions):
     return float(np.sum((np.asarray(TARGETS, dtype=np.float64) - np.asarray(predictions, dtype=np.float64)) ** 2))
 
 
+def weights_digest(weights):
+    """sha256 over the weights' raw bytes in order (W1 then W2), C order, their own dtype."""
+    digest = hashlib.sha256()
+    for w in weights:
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()
+
+
 def run(config, progress=None):
     """Train on config.device. `progress(n)` is called as steps complete (a tqdm update).
 
@@ -65,12 +72,12 @@ def run(config, progress=None):
     and Diverged at the first non-finite loss.
     """
     theano = backend.import_theano(config.device, config.floatx)
-    modules_before = backend.count_compiled_modules()
+    modules_before = compile_cache.count_compiled_modules()
     start = time.perf_counter()
     model = XorModel(theano, config)
     compile_seconds = time.perf_counter() - start
     ops = backend.verify_graph(model.train, config.device)
-    new_modules = backend.count_compiled_modules() - modules_before
+    new_modules = compile_cache.count_compiled_modules() - modules_before
     active, name = backend.active_device(theano)
 
     every = history_every(config.steps)
@@ -94,6 +101,7 @@ def run(config, progress=None):
         if progress:
             progress(chunk)
     train_seconds = time.perf_counter() - start
+    weights = model.final_weights()
     predictions = [float(p) for p in np.asarray(model.predict()).ravel()]
     if not all(math.isfinite(p) for p in predictions) or not math.isfinite(loss):
         raise Diverged(f"diverged: training ended with a non-finite loss or prediction; lower --lr (now {config.lr})")
@@ -112,4 +120,6 @@ def run(config, progress=None):
         new_compiled_modules=new_modules,
         ops=ops,
         versions=backend.versions(theano),
+        final_weights={"W1": weights[0].tolist(), "W2": weights[1].tolist()},
+        weights_sha256=weights_digest(weights),
     )

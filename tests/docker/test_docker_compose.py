@@ -78,6 +78,22 @@ def test_arguments_pass_through_to_xor_gpu_train(compose, first_run):
     assert "pthread" in report["device"]["name"] or "cpu" in report["device"]["name"].lower(), proc.stdout
 
 
+@pytest.mark.parametrize("device", ["cpu", "opencl0:0"])
+def test_check_service_proves_the_device_in_the_image(compose, first_run, device):
+    """`docker compose run --rm check`: the whole proof inside the image; its summary is what
+    `xor-gpu compare` reads from a fleet, and the image's CPU run matches the committed
+    reference (made in this image) bit for bit."""
+    proc, wall = timed_run(compose, "check", "--device", device, timeout=1200)
+    summary = compose.report("check/summary.json")
+    print(f"docker compose run check --device {device}: {wall:.0f} s")
+    assert summary["passed"] is True, proc.stderr[-3000:]
+    assert summary["origin"]["package"]["kind"] == "image"
+    reference = next(s for s in summary["steps"] if s["name"] == "reference")
+    assert reference["status"] == "passed" and reference["differences"]["cpu"]["bitwise_equal"] is True
+    for run in summary["runs"].values():
+        assert run["origin"]["package"]["name"] == "xor-gpu:cpu"
+
+
 def test_bad_arguments_exit_2_with_one_line(compose):
     proc = compose.run("train", "--steps", "0", check=False)
     assert proc.returncode == 2

@@ -123,15 +123,16 @@ def test_cuda_image_wires_the_nvidia_libraries(images):
 
 def test_gpu_services_reserve_an_nvidia_gpu(docker):
     config = compose_config("--profile", "gpu")["services"]
-    for name in ("train-gpu", "test-gpu"):
+    for name in ("train-gpu", "test-gpu", "check-gpu"):
         svc = config[name]
         assert svc["build"]["target"] == "cuda"
         devices = svc["deploy"]["resources"]["reservations"]["devices"]
         assert any(d["driver"] == "nvidia" and d["capabilities"] == ["gpu"] for d in devices), devices
     assert config["test-gpu"]["environment"]["XOR_GPU_REQUIRE_GPU"] == "1"
-    assert "--device" in config["train-gpu"]["command"] and "cuda" in config["train-gpu"]["command"]
+    for name in ("train-gpu", "check-gpu"):
+        assert config[name]["command"] == ["--device", "cuda"]
     # without the profile, no GPU service is started by `docker compose up`/`run`
-    assert set(compose_config()["services"]) == {"train", "test"}
+    assert set(compose_config()["services"]) == {"train", "check", "test"}
 
 
 def test_gpu_service_without_an_nvidia_runtime_fails_loudly(images, compose):

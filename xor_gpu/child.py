@@ -1,0 +1,74 @@
+"""Training in a fresh process. Theano binds its device at import, so each device, and
+each repeat that must be independent of the one before, runs as its own `xor-gpu train`.
+
+The child writes its train report as JSON and, when it fails, its error as JSON (the path
+in XOR_GPU_ERROR_JSON, written by the CLI): the parent reads both, never stderr text.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ERROR_ENV = "XOR_GPU_ERROR_JSON"
+ERROR_SCHEMA = "xor_gpu.error/1"
+
+
+@dataclasses.dataclass
+class ChildRun:
+    exit_status: int
+    report: dict = None  # the train report when exit_status is 0
+    error: str = ""  # the child's one-line error otherwise
+    seconds: float = 0.0
+    stderr: str = ""  # everything the child printed on stderr, for logs
+
+    @property
+    def ok(self):
+        return self.exit_status == 0
+
+
+def train_args(config):
+    return ["--device", config.device, "--floatx", config.floatx, "--hidden", str(config.hidden),
+            "--lr", repr(config.lr), "--steps", str(config.steps), "--seed", str(config.seed)]
+
+
+def train(config, timeout=None):
+    """Train `config` in a child process; returns a ChildRun (never raises for the child's failure)."""
+    with tempfile.TemporaryDirectory(prefix="xor-gpu-child-") as tmp:
+        report_path, error_path = os.path.join(tmp, "report.json"), os.path.join(tmp, "error.json")
+        cmd = [sys.executable, "-m", "xor_gpu", "train", *train_args(config), "--json", report_path]
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, ERROR_ENV: error_path}, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            return ChildRun(exit_status=5, error=f"training on {config.device} did not finish in {timeout:g} s",
+                            seconds=time.perf_counter() - start, stderr=exc.stderr or "")
+        run = ChildRun(exit_status=proc.returncode, seconds=time.perf_counter() - start, stderr=proc.stderr)
+        if run.ok:
+            run.report = _load(report_path)
+        else:
+            error = _load(error_path)
+            # Without an error report the child crashed (a signal, a fault in native code).
+            run.error = error["message"] if error else f"the child process died (exit {proc.returncode})"
+    return run
+
+
+def write_error(exc, exit_status):
+    """In the child: leave the error where the parent looks for it, when a parent asked."""
+    path = os.environ.get(ERROR_ENV)
+    if path:
+        data = {"schema": ERROR_SCHEMA, "exit_status": exit_status, "type": type(exc).__name__,
+                "message": " ".join(str(exc).split())}
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+
+
+def _load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
