@@ -1,34 +1,38 @@
-"""The offline GPU bundle (bundle/): built as CI builds it, unpacked into an empty folder and
-dry-run for real on OpenCL (PoCL on the CPU) with the host's Python hidden and poisoned.
+"""The offline GPU bundle (bundle/): built as CI builds it, then run for real from an empty
+folder on OpenCL (PoCL on the CPU) through `xor-gpu check`, with the host's Python hidden
+and poisoned.
 
 The build needs apt-get download (Debian bookworm, root or fresh package lists) and PyPI;
 XOR_GPU_BUNDLE=path/to/xor_gpu-bundle.tar.gz uses a prebuilt archive instead. The dry run
 needs g++ and an OpenCL ICD for platform 0 (pocl-opencl-icd), as the opencl env does.
 """
+import calendar
 import hashlib
-import importlib.metadata
+import importlib.util
 import json
 import os
 import pathlib
 import re
+import runpy
 import shutil
 import subprocess
+import sys
 import tarfile
+import time
+from unittest import mock
 
 import pytest
 
 pytestmark = pytest.mark.bundle
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = REPO / "bundle" / "build.sh"
+BUILD = REPO / "bundle" / "build.py"
 RUN = REPO / "bundle" / "run.sh"
-SBATCH = REPO / "bundle" / "slurm" / "xor_gpu_check.sbatch"
-MAX_BYTES = 64 * 1024 * 1024  # what one call to the lent GPU machine can carry
+MAX_BYTES = 64 * 2**20  # a size a cluster's home quota and a copy to each node handle easily
+MAX_LAUNCHER_LINES = 80  # the launcher stays a launcher: the logic lives in the package
 DEVICE = "opencl0:0"
-PARITY_STEPS = 40000  # converges (the seed config's loss passes 0.25 near step 30,000)
-LEFT_OUT = {"scipy"}  # Theano imports it only optionally; see bundle/build.sh
-# What run.sh leaves in --out: at most 8 files come back from a call to the GPU machine.
-OUTPUTS = {"run.log", "summary.json", "doctor.json", "train.json", "train.png", "parity.json", "parity.png"}
+STEPS = 40000  # converges (the seed config's loss passes 0.25 near step 30,000)
+LEFT_OUT = {"scipy"}  # Theano imports it only optionally; see bundle/build.py
 HIDDEN_TOOLS = ("python", "python3", "python3.11", "pip", "pip3")
 
 
@@ -36,26 +40,71 @@ def _tail(text, n=6000):
     return text[-n:]
 
 
-def test_scripts_pass_shellcheck():
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.fail("shellcheck is not installed (apt-get install shellcheck); CI installs it")
-    proc = subprocess.run([shellcheck, "--severity=style", str(BUILD), str(RUN), str(SBATCH)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def _load_build():
+    spec = importlib.util.spec_from_file_location("bundle_build", BUILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_run_refuses_bad_arguments_before_doing_anything(tmp_path):
-    for args, message in ((["--device", "cpu"], "the CPU is the reference"),
-                          (["--steps", "0"], "--steps must be a positive integer"),
-                          (["--cuda-libs", str(tmp_path / "nope")], "no such folder"),
-                          (["--frobnicate"], "unknown argument")):
-        proc = subprocess.run(["bash", str(RUN), *args, "--out", str(tmp_path / "out")],
-                              capture_output=True, text=True, cwd=tmp_path)
-        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
-        assert message in proc.stderr, (args, proc.stderr)
-    assert not (tmp_path / "out").exists()
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
+
+# --- the launcher's own arguments (no archive needed) ------------------------------------
+
+def test_launcher_is_at_most_80_lines():
+    assert len(RUN.read_text().splitlines()) <= MAX_LAUNCHER_LINES
+
+
+def _run_launcher(script, args, tmp_path, path="/usr/bin:/bin"):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    for d in (home, cwd):
+        d.mkdir(exist_ok=True)
+    proc = subprocess.run(["/bin/bash", str(script), *args], env={"PATH": path, "HOME": str(home)}, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+    assert list(home.iterdir()) == [] and list(cwd.iterdir()) == [], "the launcher created files"
+    return proc
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bundle"], "--bundle needs a value"),
+    (["--bundle", "/no/such/xor_gpu-bundle.tar.gz", "doctor"], "--bundle: no such file"),
+    (["--cache"], "--cache needs a value"),
+    (["--cuda-libs", "/no/such/folder"], "--cuda-libs: no such folder"),
+    (["--device", DEVICE], "no bundle:"),  # no archive beside the script, none given
+])
+def test_launcher_refuses_bad_arguments_with_one_line(args, message, tmp_path):
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(RUN, lonely / "run.sh")
+    proc = _run_launcher(lonely / "run.sh", args, tmp_path)
+    assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
+
+
+def test_launcher_says_when_g_plus_plus_is_missing(tmp_path):
+    """Theano compiles every op with g++: without it the launcher stops before unpacking."""
+    dist, bin_dir = tmp_path / "dist", tmp_path / "bin"
+    dist.mkdir()
+    bin_dir.mkdir()
+    shutil.copy(RUN, dist / "xor_gpu-bundle-run.sh")
+    (dist / "xor_gpu-bundle.tar.gz").write_bytes(b"not unpacked")
+    os.symlink(shutil.which("dirname"), bin_dir / "dirname")  # the only tool on PATH
+    proc = _run_launcher(dist / "xor_gpu-bundle-run.sh", [], tmp_path, path=str(bin_dir))
+    assert proc.returncode == 3, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "g++ not found on PATH" in proc.stderr, proc.stderr
+
+
+def test_build_refuses_bad_options_with_one_line(tmp_path):
+    for args, message in ((["--frobnicate"], "unrecognized arguments"),
+                          (["--out", str(tmp_path / "bundle.zip")], "--out must name a .tar.gz file")):
+        proc = subprocess.run([sys.executable, str(BUILD), *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the archive ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory):
@@ -65,55 +114,83 @@ def archive(tmp_path_factory):
         assert path.is_file(), f"XOR_GPU_BUNDLE={prebuilt}: no such file"
         return path
     path = tmp_path_factory.mktemp("bundle-build") / "xor_gpu-bundle.tar.gz"
-    proc = subprocess.run(["bash", str(BUILD), "--out", str(path)], capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, f"bundle/build.sh failed:\n{_tail(proc.stderr)}"
+    proc = subprocess.run([sys.executable, str(BUILD), "--out", str(path)], capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, f"bundle/build.py failed:\n{_tail(proc.stderr)}"
     return path
 
 
-def _pins(extras):
-    """{name: version} of xor_gpu's pinned requirements with the extras the bundle carries."""
-    pins = {}
-    for req in importlib.metadata.requires("xor_gpu") or []:
-        spec, _, marker = req.partition(";")
-        extra = re.search(r"""extra\s*==\s*['"](\w+)['"]""", marker)
-        if extra and extra.group(1) not in extras:
-            continue
-        name, _, version = spec.replace(" ", "").partition("==")
-        pins[re.sub(r"[-_.]+", "_", name).lower()] = version
-    return pins
+@pytest.fixture(scope="session")
+def members(archive):
+    with tarfile.open(archive) as tar:
+        return tar.getmembers()
 
 
-def test_archive_is_one_small_self_contained_tree(archive):
+@pytest.fixture(scope="session")
+def manifest(archive):
+    with tarfile.open(archive) as tar:
+        return json.load(tar.extractfile("xor_gpu-bundle/MANIFEST.json"))
+
+
+def _setup_py_pins(extras, monkeypatch):
+    """{name: version} of what setup.py pins, with the given extras, read from setup.py itself."""
+    monkeypatch.chdir(REPO)
+    with mock.patch("setuptools.setup") as setup:
+        runpy.run_path(str(REPO / "setup.py"))
+    kwargs = setup.call_args.kwargs
+    reqs = kwargs["install_requires"] + [r for e in extras for r in kwargs["extras_require"][e]]
+    return {re.sub(r"[-_.]+", "_", name).lower(): version for name, version in (r.split("==") for r in reqs)}
+
+
+def test_archive_is_one_small_self_contained_tree(archive, members):
     size = archive.stat().st_size
     assert 0 < size <= MAX_BYTES, f"{size / 2**20:.1f} MiB"
-    with tarfile.open(archive) as tar:
-        members = tar.getmembers()
-        manifest = json.load(tar.extractfile("xor_gpu-bundle/MANIFEST.json"))
     names = {m.name for m in members}
     for m in members:
         assert m.name == "xor_gpu-bundle" or m.name.startswith("xor_gpu-bundle/"), m.name
         assert ".." not in m.name.split("/"), m.name
-        if m.issym():  # links stay inside the bundle
-            target = os.path.normpath(os.path.join(os.path.dirname(m.name), m.linkname))
+        assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "", ""), m.name
+        if m.issym() or m.islnk():  # links stay inside the bundle
+            base = os.path.dirname(m.name) if m.issym() else ""
+            target = os.path.normpath(os.path.join(base, m.linkname))
             assert not m.linkname.startswith("/") and target.startswith("xor_gpu-bundle/"), (m.name, m.linkname)
+    site = "root/usr/lib/python3/dist-packages"
     for required in ("run.sh", "MANIFEST.json", "root/usr/bin/python3.11", "root/usr/include/python3.11/Python.h",
                      "root/usr/include/x86_64-linux-gnu/python3.11/pyconfig.h", "root/usr/lib/libgpuarray.so",
-                     "root/usr/lib/python3/dist-packages/pygpu/__init__.py",
-                     "root/usr/lib/python3/dist-packages/xor_gpu/cli.py", "app/tests/conftest.py",
-                     "app/tests/test_device.py"):
+                     "root/usr/lib/x86_64-linux-gnu/libclblast.so", f"{site}/pygpu/__init__.py",
+                     f"{site}/xor_gpu/check.py", f"{site}/xor_gpu/reference/seed-cpu-float32.json"):
         assert f"xor_gpu-bundle/{required}" in names, required
-    assert not any(n.startswith("xor_gpu-bundle/app/tests/bundle") for n in names)
-    # The wheels are exactly setup.py's pins (xor_gpu[gpu,plot,test]), less what is left out.
-    # (NVIDIA's libraries, the cuda extra, come from the node.)
+    # The node runs `xor-gpu check`: no test suite, no pytest.
+    assert not any(n.startswith(("xor_gpu-bundle/app", f"xor_gpu-bundle/{site}/pytest")) for n in names)
+
+
+def test_archive_carries_exactly_the_pins_of_setup_py(manifest, monkeypatch):
+    """The wheels are setup.py's pins for xor_gpu[gpu,plot], less what is left out; NVIDIA's
+    libraries (the cuda extra) come from the node."""
+    assert manifest["extras"] == ["gpu", "plot"] and set(manifest["left_out"]) == LEFT_OUT
     wheels = {re.sub(r"[-_.]+", "_", w.split("-")[0]).lower(): w.split("-")[1] for w in manifest["wheels"]}
-    assert set(manifest["left_out"]) == LEFT_OUT
-    assert {"gpu", "test"} <= set(manifest["extras"]) and "cuda" not in manifest["extras"]
-    for name, version in _pins(manifest["extras"]).items():
+    pins = _setup_py_pins(manifest["extras"], monkeypatch)
+    for name, version in pins.items():
         if name in LEFT_OUT:
             assert name not in wheels
         else:
             assert wheels.get(name) == version, (name, version, wheels.get(name))
+    assert "pytest" not in wheels
     assert {"python3.11-minimal", "libpython3.11-dev", "python3-pygpu", "libgpuarray3"} <= set(manifest["debian_packages"])
+
+
+def test_archive_is_reproducible(archive, manifest, tmp_path):
+    """Unpacked with other times and permissions, the tree archives to the same bytes again."""
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(tmp_path)], check=True)
+    now = time.time()
+    for path in (tmp_path / "xor_gpu-bundle").rglob("*"):
+        if not path.is_symlink():
+            os.utime(path, (now, now))
+            path.chmod(path.stat().st_mode | 0o020)  # a group-writable umask
+    epoch = calendar.timegm(time.strptime(manifest["built"], "%Y-%m-%dT%H:%M:%SZ"))
+    again = tmp_path / "again.tar.gz"
+    _load_build().write_archive(tmp_path, again, epoch)
+    assert hashlib.sha256(again.read_bytes()).hexdigest() == hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
 def test_build_leaves_the_runner_and_checksum_beside_the_archive(archive):
@@ -125,15 +202,18 @@ def test_build_leaves_the_runner_and_checksum_beside_the_archive(archive):
     assert name == archive.name and digest == hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
+# --- the dry run: the runner beside the archive, from an empty folder ----------------------
+
 def _hidden_host_python(base):
     """An environment whose python/pip on PATH, PYTHONPATH, PYTHONHOME, user site and
-    THEANO_FLAGS would all break or be recorded if run.sh let any of them through."""
+    THEANO_FLAGS would all break or be recorded if the launcher let any of them through."""
     marker = base / "host-python-used"
     shims = base / "shims"
     shims.mkdir()
     for name in HIDDEN_TOOLS:
         shim = shims / name
-        shim.write_text(f'#!/bin/sh\necho "{name} $*" >> "{marker}"\nexit 97\n')
+        shim.write_text(f'#!/bin/sh\ncase "$2" in *nvidia*) q=nvidia ;; *) q=other ;; esac\n'
+                        f'echo "{name} $1 $q" >> "{marker}"\nexit 97\n')
         shim.chmod(0o755)
     poison = base / "poison"
     (poison / "numpy").mkdir(parents=True)
@@ -151,222 +231,131 @@ def _hidden_host_python(base):
         "THEANO_FLAGS": "device=cuda,floatX=float64,blas.ldflags=-lno_such_blas",
         "XOR_GPU_COMPILEDIR": str(poison / "compiledir"),
     }
-    for d in ("home", "tmp"):
+    for d in ("home", "tmp", "work"):
         (base / d).mkdir()
     return env, marker
 
 
-def _tree(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
 @pytest.fixture(scope="session")
 def dry_run(archive, tmp_path_factory):
-    """The bundle unpacked into an empty folder, run.sh run from there on OpenCL."""
+    """dist/ as a user copies it (archive + runner), run from an empty folder: `xor-gpu check`
+    on OpenCL, then a second command that must find the bundle already unpacked."""
     base = tmp_path_factory.mktemp("bundle-dry-run")
-    unpacked = base / "unpacked"
-    unpacked.mkdir()
-    subprocess.run(["tar", "-xzf", str(archive), "-C", str(unpacked)], check=True)
-    bundle = unpacked / "xor_gpu-bundle"
-    before = _tree(unpacked)
+    dist = base / "dist"
+    dist.mkdir()
+    shutil.copy(archive, dist / "xor_gpu-bundle.tar.gz")
+    built_runner = archive.with_name("xor_gpu-bundle-run.sh")
+    shutil.copy(built_runner if built_runner.exists() else RUN, dist / "xor_gpu-bundle-run.sh")
     env, marker = _hidden_host_python(base)
-    out = base / "out"
-    proc = subprocess.run(["bash", str(bundle / "run.sh"), "--device", DEVICE, "--out", str(out),
-                           "--steps", str(PARITY_STEPS), "--tests", "device and not slow"],
-                          env=env, cwd=base, capture_output=True, text=True, timeout=1500)
-    return {"proc": proc, "bundle": bundle, "out": out, "marker": marker, "tmp": base / "tmp",
-            "unpacked": unpacked, "tree_before": before}
+    runner = ["bash", str(dist / "xor_gpu-bundle-run.sh")]
+    out = base / "work" / "out"
+    started = time.monotonic()
+    check = subprocess.run([*runner, "--device", DEVICE, "--out", str(out), "--steps", str(STEPS)],
+                           env=env, cwd=base / "work", capture_output=True, text=True, timeout=1500)
+    seconds = time.monotonic() - started
+    state = base / "home" / ".cache" / "xor_gpu" / "bundle" / hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
+    unpacked = state / "xor_gpu-bundle"
+    first = unpacked.stat() if unpacked.exists() else None
+    again = subprocess.run([*runner, "train", "--device", DEVICE, "--steps", "2000", "--json", str(base / "again.json")],
+                           env=env, cwd=base / "work", capture_output=True, text=True, timeout=600)
+    print(f"dry run: xor-gpu check took {seconds:.0f} s (cold caches, unpacking included)")
+    return {"check": check, "again": again, "out": out, "state": state, "unpacked": unpacked, "first_stat": first,
+            "marker": marker, "env": env, "runner": runner, "base": base}
 
 
-def _json(run, name):
-    return json.loads((run["out"] / name).read_text())
+def _json(path):
+    return json.loads(path.read_text())
 
 
-def test_dry_run_passes_every_step(dry_run):
-    proc = dry_run["proc"]
-    assert proc.returncode == 0, f"run.sh exit {proc.returncode}:\n{_tail(proc.stdout + proc.stderr)}"
-    summary = _json(dry_run, "summary.json")
-    assert summary["passed"] is True and summary["device"] == DEVICE
-    assert [s["step"] for s in summary["steps"]] == ["doctor", "train", "parity", "tests"]
-    assert all(s["exit_status"] == 0 for s in summary["steps"]), summary["steps"]
-    tests = summary["tests"]
-    assert tests["tests"] > 0 and tests["failures"] == tests["errors"] == 0, tests
-    assert "RESULT: PASS" in (dry_run["out"] / "run.log").read_text()
-
-
-def test_dry_run_writes_only_its_reports_into_out(dry_run):
-    assert {p.name for p in dry_run["out"].iterdir()} == OUTPUTS
-    for png in ("train.png", "parity.png"):
-        assert (dry_run["out"] / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
-    log = (dry_run["out"] / "run.log").read_text()
-    for step in ("doctor", "train", "parity", "tests"):
-        assert f"===== {step}: exit 0" in log, step
-
-
-def test_dry_run_trains_the_seed_config_on_the_device(dry_run):
-    train = _json(dry_run, "train.json")
-    assert train["device"]["requested"] == train["device"]["active"] == DEVICE
-    assert train["config"]["steps"] == 60000 and train["floatX"] == "float32"
-    assert train["converged"] is True
-    assert any(op.startswith("GpuDot22") or op.startswith("GpuGemm") for op in train["ops"]), train["ops"]
-    doctor = _json(dry_run, "doctor.json")
-    assert doctor["opencl_devices"], doctor
-
-
-def test_dry_run_parity_is_within_tolerance(dry_run):
-    parity = _json(dry_run, "parity.json")
-    assert parity["passed"] is True and parity["converged"] is True and parity["failures"] == {}
-    assert parity["devices"] == ["cpu", DEVICE] and parity["config"]["steps"] == PARITY_STEPS
-    diff = parity["differences"][DEVICE]
-    assert diff["max_abs_prediction_diff"] <= parity["tolerances"]["atol_predictions"] <= 1e-4
-    assert diff["max_rel_loss_diff"] <= parity["tolerances"]["rtol_loss_history"] <= 1e-3
+def test_dry_run_check_passes(dry_run):
+    proc = dry_run["check"]
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{_tail(proc.stdout + proc.stderr)}"
+    summary = _json(dry_run["out"] / "summary.json")
+    assert summary["schema"] == "xor_gpu.check/1" and summary["passed"] is True
+    assert summary["device"]["requested"] == summary["device"]["active"] == DEVICE
+    assert summary["config"]["steps"] == STEPS
+    assert all(step["status"] in ("passed", "skipped") for step in summary["steps"]), summary["steps"]
+    assert {s["name"] for s in summary["steps"] if s["status"] == "passed"} >= {"train", "determinism", "parity"}
+    runs = [run for run in summary["runs"].values() if run["device"]["requested"] != "cpu"]
+    assert runs and all(run["device"]["active"] == DEVICE for run in runs), summary["runs"]
+    assert any(op.startswith(("GpuDot22", "GpuGemm")) for op in runs[0]["ops"]), runs[0]["ops"]
+    assert all(run["floatX"] == "float32" for run in summary["runs"].values())  # not the caller's THEANO_FLAGS
 
 
 def test_dry_run_uses_only_the_bundles_python(dry_run):
-    """The host's python/pip were never called, its PYTHONPATH/PYTHONHOME/THEANO_FLAGS never
-    reached the bundle, and every module and library came from the unpacked bundle."""
-    assert not dry_run["marker"].exists(), dry_run["marker"].read_text()
-    root = dry_run["bundle"] / "root"
-    env = _json(dry_run, "summary.json")["environment"]
-    assert env["sys_executable"] == str(root / "usr" / "bin" / "python3.11")
-    assert env["python_version"].startswith("3.11.")
-    for module, path in env["modules"].items():
-        assert path.startswith(str(root) + "/"), (module, path)
-    assert env["libgpuarray"] and all(p.startswith(str(root) + "/") for p in env["libgpuarray"]), env["libgpuarray"]
-    assert f"-I{root}/usr/include" in env["theano_flags"] and "device=cuda" not in env["theano_flags"]
-    assert str(root) in _json(dry_run, "doctor.json")["python"]
+    """The host's PYTHONPATH/PYTHONHOME/THEANO_FLAGS never reached the bundle, every module came
+    from the unpacked bundle, and a python3 on PATH was at most asked where NVIDIA's wheels are."""
+    calls = dry_run["marker"].read_text().splitlines() if dry_run["marker"].exists() else []
+    assert all(call == "python3 -c nvidia" for call in calls), calls
+    root = dry_run["unpacked"] / "root"
+    doctor = _json(dry_run["out"] / "doctor.json")
+    assert doctor["python"].endswith(f"({root}/usr/bin/python3.11)"), doctor["python"]
+    assert doctor["compiledir"].startswith(str(dry_run["state"])), doctor["compiledir"]
+    assert doctor["manifest"]["path"] == str(dry_run["unpacked"] / "MANIFEST.json")
+    package = _json(dry_run["out"] / "summary.json")["origin"]["package"]
+    assert package["kind"] == "bundle", package
 
 
-def test_dry_run_leaves_the_bundle_untouched_and_cleans_up(dry_run):
-    assert _tree(dry_run["unpacked"]) == dry_run["tree_before"]  # no __pycache__, caches or reports inside
-    assert list(dry_run["tmp"].iterdir()) == []  # the temp folder is removed
+def test_repeat_runs_reuse_the_unpacked_bundle(dry_run, archive, members):
+    again = dry_run["again"]
+    assert dry_run["check"].stderr.count("run.sh: unpacking") == 1, _tail(dry_run["check"].stderr)
+    assert again.returncode == 0, _tail(again.stdout + again.stderr)
+    assert "run.sh: unpacking" not in again.stderr
+    now = dry_run["unpacked"].stat()
+    assert (now.st_ino, now.st_mtime_ns) == (dry_run["first_stat"].st_ino, dry_run["first_stat"].st_mtime_ns)
+    # One folder per archive, holding the bundle and its caches, no half-unpacked leftovers;
+    # the bundle exactly as archived (no bytecode or caches written into it).
+    assert sorted(p.name for p in dry_run["state"].parent.iterdir()) == [dry_run["state"].name]
+    assert sorted(p.name for p in dry_run["state"].iterdir()) == ["mpl", "pocl", "theano", "xor_gpu-bundle"]
+    assert ["xor_gpu-bundle/" + p for p in _tree(dry_run["unpacked"])] == sorted(m.name for m in members)[1:]
+    report = _json(dry_run["base"] / "again.json")
+    assert report["device"]["active"] == DEVICE and report["config"]["steps"] == 2000
 
 
-def test_runner_beside_the_archive_unpacks_it_and_says_when_cuda_is_missing(archive, tmp_path):
-    """The way the GPU machine runs it (dist/ carried): the runner finds the archive beside
-    itself. Without an NVIDIA driver, setup stops with exit 3 and one clear line."""
+def test_default_command_is_check_on_cuda(dry_run, tmp_path):
+    """No COMMAND, no --device: `xor-gpu check --device cuda`; without an NVIDIA driver that is
+    exit 3 with the reason, not a silent fallback to the CPU."""
     if subprocess.run(["sh", "-c", "ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1 '"]).returncode == 0:
         pytest.skip("this machine has an NVIDIA driver: the missing-driver path cannot be shown here")
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    shutil.copy(archive, dist / "xor_gpu-bundle.tar.gz")
-    shutil.copy(RUN, dist / "xor_gpu-bundle-run.sh")
-    env, marker = _hidden_host_python(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.run(["bash", str(dist / "xor_gpu-bundle-run.sh"), "--device", "cuda", "--out", str(out)],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr  # run.sh sends both through its log
-    assert proc.returncode == 3, output
-    assert "unpacking" in output and "libcuda.so.1 was not found" in output
-    assert "libcuda.so.1 was not found" in (out / "run.log").read_text()
-    assert list((tmp_path / "tmp").iterdir()) == []
-    assert not marker.exists()
+    proc = subprocess.run([*dry_run["runner"], "--out", str(out)], env=dry_run["env"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, _tail(proc.stdout + proc.stderr)
+    assert proc.stderr.splitlines()[-1].startswith("xor-gpu: error: device cuda is not usable"), _tail(proc.stderr)
+    summary = _json(out / "summary.json")
+    assert summary["device"]["requested"] == "cuda" and summary["passed"] is False
+    assert "run.sh: unpacking" not in proc.stderr
 
 
-FAKE_LIBS = {  # name: (folder under the fake site-packages' nvidia/, C source)
-    "libnvrtc.so.13": ("cu13/lib", "int nvrtcVersion(int *a, int *b) { *a = 13; *b = 0; return 0; }"),
-    "libnvrtc-builtins.so.13.0": ("cu13/lib", "int x;"),
-    "libcublas.so.13": ("cu13/lib", "int cublasGetProperty(int t, int *v) { int p[3] = {13, 0, 0}; *v = p[t]; return 0; }"),
-    "libcublasLt.so.13": ("cu13/lib", "int x;"),
-    "libnvrtc.so.12": ("cuda_nvrtc/lib", "int nvrtcVersion(int *a, int *b) { *a = 12; *b = 4; return 0; }"),
-    "libnvrtc-builtins.so.12.4": ("cuda_nvrtc/lib", "int x;"),
-    "libcublas.so.12": ("cublas/lib", "int cublasGetProperty(int t, int *v) { int p[3] = {12, 4, 5}; *v = p[t]; return 0; }"),
-    "libcublasLt.so.12": ("cublas/lib", "int x;"),
-}
+def test_launcher_runs_in_place_inside_an_unpacked_bundle(dry_run, tmp_path):
+    """bash xor_gpu-bundle/run.sh: no archive, the bundle beside the script is used as it is."""
+    bundle = dry_run["unpacked"]
+    before = _tree(bundle)
+    cache = tmp_path / "cache"
+    proc = subprocess.run(["bash", str(bundle / "run.sh"), "--cache", str(cache), "doctor", "--json",
+                           str(tmp_path / "doctor.json")], env=dry_run["env"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    assert "run.sh: unpacking" not in proc.stderr
+    doctor = _json(tmp_path / "doctor.json")
+    assert doctor["python"].endswith(f"({bundle}/root/usr/bin/python3.11)")
+    assert doctor["compiledir"].startswith(str(cache) + "/")
+    assert _tree(bundle) == before
 
 
-def _compile(source, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    src = path.with_name(path.name + ".c")
-    src.write_text(source + "\n")
-    subprocess.run(["gcc", "-shared", "-fPIC", f"-Wl,-soname,{path.name}", "-o", str(path), str(src)], check=True)
-    src.unlink()
-
-
-@pytest.fixture()
-def fake_cuda_node(archive, tmp_path):
-    """A node with a CUDA 12.4 driver and a PyTorch-like python3 whose NVIDIA wheels hold both
-    CUDA 13 (too new for this driver) and CUDA 12.4 libraries. All fakes: only the version
-    queries run.sh makes are implemented."""
-    toolkit_libs = [p for pattern in ("cuda*/lib64/lib*.so.*", "cuda*/targets/x86_64-linux/lib/lib*.so.*")
-                    for p in pathlib.Path("/usr/local").glob(pattern)
-                    if re.fullmatch(r"lib(nvrtc|cublas)\.so\.([0-9]|1[0-2])(\..*)?", p.name)]
-    if toolkit_libs:  # run.sh searches a toolkit first; CUDA 13 ones would just be skipped
-        pytest.skip(f"this machine's CUDA toolkit has {toolkit_libs[0]}, which run.sh would pick first")
-    _compile("int cuDriverGetVersion(int *v) { *v = 12040; return 0; }", tmp_path / "driver" / "libcuda.so.1")
-    nvidia = tmp_path / "site" / "nvidia"
-    for name, (folder, source) in FAKE_LIBS.items():
-        _compile(source, nvidia / folder / name)
-    fakebin = tmp_path / "fakebin"
-    fakebin.mkdir()
-    (fakebin / "python3").write_text(f'#!/bin/sh\necho "{nvidia}"\n')  # answers run.sh's question
-    (fakebin / "python3").chmod(0o755)
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    os.symlink(archive, dist / "xor_gpu-bundle.tar.gz")
-    shutil.copy(RUN, dist / "xor_gpu-bundle-run.sh")
-    (tmp_path / "tmp").mkdir()
-    env = {"PATH": f"{fakebin}:/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path / "tmp"),
-           "LD_LIBRARY_PATH": str(tmp_path / "driver")}
-    return {"run": [str(dist / "xor_gpu-bundle-run.sh"), "--device", "cuda", "--setup-only"], "env": env,
-            "nvidia": nvidia, "driver": tmp_path / "driver", "tmp": tmp_path}
-
-
-def test_cuda_setup_picks_the_libraries_the_driver_supports(fake_cuda_node):
-    node, out = fake_cuda_node, fake_cuda_node["tmp"] / "out"
-    proc = subprocess.run(["bash", *node["run"], "--out", str(out)], env=node["env"], capture_output=True,
-                          text=True, timeout=300)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log
-    nvidia = node["nvidia"]
-    assert "driver supports CUDA 12.4" in log
-    # nvidia/cu13/lib sorts first: its libraries are looked at and refused.
-    assert f"{nvidia}/cu13/lib/libnvrtc.so.13 13.0 is newer than the driver (CUDA 12.4): skipped" in log
-    assert f"{nvidia}/cu13/lib/libcublas.so.13 13.0.0 is newer than the driver (CUDA 12.4): skipped" in log
-    assert f"NVRTC 12.4: {nvidia}/cuda_nvrtc/lib/libnvrtc.so.12" in log
-    assert f"cuBLAS 12.4.5: {nvidia}/cublas/lib/libcublas.so.12" in log
-    env = json.loads((out / "summary.json").read_text())["environment"]
-    # One folder of links for the package (XOR_GPU_CUDA_LIBS): every 12.x library, no 13.x one.
-    assert env["xor_gpu_cuda_libs"] == {
-        name: str(nvidia / folder / name) for name, (folder, _) in FAKE_LIBS.items() if ".so.12" in name
-    }
-    assert env["ld_library_path"].endswith(f":{node['driver']}")  # the driver found via LD_LIBRARY_PATH
-
-
-def test_cuda_setup_refuses_libraries_newer_than_the_driver(fake_cuda_node):
-    """--cuda-libs is searched first; with no python3 on PATH nothing else is found here."""
-    node, out = fake_cuda_node, fake_cuda_node["tmp"] / "out"
-    env = {**node["env"], "PATH": "/usr/bin:/bin"}
-    if shutil.which("python3", path=env["PATH"]) or shutil.which("python", path=env["PATH"]):
-        env["PATH"] = f"{_no_python(node['tmp'])}:{env['PATH']}"
-    proc = subprocess.run(["bash", *node["run"], "--out", str(out), "--cuda-libs", str(node["nvidia"] / "cu13" / "lib")],
-                          env=env, capture_output=True, text=True, timeout=300)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 3, log
-    assert f"folders searched for NVRTC/cuBLAS: {node['nvidia']}/cu13/lib" in log
-    assert "is newer than the driver (CUDA 12.4): skipped" in log and "no usable NVRTC" in log
-
-
-def _no_python(base):
-    """A PATH folder whose python3/python find no NVIDIA wheels (Debian's /usr/bin/python3 might)."""
-    folder = base / "nopython"
-    folder.mkdir()
-    for name in ("python3", "python"):
-        (folder / name).write_text("#!/bin/sh\nexit 0\n")
-        (folder / name).chmod(0o755)
-    return folder
-
-
-def test_cuda_libs_given_first_win_and_the_search_fills_in(fake_cuda_node):
-    """NVRTC from a folder given with --cuda-libs, cuBLAS from the search (PyTorch's wheels)."""
-    node, out = fake_cuda_node, fake_cuda_node["tmp"] / "out"
-    given = node["tmp"] / "nvrtc12"
-    given.mkdir()
-    for name in ("libnvrtc.so.12", "libnvrtc-builtins.so.12.4"):
-        shutil.copy(node["nvidia"] / "cuda_nvrtc" / "lib" / name, given / name)
-    proc = subprocess.run(["bash", *node["run"], "--out", str(out), "--cuda-libs", str(given)],
-                          env=node["env"], capture_output=True, text=True, timeout=300)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log
-    assert f"NVRTC 12.4: {given}/libnvrtc.so.12" in log
-    assert f"cuBLAS 12.4.5: {node['nvidia']}/cublas/lib/libcublas.so.12" in log
+def test_launcher_passes_cuda_folders_and_the_callers_library_path_on(dry_run, tmp_path):
+    """--cuda-libs folders (in order) become XOR_GPU_CUDA_LIBS, searched first; the caller's
+    LD_LIBRARY_PATH (a driver found only through it) comes after the bundle's own folders."""
+    given = [tmp_path / "nvrtc", tmp_path / "cublas"]
+    for d in given:
+        d.mkdir()
+    env = {**dry_run["env"], "LD_LIBRARY_PATH": str(tmp_path / "driver")}
+    proc = subprocess.run([*dry_run["runner"], "--cuda-libs", str(given[0]), "--cuda-libs", str(given[1]), "doctor",
+                           "--json", str(tmp_path / "doctor.json")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    doctor = _json(tmp_path / "doctor.json")
+    assert doctor["cuda_libs"]["searched"][:2] == [str(d) for d in given], doctor["cuda_libs"]
+    root = dry_run["unpacked"] / "root"
+    # (xor-gpu itself may put its folder of NVIDIA links first, on a machine that has them.)
+    assert doctor["ld_library_path"].endswith(f"{root}/usr/lib/x86_64-linux-gnu:{root}/usr/lib:{tmp_path / 'driver'}")
