@@ -42,6 +42,9 @@ def test_devices_rejected(device):
         ({"seed": -1}, "seed must be between"),
         ({"seed": 2**32}, "seed must be between"),
         ({"floatx": "float16"}, "unsupported floatX"),
+        ({"steps_per_call": 0}, "steps_per_call must be between 1 and 1000"),
+        ({"steps_per_call": 1001}, "steps_per_call must be between 1 and 1000"),
+        ({"steps_per_call": 2.0}, "steps_per_call must be an integer"),
     ],
 )
 def test_bad_values_are_one_line_errors(change, message):

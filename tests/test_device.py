@@ -51,6 +51,19 @@ def test_check_passes_on_the_device(device, tmp_path):
     print(f"{device} vs cpu: {diff}")
 
 
+@pytest.mark.skipif(DEVICE == "cpu", reason="the CPU's steps per call are checked in-process, tests/test_train.py")
+def test_steps_per_call_train_bitwise_like_one_step_per_call(device, tmp_path):
+    """On the device: 3 steps per call (and 2 left over, one step per call) give the same loss
+    history, predictions and weights as the seed's loop, and a repeat compiles nothing new."""
+    short = ["--device", device, "--steps", "2000", "--lr", "0.3"]
+    seed = train_report(tmp_path, *short, "--steps-per-call", "1", name="seed.json")
+    first, again = (train_report(tmp_path, *short, "--steps-per-call", "3", name=f"{n}.json") for n in "ab")
+    assert seed["converged"] and first["config"]["steps_per_call"] == 3
+    for key in ("loss_history", "predictions", "final_weights", "weights_sha256"):
+        assert first[key] == seed[key], key
+    assert again["new_compiled_modules"] == 0
+
+
 def test_parity_with_a_tiny_tolerance_fails(device, tmp_path):
     """The tolerance is enforced: cpu and the device differ by ~1e-7 after 2,000 steps at
     lr 0.3 (which converges like the seed config: lr x steps = 600)."""

@@ -1,16 +1,64 @@
-"""The training loop in this process (device from THEANO_FLAGS, cpu by default): divergence,
-the loss history's sampling, and the digest of the final weights."""
+"""The training loop in this process (device from THEANO_FLAGS, cpu by default): steps per
+call, divergence, the loss history's sampling, and the digest of the final weights."""
 import numpy as np
 import pytest
 
-from xor_gpu import train
-from xor_gpu.config import TrainConfig
+from xor_gpu import compare, report, train
+from xor_gpu.config import CPU_STEPS_PER_CALL, TrainConfig
+from xorlib import train_report
+
+# Short runs that converge like the seed config (lr x steps = 600); 2,000 steps sample the
+# loss every 4 steps, so 7 steps per call cut samples at every offset and leave 5 steps over.
+SHORT = {"steps": 2000, "lr": 0.3}
 
 
-def test_divergence_stops_training(nan_weights):
+@pytest.mark.parametrize("steps, k, expected", [(2000, 10, [(10, 200)]), (2003, 10, [(10, 200), (1, 3)]),
+                                                (5, 10, [(1, 5)]), (60000, 1, [(1, 60000)]), (10, 10, [(10, 1)])])
+def test_plan_runs_whole_calls_then_the_rest_one_step_per_call(steps, k, expected):
+    assert train.plan(steps, k) == expected
+
+
+def test_any_steps_per_call_trains_bitwise_like_one_step_per_call():
+    """The seed's loop (1), the CPU default, and 7 (a remainder, samples inside calls) give
+    the same loss history, predictions and weights, bit for bit; reports of them compare equal."""
+    ks = [1, CPU_STEPS_PER_CALL, 7]
+    results = {k: train.run(TrainConfig(**SHORT, steps_per_call=k)) for k in ks}
+    seed = results[1]
+    assert len(seed.loss_history) == 500 and seed.converged
+    reports = {k: report.train_report(r) for k, r in results.items()}
+    for k in ks[1:]:
+        r = results[k]
+        assert r.config.steps_per_call == reports[k]["config"]["steps_per_call"] == k
+        assert r.loss_history == seed.loss_history
+        assert r.predictions == seed.predictions
+        assert r.final_weights == seed.final_weights and r.weights_sha256 == seed.weights_sha256
+        compare.check_same_config("1 step per call", reports[1], [(f"{k} steps per call", reports[k])])
+        assert compare.differences(reports[1], reports[k]) == {
+            "max_abs_prediction_diff": 0.0, "max_rel_loss_diff": 0.0, "bitwise_equal": True}
+
+
+def test_fewer_steps_than_one_call_run_one_step_per_call():
+    assert train.run(TrainConfig(steps=5, steps_per_call=10)).loss_history == \
+        train.run(TrainConfig(steps=5, steps_per_call=1)).loss_history
+
+
+def test_steps_per_second_leaves_out_the_first_call():
+    result = train.run(TrainConfig(steps=100, steps_per_call=10))
+    assert result.steps_per_second == pytest.approx(90 / result.train_seconds)
+
+
+def test_the_default_steps_per_call_depends_on_the_device():
+    assert TrainConfig().resolved().steps_per_call == CPU_STEPS_PER_CALL
+    # GPUs: every step of a call builds its own kernels, and kernel launches bound the speed.
+    assert TrainConfig(device="opencl0:0").resolved().steps_per_call == 1
+    assert TrainConfig(device="cuda", steps_per_call=5).resolved().steps_per_call == 5
+
+
+@pytest.mark.parametrize("k", [1, CPU_STEPS_PER_CALL, 7])
+def test_divergence_stops_training(nan_weights, k):
     """NaN weights make every loss NaN: the loop must stop at the first sample, not report."""
     with pytest.raises(train.Diverged, match="loss became nan at step 0"):
-        train.run(TrainConfig(steps=1000))
+        train.run(TrainConfig(steps=1000, steps_per_call=k))
 
 
 def test_divergence_exits_4_with_one_line(nan_weights, monkeypatch, capsys):
@@ -20,6 +68,16 @@ def test_divergence_exits_4_with_one_line(nan_weights, monkeypatch, capsys):
     assert cli.main(["train", "--steps", "100"]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("xor-gpu: error: diverged: loss became nan")
+
+
+@pytest.mark.parametrize("k", [1, CPU_STEPS_PER_CALL])
+def test_a_second_run_compiles_nothing_new(tmp_path, k):
+    """The compile cache is warm: with PYTHONHASHSEED fixed by the CLI, a repeat run compiles
+    zero new modules, for one step per call and for the default (whose 53 steps also take
+    the one-step function for the 3 left over)."""
+    args = ["--steps", "53", "--steps-per-call", str(k)]
+    train_report(tmp_path, *args, name="a.json")
+    assert train_report(tmp_path, *args, name="b.json")["new_compiled_modules"] == 0
 
 
 @pytest.mark.parametrize("steps, every, samples", [(1, 1, 1), (499, 1, 499), (500, 1, 500), (60000, 120, 500),

@@ -30,8 +30,11 @@ class ChildRun:
 
 
 def train_args(config):
-    return ["--device", config.device, "--floatx", config.floatx, "--hidden", str(config.hidden),
+    args = ["--device", config.device, "--floatx", config.floatx, "--hidden", str(config.hidden),
             "--lr", repr(config.lr), "--steps", str(config.steps), "--seed", str(config.seed)]
+    if config.steps_per_call is not None:  # else the child's device's default
+        args += ["--steps-per-call", str(config.steps_per_call)]
+    return args
 
 
 def train(config, timeout=None):

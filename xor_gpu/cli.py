@@ -4,11 +4,13 @@ Exit status (xor_gpu/errors.py): 0 ok, 2 bad input, 3 device or setup unusable, 
 diverged, 5 a verdict failed (not converged, out of tolerance). Errors are one line on stderr.
 """
 import argparse
+import contextlib
 import os
 import sys
+import types
 
 from xor_gpu import child, launch
-from xor_gpu.config import TrainConfig
+from xor_gpu.config import MAX_STEPS_PER_CALL, TrainConfig, default_steps_per_call
 from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
 
 PROG = "xor-gpu"
@@ -28,6 +30,9 @@ def _add_config_args(p, steps_only=False):
     p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"RandomState seed (default {d.seed})")
+    p.add_argument("--steps-per-call", type=int, metavar="K",
+                   help=f"SGD steps per compiled call, 1 to {MAX_STEPS_PER_CALL}; every K gives the same result "
+                        f"(default {default_steps_per_call('cpu')} on cpu, 1 on GPUs)")
 
 
 def _add_output_args(p):
@@ -91,7 +96,7 @@ def build_parser():
 
 def config_from(args, device):
     return TrainConfig(device=device, floatx=args.floatx, hidden=args.hidden, lr=args.lr,
-                       steps=args.steps, seed=args.seed)
+                       steps=args.steps, seed=args.seed, steps_per_call=args.steps_per_call)
 
 
 def cmd_train(args):
@@ -158,10 +163,12 @@ def cmd_cuda_libs(args):
 
 
 def _progress(total, desc):
+    """A bar on a terminal; silent in logs and CI, where tqdm (30 ms to import) is not imported."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(types.SimpleNamespace(update=None))
     from tqdm import tqdm
 
-    # disable=None: a bar on a terminal, silent in logs and CI.
-    return tqdm(total=total, desc=desc, unit="step", disable=None, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
 
 
 def _devices_of(args):

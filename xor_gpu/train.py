@@ -1,4 +1,4 @@
-"""The training loop: one compiled step per call, a sampled loss history, timings.
+"""The training loop: steps_per_call compiled steps per call, a sampled loss history, timings.
 
 Returns a plain TrainResult; printing and files are the report module's job.
 """
@@ -27,7 +27,7 @@ class TrainResult:
     history_every: int
     loss_history: list
     compile_seconds: float
-    first_step_seconds: float
+    first_step_seconds: float  # of the first call (steps_per_call steps), which also built kernels
     train_seconds: float
     new_compiled_modules: int
     ops: list
@@ -37,10 +37,11 @@ class TrainResult:
 
     @property
     def steps_per_second(self):
-        """Steady-state speed: the steps after the first, which also built kernels."""
-        steps, seconds = self.config.steps - 1, self.train_seconds
+        """Steady-state speed: the steps after the first call, which also built kernels."""
+        first = plan(self.config.steps, self.config.steps_per_call)[0][0]
+        steps, seconds = self.config.steps - first, self.train_seconds
         if steps == 0:
-            steps, seconds = 1, self.first_step_seconds
+            steps, seconds = first, self.first_step_seconds
         return steps / seconds if seconds > 0 else float("inf")
 
     @property
@@ -65,45 +66,62 @@ def weights_digest(weights):
     return digest.hexdigest()
 
 
+def plan(steps, steps_per_call):
+    """[(steps per call, calls)]: whole calls of steps_per_call, then the remainder one step
+    per call, so that no second long graph is compiled for it (the one-step graph is small)."""
+    calls, rest = divmod(steps, steps_per_call)
+    return [(k, n) for k, n in ((steps_per_call, calls), (1, rest)) if n]
+
+
 def run(config, progress=None):
     """Train on config.device. `progress(n)` is called as steps complete (a tqdm update).
 
     Raises backend.DeviceError before any step when the device is not the one asked for,
-    and Diverged at the first non-finite loss.
+    and Diverged at the first non-finite sampled loss.
     """
+    config = config.resolved()
     theano = backend.import_theano(config.device, config.floatx)
     modules_before = compile_cache.count_compiled_modules()
     start = time.perf_counter()
     model = XorModel(theano, config)
+    calls = [(model.steps_function(k), k, n) for k, n in plan(config.steps, config.steps_per_call)]
     compile_seconds = time.perf_counter() - start
-    ops = backend.verify_graph(model.train, config.device)
+    for function, _, _ in calls:
+        backend.verify_graph(function, config.device)
+    ops = backend.op_names(calls[0][0])  # the remainder's one-step function holds the same ops
     new_modules = compile_cache.count_compiled_modules() - modules_before
     active, name = backend.active_device(theano)
 
     every = history_every(config.steps)
     history = []
-    step = 0
-    first_step_seconds = 0.0
+    step = done = 0  # steps run; steps told to `progress`
+    first_call_seconds = 0.0
     start = time.perf_counter()
-    while step < config.steps:
-        chunk = min(every, config.steps - step)
-        loss = model.train()  # the loss before this step is the sample for this chunk
-        if step == 0:
-            # The first call also builds the device's kernels (PoCL, NVRTC): timed apart.
-            first_step_seconds = time.perf_counter() - start
-            start = time.perf_counter()
-        if not math.isfinite(loss):
-            raise Diverged(f"diverged: loss became {float(loss)} at step {step}; lower --lr (now {config.lr})")
-        history.append(float(loss))
-        for _ in range(chunk - 1):
-            loss = model.train()
-        step += chunk
-        if progress:
-            progress(chunk)
+    for function, k, n in calls:
+        for _ in range(n):
+            costs = function()  # costs[j]: the loss before step `step + j`
+            if step == 0:
+                # The first call also builds the device's kernels (PoCL, NVRTC): timed apart.
+                first_call_seconds = time.perf_counter() - start
+                start = time.perf_counter()
+            first = -step % every  # the first sampled step of this call, as an offset
+            if first < k:
+                for j in range(first, k, every):
+                    loss = float(costs[j])
+                    if not math.isfinite(loss):
+                        raise Diverged(f"diverged: loss became {loss} at step {step + j}; "
+                                       f"lower --lr (now {config.lr})")
+                    history.append(loss)
+                if progress:
+                    progress(step + k - done)
+                    done = step + k
+            step += k
     train_seconds = time.perf_counter() - start
+    if progress and done < step:
+        progress(step - done)
     weights = model.final_weights()
     predictions = [float(p) for p in np.asarray(model.predict()).ravel()]
-    if not all(math.isfinite(p) for p in predictions) or not math.isfinite(loss):
+    if not all(math.isfinite(p) for p in predictions) or not math.isfinite(costs[-1]):
         raise Diverged(f"diverged: training ended with a non-finite loss or prediction; lower --lr (now {config.lr})")
 
     return TrainResult(
@@ -115,7 +133,7 @@ def run(config, progress=None):
         history_every=every,
         loss_history=history,
         compile_seconds=compile_seconds,
-        first_step_seconds=first_step_seconds,
+        first_step_seconds=first_call_seconds,
         train_seconds=train_seconds,
         new_compiled_modules=new_modules,
         ops=ops,
