@@ -9,9 +9,9 @@ copy of run.sh beside it (dist/xor_gpu-bundle-run.sh) and a .sha256 file:
   xor_gpu-bundle/
     run.sh          the launcher a GPU node runs (see bundle/run.sh)
     MANIFEST.json   what is inside: Debian packages, wheels, git commit
-    root/usr/...    CPython 3.11 + headers, pygpu, libgpuarray, CLBlast and the OpenCL ICD
-                    loader, unpacked from Debian bookworm .debs (dpkg -x), and the wheels of
-                    xor_gpu[gpu,plot] unzipped into root/usr/lib/python3/dist-packages
+    root/usr/...    CPython 3.11 + headers, OpenBLAS, pygpu, libgpuarray, CLBlast and the
+                    OpenCL ICD loader, unpacked from Debian bookworm .debs (dpkg -x), and the
+                    wheels of xor_gpu[gpu,plot] unzipped into root/usr/lib/python3/dist-packages
 
 The Python pins come from setup.py only: the xor_gpu wheel is built from the working tree
 and pip resolves its requirements. The archive is reproducible: sorted members, fixed
@@ -39,13 +39,14 @@ REPO = HERE.parent
 NAME = "xor_gpu-bundle"
 # Debian bookworm packages, unpacked with dpkg -x (no root needed where the bundle runs).
 # libpython3.11-dev: only its headers and the libpython3.11.so link are kept.
+# OpenBLAS (with the Fortran runtime it links) is the BLAS the package links Theano's CPU
+# modules with (backend.default_blas_ldflags); its LAPACK and reference-BLAS copies are dropped.
 DEBS = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libpython3.11",
         "libpython3.11-dev", "python3-distutils", "python3-pygpu", "libgpuarray3", "libgpuarray-dev",
-        "libclblast1", "ocl-icd-libopencl1"]
+        "libclblast1", "ocl-icd-libopencl1", "libopenblas0-pthread", "libgfortran5", "libquadmath0"]
 # Pure Python wheels and manylinux wheels for CPython 3.11 on x86-64 (glibc >= 2.28 nodes).
 PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"]
 # Resolved from setup.py but not unpacked: Theano 1.0.5 imports scipy only optionally (+25 MiB).
-# OpenBLAS is not carried either (+11 MiB): the package sets Theano's blas.ldflags empty.
 LEFT_OUT = ["scipy"]
 # Small enough to sit in a cluster's home quota and to copy to a node in seconds.
 MAX_MIB = 64
@@ -132,8 +133,10 @@ def fetch_debs(work, root):
             shutil.copy2(dev / "usr/lib/x86_64-linux-gnu/libpython3.11.so", lib, follow_symlinks=False)
         else:
             run(["dpkg", "-x", str(deb), str(root)], f"dpkg -x {deb.name}", work / "dpkg.log")
-    # The unversioned names libgpuarray dlopens (normally from -dev packages).
-    for name, target in (("libclblast.so", "libclblast.so.1"), ("libOpenCL.so", "libOpenCL.so.1")):
+    # The unversioned names libgpuarray dlopens (normally from -dev packages), and OpenBLAS's
+    # soname where the linker and the loader look (Debian's alternatives make this link).
+    for name, target in (("libclblast.so", "libclblast.so.1"), ("libOpenCL.so", "libOpenCL.so.1"),
+                         ("libopenblas.so.0", "openblas-pthread/libopenblas.so.0")):
         (lib / name).unlink(missing_ok=True)
         (lib / name).symlink_to(target)
     # Links out of the bundle would reach into the node: Debian's stdlib links sitecustomize.py
@@ -146,7 +149,8 @@ def fetch_debs(work, root):
                 path.unlink()
     site = root / "usr/lib/python3/dist-packages"
     for junk in [*(root / "usr/share" / d for d in ("doc", "doc-base", "man", "lintian", "binfmts")),
-                 root / "usr/lib/libgpuarray-static.a", site / "pygpu/tests", *(site / "pygpu").glob("*.c")]:
+                 root / "usr/lib/libgpuarray-static.a", site / "pygpu/tests", *(site / "pygpu").glob("*.c"),
+                 *(lib / "openblas-pthread" / name for name in ("libblas.so.3", "liblapack.so.3"))]:
         remove(junk)
     return {deb_field(d, "Package"): deb_field(d, "Version") for d in sorted(debs.glob("*.deb"))}
 
@@ -218,9 +222,9 @@ def unpack_wheels(wheels, site):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with z.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-    # Test suites of the dependencies are not needed at run time.
+    # Test suites of the dependencies are not needed at run time (theano.tests is imported by Theano).
     for tests in [*site.glob("numpy/*/tests"), site / "numpy/tests", site / "matplotlib/tests",
-                  *site.glob("mpl_toolkits/*/tests")]:
+                  *site.glob("mpl_toolkits/*/tests"), *site.glob("theano/*/tests"), *site.glob("theano/*/*/tests")]:
         remove(tests)
 
 
@@ -245,10 +249,13 @@ def smoke_test(work, root, extras):
     """The staged Python imports the stack from the bundle alone (nothing of this machine's)."""
     log("smoke test of the staged Python")
     modules = ["numpy", "pygpu", "mako", "pkg_resources", "xor_gpu.cli"] + (["matplotlib"] if "plot" in extras else [])
-    code = ("import sys, importlib; root = sys.argv[1]\n"
+    code = ("import sys, importlib, ctypes; root = sys.argv[1]\n"
             f"for name in {modules!r}:\n"
             "    m = importlib.import_module(name)\n"
-            "    assert m.__file__.startswith(root), (name, m.__file__)\n")
+            "    assert m.__file__.startswith(root), (name, m.__file__)\n"
+            "ctypes.CDLL('libopenblas.so.0').openblas_get_config\n"
+            "maps = open('/proc/self/maps').read()\n"
+            "assert f'{root}/usr/lib/x86_64-linux-gnu/openblas-pthread/' in maps, 'OpenBLAS not from the bundle'\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
            "LD_LIBRARY_PATH": f"{root}/usr/lib/x86_64-linux-gnu:{root}/usr/lib"}
     run([str(root / "usr/bin/python3.11"), "-c", code, str(root)], "the smoke test of the staged Python",

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 KEY_DEBIAN_PACKAGES = (
-    "python3", "python3.11", "python3-venv", "python3-dev", "g++",
+    "python3", "python3.11", "python3-venv", "python3-dev", "g++", "libopenblas0-pthread",
     "python3-pygpu", "libgpuarray3", "libgpuarray-dev",
     "pocl-opencl-icd", "libpocl2", "ocl-icd-libopencl1", "libclblast-dev", "libclblast1",
 )

@@ -1,5 +1,7 @@
 """The Theano backend's guards: flags, the import bound to one device, and the refusal of a
 compiled graph whose arithmetic does not run where it was asked to."""
+import json
+import os
 import platform
 import subprocess
 import sys
@@ -7,16 +9,17 @@ import textwrap
 
 import pytest
 
-from xorlib import DEVICE
+from xorlib import DEVICE, run_cli
 from xor_gpu import backend
 from xor_gpu.errors import DeviceError
 
 
 def test_theano_flags_order_defaults_user_then_device():
-    flags = backend.theano_flags("opencl0:0", "float32", user_flags="blas.ldflags=-lopenblas,device=cuda,floatX=float64")
+    flags = backend.theano_flags("opencl0:0", "float32", user_flags="blas.ldflags=-lmyblas,device=cuda,floatX=float64")
     parts = flags.split(",")
     assert parts[-2:] == ["device=opencl0:0", "floatX=float32"]  # the command line wins
-    assert parts.index("blas.ldflags=-lopenblas") > parts.index("blas.ldflags=")  # the user's override wins
+    default = f"blas.ldflags={backend.default_blas_ldflags()}"
+    assert parts.index("blas.ldflags=-lmyblas") > parts.index(default)  # the user's override wins
     assert "print_active_device=False" in parts
 
 
@@ -67,10 +70,10 @@ def test_the_real_cpu_graph_is_refused_for_a_gpu_device():
     from xor_gpu.model import XorModel
 
     theano = backend.import_theano("cpu", "float32")
-    model = XorModel(theano, TrainConfig())
-    assert backend.verify_graph(model.train, "cpu")
+    train = XorModel(theano, TrainConfig()).steps_function(1)
+    assert backend.verify_graph(train, "cpu")
     with pytest.raises(DeviceError, match="device opencl0:0 requested but the compiled graph runs on the host"):
-        backend.verify_graph(model.train, "opencl0:0")
+        backend.verify_graph(train, "opencl0:0")
 
 
 @pytest.mark.parametrize("second, fragment", [
@@ -99,3 +102,99 @@ def test_theano_already_imported_with_other_settings_is_refused(second, fragment
 def test_heavy_ops_name_the_arithmetic_of_the_step():
     """One list serves the guard and the device tests."""
     assert {"Dot22", "Gemm", "Elemwise", "CAReduce"} <= set(backend.HEAVY_OPS)
+
+
+# The compile cache across processes. Theano 1.0.5 alone compiles some modules again in every
+# process (ops without properties, and COp versions that follow PYTHONHASHSEED); these runs
+# are real processes on one compile cache, so the second one must find everything there.
+
+OPENBLAS_FLAGS = f"blas.ldflags=-l:{backend.OPENBLAS}"
+
+
+def _train(tmp_path, name, *args, env=None):
+    run_cli("train", "--steps", "20", "--steps-per-call", "1", "--json", tmp_path / name, *args, env=env, check=0)
+    return json.loads((tmp_path / name).read_text())
+
+
+def test_openblas_modules_are_compiled_once(tmp_path):
+    """Dot22 linked to OpenBLAS has no properties: without the package's fix its module was
+    compiled again, about 1 s, in every run."""
+    env = {"THEANO_FLAGS": f"{os.environ.get('THEANO_FLAGS', '')},{OPENBLAS_FLAGS}"}
+    _train(tmp_path, "a.json", "--device", "cpu", env=env)
+    second = _train(tmp_path, "b.json", "--device", "cpu", env=env)
+    assert "Dot22" in second["ops"] and second["blas"]["ldflags"] == OPENBLAS_FLAGS.partition("=")[2]
+    assert second["new_compiled_modules"] == 0
+
+
+def test_a_warm_run_compiles_nothing_whatever_the_hash_seed(tmp_path):
+    """Nothing fixes PYTHONHASHSEED any more (no re-exec): runs under different seeds share
+    the compile cache and train bitwise identically."""
+    first = _train(tmp_path, "a.json", "--device", "cpu", env={"PYTHONHASHSEED": "1"})
+    second = _train(tmp_path, "b.json", "--device", "cpu", env={"PYTHONHASHSEED": "2"})
+    assert "DimShuffle" in second["ops"]  # a COp, whose version Theano takes from hash()
+    assert second["new_compiled_modules"] == 0
+    assert first["weights_sha256"] == second["weights_sha256"]
+
+
+@pytest.mark.device
+def test_a_second_run_on_the_device_compiles_nothing(device, tmp_path):
+    """On OpenCL/CUDA, GpuDot22 and HostFromGpu have no properties either."""
+    first = _train(tmp_path, "a.json", "--device", device, env={"PYTHONHASHSEED": "3"})
+    second = _train(tmp_path, "b.json", "--device", device, env={"PYTHONHASHSEED": "4"})
+    if device != "cpu":
+        assert {"GpuDot22", "HostFromGpu"} <= set(second["ops"]), second["ops"]
+    assert second["new_compiled_modules"] == 0
+    assert first["weights_sha256"] == second["weights_sha256"]
+
+
+def test_ops_given_props_keep_their_equality_hash_and_name():
+    """Only the cache version changes: the ops compare, hash and print as before."""
+    code = textwrap.dedent("""
+        from xor_gpu import backend
+        theano = backend.import_theano('cpu', 'float32')
+        from theano.tensor.blas import Dot22, _dot22
+        from theano.compile.ops import DeepCopyOp
+        assert Dot22.__props__ and DeepCopyOp.__props__, 'not versioned'
+        assert _dot22 == Dot22() and hash(_dot22) == hash(Dot22()) and str(_dot22) == 'Dot22'
+        assert _dot22._props() == () and _dot22._props_dict() == {}
+        assert DeepCopyOp() == DeepCopyOp() and str(DeepCopyOp()) == 'DeepCopyOp'
+        print('ok')
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+@pytest.mark.parametrize("device, loaded, absent", [
+    ("cpu", [], ["scipy", "setuptools", "pkg_resources", "theano.gpuarray", "pygpu"]),
+    pytest.param("opencl0:0", ["theano.gpuarray", "pygpu"], ["scipy", "setuptools"], marks=pytest.mark.device),
+])
+def test_import_theano_imports_only_what_the_device_uses(device, loaded, absent):
+    """scipy (0.4 s, ops this network never uses), setuptools (0.2 s, through distutils) and,
+    on the CPU, the GPU backend are not imported; scipy can still be imported afterwards."""
+    if device != "cpu" and device != DEVICE:
+        pytest.skip(f"needs {device}; the opencl env runs it")
+    code = textwrap.dedent(f"""
+        import sys
+        from xor_gpu import backend
+        backend.import_theano({device!r}, 'float32')
+        print([m for m in {loaded!r} if m not in sys.modules], [m for m in {absent!r} if m in sys.modules])
+        import scipy.special
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[] []"
+
+
+def test_openblas_is_the_default_where_installed(monkeypatch, tmp_path):
+    std, extra = tmp_path / "std", tmp_path / "extra"
+    std.mkdir()
+    extra.mkdir()
+    monkeypatch.setattr(backend, "_standard_folders", lambda: [str(std)])
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"/nonexistent:{extra}")
+    assert backend.default_blas_ldflags() == ""  # numpy's C-API
+    (extra / backend.OPENBLAS).touch()  # an unpacked bundle: the linker needs its folder
+    assert backend.default_blas_ldflags() == f"-L{extra} -l:libopenblas.so.0"
+    (std / backend.OPENBLAS).touch()
+    assert backend.default_blas_ldflags() == "-l:libopenblas.so.0"
+    assert "blas.ldflags=-l:libopenblas.so.0" in backend.theano_flags("cpu", "float32", user_flags="").split(",")
+    assert backend.theano_flags("cpu", "float32", user_flags="blas.ldflags=").split(",")[-3] == "blas.ldflags="

@@ -1,6 +1,6 @@
 """The launcher's re-exec: the environment a run needs before Python and Theano start
-(PYTHONHASHSEED=0; for cuda devices the CUDA library policy's folders first on
-LD_LIBRARY_PATH), made by exactly one re-exec."""
+(for cuda devices the CUDA library policy's folders first on LD_LIBRARY_PATH), made by
+exactly one re-exec, and none for the other devices."""
 import json
 import os
 import sys
@@ -40,15 +40,14 @@ def _links_folder(home):
     return str(home / ".cache" / "xor_gpu" / "cuda-libs" / key)
 
 
-def test_hash_seed_for_every_device_and_nothing_else_without_cuda(cu12):
-    environ = {"XOR_GPU_CUDA_LIBS": cu12["lib"], "LD_LIBRARY_PATH": "/opt/other"}
-    assert launch.wanted_env(["cpu"], machine(environ)) == {"PYTHONHASHSEED": "0"}
-    assert launch.wanted_env(["opencl0:0"], machine({**environ, "PYTHONHASHSEED": "0"})) == {}
+def test_nothing_to_change_without_cuda_whatever_the_hash_seed(cu12):
+    environ = {"XOR_GPU_CUDA_LIBS": cu12["lib"], "LD_LIBRARY_PATH": "/opt/other", "PYTHONHASHSEED": "random"}
+    assert launch.wanted_env(["cpu"], machine(environ)) == {}
+    assert launch.wanted_env(["opencl0:0"], machine(environ)) == {}
 
 
 def test_cuda_puts_the_folder_of_links_first(cu12, home):
-    environ = {"PYTHONHASHSEED": "0", "XOR_GPU_CUDA_LIBS": cu12["lib"],
-               "LD_LIBRARY_PATH": os.pathsep.join([cu12["driver"], "/opt/other"])}
+    environ = {"XOR_GPU_CUDA_LIBS": cu12["lib"], "LD_LIBRARY_PATH": os.pathsep.join([cu12["driver"], "/opt/other"])}
     changes = launch.wanted_env(["cpu", "cuda1"], machine(environ))
     folder = _links_folder(home)
     # The driver is on LD_LIBRARY_PATH already: it stays where it was.
@@ -65,29 +64,34 @@ def test_cuda_puts_the_folder_of_links_first(cu12, home):
 def test_a_driver_the_loader_does_not_know_gets_its_folder_added(cu12, home):
     """libcuda.so.1 in e.g. /usr/local/nvidia/lib64, not in ldconfig's cache: its folder
     follows the folder of links, as libcuda loads further driver libraries by name."""
-    environ = {"PYTHONHASHSEED": "0", "XOR_GPU_CUDA_LIBS": cu12["lib"]}
+    environ = {"XOR_GPU_CUDA_LIBS": cu12["lib"]}
     changes = launch.wanted_env(["cuda"], machine(environ, driver_folders=(cu12["driver"],)))
     assert changes == {"LD_LIBRARY_PATH": os.pathsep.join([_links_folder(home), cu12["driver"]])}
 
 
 def test_nothing_usable_changes_nothing(tmp_path, home):
     """The run then fails at pygpu's initialisation, and doctor says why."""
-    environ = {"PYTHONHASHSEED": "0", "XOR_GPU_CUDA_LIBS": str(tmp_path), "LD_LIBRARY_PATH": "/opt/other"}
+    environ = {"XOR_GPU_CUDA_LIBS": str(tmp_path), "LD_LIBRARY_PATH": "/opt/other"}
     assert launch.wanted_env(["cuda"], machine(environ)) == {}
 
 
-def test_one_reexec_with_the_mark(monkeypatch):
+def test_one_reexec_with_the_mark(cu12, home, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
-    monkeypatch.setenv("PYTHONHASHSEED", "random")
+    monkeypatch.setenv("XOR_GPU_CUDA_LIBS", cu12["lib"])
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/other")
     monkeypatch.delenv(launch.MARK, raising=False)
-    launch.reexec_if_needed(["train", "--steps", "3"], ["cpu"])
+    launch.reexec_if_needed(["train", "--steps", "3"], ["cpu"])  # no CUDA: nothing to set
+    assert calls == []
+    launch.reexec_if_needed(["train", "--steps", "3", "--device", "cuda"], ["cuda"])
     ((exe, argv, env),) = calls
-    assert exe == sys.executable and argv == [sys.executable, "-m", "xor_gpu", "train", "--steps", "3"]
-    assert env["PYTHONHASHSEED"] == "0" and env[launch.MARK] == "1"
+    assert exe == sys.executable and argv == [sys.executable, "-m", "xor_gpu", "train", "--steps", "3",
+                                              "--device", "cuda"]
+    assert env["LD_LIBRARY_PATH"].startswith(_links_folder(home)) and env[launch.MARK] == "1"
     # In the child: never again, whatever the environment says.
     monkeypatch.setenv(launch.MARK, "1")
-    launch.reexec_if_needed(["train"], ["cpu"])
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/other")
+    launch.reexec_if_needed(["train"], ["cuda"])
     assert len(calls) == 1
 
 

@@ -1,31 +1,29 @@
 """The process environment that must exist before Python and Theano start, set by one re-exec.
 
-- PYTHONHASHSEED=0: some Theano ops version their compiled code by hash() of Python
-  objects; with random hashing every process misses the compile cache.
-- LD_LIBRARY_PATH: libgpuarray dlopens the unversioned libnvrtc.so / libcublas.so /
-  libcuda.so, and the dynamic loader reads LD_LIBRARY_PATH only at process start. The
-  folders come from `cuda_libs`, the one place that decides which libraries are used.
+Only CUDA devices need one: libgpuarray dlopens the unversioned libnvrtc.so / libcublas.so /
+libcuda.so, and the dynamic loader reads LD_LIBRARY_PATH only at process start. The folders
+come from `cuda_libs`, the one place that decides which libraries are used. (Any
+PYTHONHASHSEED will do: backend.py makes Theano's compile cache keys independent of it, so
+a CPU or OpenCL run starts once, not twice.)
 """
 import os
 import sys
-
-from xor_gpu import cuda_libs
 
 MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
 
 
 def wanted_env(devices, host=None):
     """{variable: value} to change in `host`'s environment before running on `devices`."""
+    if not any(d.startswith("cuda") for d in devices):
+        return {}
+    from xor_gpu import cuda_libs
+
     host = host or cuda_libs.Host()
-    changes = {}
-    if host.environ.get("PYTHONHASHSEED") != "0":
-        changes["PYTHONHASHSEED"] = "0"
-    if any(d.startswith("cuda") for d in devices):
-        first = cuda_libs.loader_folders(host)
-        paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-        if first and paths[:len(first)] != first:
-            changes["LD_LIBRARY_PATH"] = os.pathsep.join([*first, *(p for p in paths if p not in first)])
-    return changes
+    first = cuda_libs.loader_folders(host)
+    paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    if first and paths[:len(first)] != first:
+        return {"LD_LIBRARY_PATH": os.pathsep.join([*first, *(p for p in paths if p not in first)])}
+    return {}
 
 
 def reexec_if_needed(argv, devices):

@@ -9,6 +9,7 @@ import platform
 import socket
 import tempfile
 
+from xor_gpu import backend
 from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS, row_converged
 from xor_gpu.errors import ConfigError
 
@@ -54,6 +55,7 @@ def train_report(result):
         "device": {"requested": c.device, "active": result.device_active, "name": result.device_name},
         "floatX": c.floatx,
         "versions": result.versions,
+        "blas": backend.blas_info(),
         "origin": origin(),
         "predictions": {row_key(r): p for r, p in zip(INPUTS, result.predictions)},
         "targets": {row_key(r): t for r, t in zip(INPUTS, TARGETS)},
