@@ -18,12 +18,18 @@ def tail(text, n=6000):
     return text[-n:] if text else ""
 
 
+def failures(text):
+    """pytest's FAILED/ERROR lines in a run's output: a tail alone may miss them."""
+    return "\n".join(line for line in text.splitlines() if line.startswith(("FAILED ", "ERROR ")))
+
+
 def sh(*args, timeout=RUN_TIMEOUT, env=None, check=True, cwd=REPO):
     """Run a command; on failure (when check) fail the test with its output."""
     proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(map(str, args))} exited {proc.returncode}\n"
+                    f"failed tests:\n{failures(proc.stdout) or '(none named)'}\n"
                     f"stdout:\n{tail(proc.stdout)}\nstderr:\n{tail(proc.stderr)}")
     return proc
 
