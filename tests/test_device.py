@@ -4,11 +4,15 @@ In CI these run for real on OpenCL (PoCL on the CPU), which takes libgpuarray's 
 path: Gpu ops, transfers, kernels. On a CUDA machine the gpu env runs the same tests.
 """
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from xorlib import DEVICE, run_cli, train_report
 from xor_gpu.backend import HEAVY_OPS
+from xor_gpu.launch import wanted_env
 
 pytestmark = pytest.mark.device
 
@@ -62,6 +66,20 @@ def test_steps_per_call_train_bitwise_like_one_step_per_call(device, tmp_path):
     for key in ("loss_history", "predictions", "final_weights", "weights_sha256"):
         assert first[key] == seed[key], key
     assert again["new_compiled_modules"] == 0
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="the CPU has no transfers to count")
+def test_steps_per_call_wait_for_the_device_once_per_call(device):
+    """k steps per call bring their k costs to the host in one transfer: each transfer waits
+    for the device, so one per step would cost what k steps per call save."""
+    count = ("import sys; from xor_gpu import backend, config, model; "
+             "theano = backend.import_theano(sys.argv[1], 'float32'); "
+             "train = model.XorModel(theano, config.TrainConfig()).steps_function(3); "
+             "print(backend.op_names(train).count('HostFromGpu'))")
+    proc = subprocess.run([sys.executable, "-c", count, device], capture_output=True, text=True,
+                          env={**os.environ, **wanted_env([device])})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == "1", proc.stdout
 
 
 def test_parity_with_a_tiny_tolerance_fails(device, tmp_path):
