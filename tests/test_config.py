@@ -1,9 +1,10 @@
 """Validation of user input, before Theano is ever imported."""
 import math
+import re
 
 import pytest
 
-from xor_gpu.config import TrainConfig, check_device
+from xor_gpu.config import TrainConfig, check_device, parse_seeds
 from xor_gpu.errors import ConfigError
 
 
@@ -55,3 +56,20 @@ def test_bad_values_are_one_line_errors(change, message):
 
 def test_lr_range_depends_on_floatx():
     assert TrainConfig(lr=1e39, floatx="float64").lr == 1e39
+
+
+@pytest.mark.parametrize("text, seeds", [("0-4", [0, 1, 2, 3, 4]), ("7", [7]), ("3,1,2", [3, 1, 2]),
+                                         ("0-2, 10", [0, 1, 2, 10]), ("0-999", list(range(1000)))])
+def test_seed_lists_accepted(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "use numbers and ranges"), ("1,,2", "use numbers and ranges"), ("a-b", "use numbers and ranges"),
+    ("-1", "use numbers and ranges"), ("1.5", "use numbers and ranges"), ("5-2", "the range 5-2 runs backwards"),
+    ("1,2,1", "seed 1 is given twice"), ("0-9,5", "seed 5 is given twice"), ("0-1000", "at most 1000 seeds"),
+    ("0-4294967296", "seeds must be between 0 and 4294967295"),
+])
+def test_seed_lists_rejected(text, message):
+    with pytest.raises(ConfigError, match=f"^bad --seeds {re.escape(repr(text))}: {message}"):
+        parse_seeds(text)

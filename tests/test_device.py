@@ -93,3 +93,21 @@ def test_parity_with_a_tiny_tolerance_fails(device, tmp_path):
     assert proc.stderr.strip().endswith("parity failed: devices differ by more than the tolerance")
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["converged"] is True and report["passed"] is False
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="a sweep compares the CPU with a second device; the opencl and gpu envs run it")
+def test_twenty_seeds_agree_with_the_cpu(device, tmp_path):
+    """parity --seeds 0-19: each seed converges on both devices or on neither, and where it
+    converges the device agrees with the CPU within the tolerance. 2,000 steps at lr 0.3
+    (lr x steps = 600, as the seed config's 0.01 x 60,000): the seed config's 60,000 steps
+    would take PoCL about 10 minutes for 20 seeds."""
+    out = tmp_path / "sweep.json"
+    proc = run_cli("parity", "--devices", f"cpu,{device}", "--seeds", "0-19", "--steps", "2000", "--lr", "0.3",
+                   "--json", out, "--plot", tmp_path / "sweep.png", check=0)
+    data = json.loads(out.read_text())
+    assert data["schema"] == "xor_gpu.parity-seeds/1" and data["seeds"] == list(range(20))
+    assert data["passed"] and data["disagree"] == [] and data["beyond_tolerance"] == []
+    assert len(data["converged_everywhere"]) + len(data["converged_nowhere"]) == 20
+    assert data["converged_everywhere"], "no seed converged: the sweep would prove nothing"
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    print(proc.stdout)

@@ -176,3 +176,24 @@ def test_fleet_of_20_against_an_outside_reference(tmp_path, reports):
     assert sum(m.endswith("inside") for m in margins) == 12
     assert len(legend_texts(rel)) == 20
     assert legend_texts(loss)[0] == "reference (builtin)"  # a fleet's loss legend names the reference only
+
+
+def test_seed_sweep_draws_every_seed_against_atol(tmp_path):
+    """parity --seeds: one point per seed on the log axis, exact zeros on the strip below,
+    hollow points for seeds that converged nowhere, the atol line."""
+    from test_sweep import CLOSE, STALLED_FAR, _sweep
+    from xor_gpu import sweep
+    from xor_gpu.config import TrainConfig
+    from xor_gpu.plots import plot_seeds
+
+    same = {**CLOSE, "predictions": dict(_sweep(CLOSE)["cpu"]["runs"]["0"]["predictions"])}
+    reports = _sweep(CLOSE, STALLED_FAR, same)
+    reports["cpu"]["runs"]["1"]["converged"] = False
+    data = sweep.assess(TrainConfig(), ["cpu", "opencl0:0"], [0, 1, 2], reports, {}, ATOL, RTOL)
+    fig = plot_seeds(tmp_path / "sweep.png", data)
+    png_size(tmp_path / "sweep.png")
+    ax, strip = fig.axes
+    assert ax.get_yscale() == "log" and list(line(ax, "tolerance-atol").get_ydata()) == [ATOL, ATOL]
+    filled, hollow, _ = ax.collections  # converged everywhere, nowhere, disagreements
+    assert [list(c.get_offsets()[:, 0]) for c in (filled, hollow)] == [[0], [1]]
+    assert list(strip.lines[0].get_xdata()) == [2]  # seed 2's predictions are exactly the reference's

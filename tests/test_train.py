@@ -103,3 +103,15 @@ def test_the_digest_sees_one_bit_and_the_order():
     assert train.weights_digest([flipped, w2]) != base
     assert train.weights_digest([w2, w1]) != base
     assert train.weights_digest([w1.copy(), w2.copy()]) == base
+
+
+def test_seeds_share_one_compilation_and_train_bitwise_like_their_own_runs():
+    """A sweep starts each seed from its own weights in the same compiled functions: the same
+    bits as training that seed alone, and nothing is compiled after the first seed."""
+    sweep = train.run_seeds(TrainConfig(**SHORT), [7, 1234, 3])
+    assert [r.config.seed for r in sweep] == [7, 1234, 3]
+    assert [r.compile_seconds > 0 for r in sweep] == [True, False, False]
+    for result in (sweep[1], sweep[0]):  # also the first seed, trained before any other
+        alone = train.run(TrainConfig(**SHORT, seed=result.config.seed))
+        assert result.weights_sha256 == alone.weights_sha256 and result.loss_history == alone.loss_history
+    assert len({r.weights_sha256 for r in sweep}) == 3

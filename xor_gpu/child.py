@@ -37,11 +37,15 @@ def train_args(config):
     return args
 
 
-def train(config, timeout=None):
-    """Train `config` in a child process; returns a ChildRun (never raises for the child's failure)."""
+def train(config, timeout=None, seeds=None):
+    """Train `config` in a child process; returns a ChildRun (never raises for the child's failure).
+    With `seeds`, the child trains each (`train --seeds`) and its report holds one run per seed."""
     with tempfile.TemporaryDirectory(prefix="xor-gpu-child-") as tmp:
         report_path, error_path = os.path.join(tmp, "report.json"), os.path.join(tmp, "error.json")
-        cmd = [sys.executable, "-m", "xor_gpu", "train", *train_args(config), "--json", report_path]
+        args = train_args(config)
+        if seeds is not None:
+            args[args.index("--seed"):args.index("--seed") + 2] = ["--seeds", ",".join(map(str, seeds))]
+        cmd = [sys.executable, "-m", "xor_gpu", "train", *args, "--json", report_path]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -10,7 +10,7 @@ import sys
 import types
 
 from xor_gpu import child, launch
-from xor_gpu.config import MAX_STEPS_PER_CALL, TrainConfig, default_steps_per_call
+from xor_gpu.config import MAX_STEPS_PER_CALL, TrainConfig, default_steps_per_call, parse_seeds
 from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
 
 PROG = "xor-gpu"
@@ -29,7 +29,11 @@ def _add_config_args(p, steps_only=False):
     p.add_argument("--floatx", default=d.floatx, help=f"Theano floatX (default {d.floatx})")
     p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"RandomState seed (default {d.seed})")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=d.seed, help=f"RandomState seed (default {d.seed})")
+    seeds.add_argument("--seeds", metavar="LIST",
+                       help="many seeds in one run, e.g. 0-19 or 1,5,9 (at most 1,000): one compilation "
+                            "serves them all")
     p.add_argument("--steps-per-call", type=int, metavar="K",
                    help=f"SGD steps per compiled call, 1 to {MAX_STEPS_PER_CALL}; every K gives the same result "
                         f"(default {default_steps_per_call('cpu')} on cpu, 1 on GPUs)")
@@ -103,8 +107,11 @@ def cmd_train(args):
     from xor_gpu import report, train
 
     config = config_from(args, args.device)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     report.check_writable(args.json)
     report.check_plot_path(args.plot)
+    if seeds:
+        return _train_seeds(args, config, seeds)
     with _progress(config.steps, f"train {config.device}") as bar:
         result = train.run(config, progress=bar.update)
     data = report.train_report(result)
@@ -121,11 +128,34 @@ def cmd_train(args):
     return EXIT_OK
 
 
+def _train_seeds(args, config, seeds):
+    from xor_gpu import report, train
+
+    with _progress(config.steps * len(seeds), f"train {config.device}, {len(seeds)} seeds") as bar:
+        results = train.run_seeds(config, seeds, progress=bar.update)
+    data = report.seeds_report(results)
+    if args.json:
+        report.write_json(args.json, data)
+    if args.plot:
+        from xor_gpu import plots
+
+        plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data["runs"].items()},
+                        f"XOR loss by seed, {config.device}, {config.floatx}")
+    print(report.format_seeds(data))
+    if args.check and not all(r.converged for r in results):
+        raise CheckFailed("not every seed converged")
+    return EXIT_OK
+
+
 def cmd_parity(args):
     from xor_gpu import parity
 
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     config = config_from(args, devices[0] if devices else "cpu")
+    if args.seeds is not None:
+        from xor_gpu import sweep
+
+        return sweep.main(config, devices, parse_seeds(args.seeds), args.atol, args.rtol, args.json, args.plot)
     return parity.main(config, devices, args.atol, args.rtol, args.json, args.plot)
 
 

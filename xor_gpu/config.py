@@ -26,6 +26,8 @@ DEVICE_PATTERN = re.compile(r"cpu|cuda\d*|opencl\d+:\d+")
 MAX_STEPS = 10**9
 MAX_HIDDEN = 4096
 MAX_STEPS_PER_CALL = 1000
+MAX_SEEDS = 1000  # seeds in one sweep (parity --seeds, train --seeds)
+MAX_SEED = 2**32 - 1  # numpy.random.RandomState's range
 # SGD steps per compiled call (xor_gpu/model.py) unless given: every value gives the same
 # result, bitwise; only the speed differs. Seed config, warm, OpenBLAS, 2-core machine,
 # medians of 7 interleaved runs: 1, 5, 10, 20, 50 steps per call trained 170k, 381k, 441k,
@@ -58,7 +60,7 @@ class TrainConfig:
             raise ConfigError(f"unsupported floatX {self.floatx!r}: choose one of {', '.join(FLOATX_CHOICES)}")
         _check_int("hidden", self.hidden, 1, MAX_HIDDEN)
         _check_int("steps", self.steps, 1, MAX_STEPS)
-        _check_int("seed", self.seed, 0, 2**32 - 1)  # numpy.random.RandomState's range
+        _check_int("seed", self.seed, 0, MAX_SEED)
         if self.steps_per_call is not None:
             _check_int("steps_per_call", self.steps_per_call, 1, MAX_STEPS_PER_CALL)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
@@ -89,6 +91,27 @@ def row_converged(prediction, target):
 
 def is_converged(predictions):
     return all(row_converged(p, t) for p, t in zip(predictions, TARGETS))
+
+
+def parse_seeds(text):
+    """Seeds from "0-19", "1,5,9" or "0-4,10": ascending ranges and numbers, each seed once."""
+    seeds = []
+    for part in str(text).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise ConfigError(f"bad --seeds {text!r}: use numbers and ranges, e.g. 0-19 or 1,5,9")
+        low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
+        if high < low:
+            raise ConfigError(f"bad --seeds {text!r}: the range {low}-{high} runs backwards")
+        if high > MAX_SEED:
+            raise ConfigError(f"bad --seeds {text!r}: seeds must be between 0 and {MAX_SEED}")
+        if len(seeds) + high - low + 1 > MAX_SEEDS:
+            raise ConfigError(f"bad --seeds {text!r}: at most {MAX_SEEDS} seeds in one sweep")
+        seeds.extend(range(low, high + 1))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"bad --seeds {text!r}: seed {repeated[0]} is given twice")
+    return seeds
 
 
 def check_device(device):

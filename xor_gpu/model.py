@@ -51,6 +51,7 @@ class XorModel:
         floatx = theano.config.floatX
         x, y = data()
         w1, w2 = initial_weights(config.hidden, config.seed)
+        self._hidden, self._floatx = config.hidden, floatx
         self.X = theano.shared(x.astype(floatx), name="X")
         self.y = theano.shared(y.astype(floatx), name="y")
         self.W1 = theano.shared(w1.astype(floatx), name="W1")
@@ -98,6 +99,11 @@ class XorModel:
             inputs = [theano.In(v) for v in (*placeholders, self.X, self.y)]
             self._step = theano.compile.FunctionMaker(inputs, outputs, theano.compile.get_default_mode()).fgraph
         return self._step
+
+    def start_from(self, seed):
+        """Set W1 and W2 to `seed`'s initial weights; compiled functions stay valid."""
+        for shared, w in zip((self.W1, self.W2), initial_weights(self._hidden, seed)):
+            shared.set_value(w.astype(self._floatx))
 
     def final_weights(self):
         """(W1, W2) as numpy arrays in floatX, copied from the device."""

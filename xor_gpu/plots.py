@@ -257,3 +257,56 @@ def plot_runs(path, runs, title, reference=None, atol=None, rtol=None):
     finally:
         plt.close(fig)
     return fig
+
+
+def plot_seeds(path, data):
+    """parity --seeds: per seed, each device's max |prediction difference| to the reference
+    device (log), against atol. Filled: the seed converged on every device; hollow: on none;
+    a red X: the devices disagree. Exact zeros sit on a strip below (a log axis has no 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from xor_gpu.report import _atomic
+
+    seeds, devices, ref = data["seeds"], data["devices"][1:], data["reference"]
+    atol = data["tolerances"]["atol_predictions"]
+    kind = {**{s: "everywhere" for s in data["converged_everywhere"]},
+            **{s: "nowhere" for s in data["converged_nowhere"]}, **{s: "disagree" for s in data["disagree"]}}
+    x, colors, nonzero = np.arange(len(seeds)), _colors(len(devices)), []
+    fig = plt.figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
+                     layout="constrained")
+    ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, _strip_inches(len(devices)) + 0.3])
+    for row, (device, color) in enumerate(zip(devices, colors)):
+        diffs = np.array([data["matrix"][str(s)]["differences"][device]["max_abs_prediction_diff"] for s in seeds])
+        zero = diffs == 0
+        for name, marker, face in (("everywhere", "o", color), ("nowhere", "o", "none"), ("disagree", "X", OVER)):
+            pick = np.array([kind[s] == name for s in seeds]) & ~zero
+            ax.scatter(x[pick], diffs[pick], marker=marker, facecolors=face, edgecolors=color, s=28, zorder=4)
+        strip.plot(x[zero], np.full(zero.sum(), row), linestyle="none", marker="|", color=color, markersize=9)
+        nonzero += list(diffs[~zero])
+    ax.set_yscale("log")
+    ax.set_ylim(*_log_limits(nonzero, atol))
+    _tolerance_line(ax, atol, "atol")
+    ax.set_ylabel("max |prediction diff|")
+    ax.set_title(f"each seed's final predictions: max difference to {ref}", fontsize=10, loc="left")
+    handles = [Line2D([], [], linestyle="none", marker="o", color=c, label=d) for d, c in zip(devices, colors)]
+    handles += [Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", color="gray",
+                       label="converged on no device"),
+                Line2D([], [], linestyle="none", marker="X", color=OVER, label="devices disagree")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    strip.set_yticks(range(len(devices)), [f"{d}: exactly 0" for d in devices], fontsize=7)
+    strip.set_ylim(-0.5, len(devices) - 0.5)
+    strip.set_xticks(x, [str(s) for s in seeds], fontsize=7 if len(seeds) <= 40 else 5,
+                     rotation=0 if len(seeds) <= 40 else 90)
+    strip.set_xlabel("seed")
+    config = data["config"]
+    fig.suptitle(f"XOR parity over {len(seeds)} seeds, {config['floatx']}, {config['steps']:,} steps",
+                 fontsize=12, fontweight="bold")
+    try:
+        _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    finally:
+        plt.close(fig)
+    return fig

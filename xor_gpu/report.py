@@ -15,6 +15,8 @@ from xor_gpu.errors import ConfigError
 
 TRAIN_SCHEMA = "xor_gpu.train/1"
 PARITY_SCHEMA = "xor_gpu.parity/1"
+SEEDS_SCHEMA = "xor_gpu.train-seeds/1"  # train --seeds: one train report per seed
+SWEEP_SCHEMA = "xor_gpu.parity-seeds/1"  # parity --seeds: the matrix of seeds and devices
 # The image writes its manifest here; the offline bundle points XOR_GPU_MANIFEST at its own.
 MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
 
@@ -140,4 +142,24 @@ def format_train(report):
         f"(every prediction within {0.5 - margin:g} of its target)",
         f"weights sha256  {report['weights_sha256'][:16]}",
     ]
+    return "\n".join(lines)
+
+
+def seeds_report(results):
+    """`train --seeds`: the train report of every seed, keyed by the seed as text (JSON keys)."""
+    return {"schema": SEEDS_SCHEMA, "device": results[0].config.device,
+            "seeds": [r.config.seed for r in results],
+            "runs": {str(r.config.seed): train_report(r) for r in results}}
+
+
+def format_seeds(data):
+    """One line per seed, then how many converged."""
+    lines = ["seed        final loss  converged  weights sha256"]
+    runs = data["runs"].values()
+    for run in runs:
+        lines.append(f"{run['config']['seed']:<10} {run['final_loss']:11.6g}  {'yes' if run['converged'] else 'NO':>9}"
+                     f"  {run['weights_sha256'][:16]}")
+    first = next(iter(runs))
+    lines.append(f"{sum(r['converged'] for r in runs)} of {len(data['runs'])} seeds converged on {data['device']} "
+                 f"({first['device']['name']}), {first['config']['steps']:,} steps each")
     return "\n".join(lines)

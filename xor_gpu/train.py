@@ -79,7 +79,14 @@ def run(config, progress=None):
     Raises backend.DeviceError before any step when the device is not the one asked for,
     and Diverged at the first non-finite sampled loss.
     """
-    config = config.resolved()
+    return run_seeds(config, [config.seed], progress)[0]
+
+
+def run_seeds(config, seeds, progress=None):
+    """One TrainResult per seed, in order. The seeds share one compilation: each starts from
+    its own initial weights in the same compiled functions, which is bitwise the same as a
+    process of its own (tests/test_train.py), at a fraction of the cost."""
+    config = config.replace(seed=seeds[0]).resolved()
     theano = backend.import_theano(config.device, config.floatx)
     modules_before = compile_cache.count_compiled_modules()
     start = time.perf_counter()
@@ -91,7 +98,20 @@ def run(config, progress=None):
     ops = backend.op_names(calls[0][0])  # the remainder's one-step function holds the same ops
     new_modules = compile_cache.count_compiled_modules() - modules_before
     active, name = backend.active_device(theano)
+    results = []
+    for seed in seeds:
+        model.start_from(seed)
+        result = _train(model, calls, config.replace(seed=seed), progress)
+        results.append(TrainResult(
+            **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
+            new_compiled_modules=new_modules, ops=ops, versions=backend.versions(theano)))
+        compile_seconds = new_modules = 0  # paid once, by the first seed
+    return results
 
+
+def _train(model, calls, config, progress):
+    """Run the compiled calls from the model's current weights: the fields of a TrainResult
+    that belong to this training."""
     every = history_every(config.steps)
     history = []
     step = done = 0  # steps run; steps told to `progress`
@@ -109,7 +129,7 @@ def run(config, progress=None):
                 for j in range(first, k, every):
                     loss = float(costs[j])
                     if not math.isfinite(loss):
-                        raise Diverged(f"diverged: loss became {loss} at step {step + j}; "
+                        raise Diverged(f"diverged: loss became {loss} at step {step + j} (seed {config.seed}); "
                                        f"lower --lr (now {config.lr})")
                     history.append(loss)
                 if progress:
@@ -122,22 +142,17 @@ def run(config, progress=None):
     weights = model.final_weights()
     predictions = [float(p) for p in np.asarray(model.predict()).ravel()]
     if not all(math.isfinite(p) for p in predictions) or not math.isfinite(costs[-1]):
-        raise Diverged(f"diverged: training ended with a non-finite loss or prediction; lower --lr (now {config.lr})")
+        raise Diverged(f"diverged: training ended with a non-finite loss or prediction (seed {config.seed}); "
+                       f"lower --lr (now {config.lr})")
 
-    return TrainResult(
+    return dict(
         config=config,
-        device_active=active,
-        device_name=name,
         predictions=predictions,
         final_loss=final_loss(predictions),
         history_every=every,
         loss_history=history,
-        compile_seconds=compile_seconds,
         first_step_seconds=first_call_seconds,
         train_seconds=train_seconds,
-        new_compiled_modules=new_modules,
-        ops=ops,
-        versions=backend.versions(theano),
         final_weights={"W1": weights[0].tolist(), "W2": weights[1].tolist()},
         weights_sha256=weights_digest(weights),
     )

@@ -1,0 +1,95 @@
+"""`xor-gpu parity --seeds` and `xor-gpu train --seeds`: input checks, the matrix's verdicts
+on plain data, and a real sweep on the CPU. The CPU-vs-device sweep runs in
+tests/test_device.py (opencl and gpu envs)."""
+import json
+import os
+
+import pytest
+
+from test_parity import _run
+from xorlib import one_line_error, run_cli
+from xor_gpu import sweep
+from xor_gpu.config import TrainConfig
+from xor_gpu.errors import CheckFailed, DeviceError
+
+DEVICES = ["cpu", "opencl0:0"]
+
+
+@pytest.mark.parametrize("command", ["train", "parity"])
+@pytest.mark.parametrize("args, fragment", [
+    (["--seeds", ""], "bad --seeds '': use numbers and ranges"),
+    (["--seeds", "9-3"], "the range 9-3 runs backwards"),
+    (["--seeds", "one,two"], "use numbers and ranges"),
+    (["--seeds", "1,2,2"], "seed 2 is given twice"),
+    (["--seeds", "0-1000"], "at most 1000 seeds"),
+    (["--seed", "1", "--seeds", "0-3"], "argument --seeds: not allowed with argument --seed"),
+])
+def test_bad_seeds_exit_2_with_one_line_and_write_nothing(tmp_path, command, args, fragment):
+    where = ["--devices", "cpu,opencl0:0"] if command == "parity" else []
+    proc = run_cli(command, *where, *args, "--json", tmp_path / "r.json", "--plot", tmp_path / "r.png")
+    one_line_error(proc, 2, fragment)
+    assert os.listdir(tmp_path) == []
+
+
+def _sweep(*others):
+    """Sweep reports of the reference device (every seed converged, REF's numbers) and of a
+    second device whose run of seed i is others[i]."""
+    ref = {"runs": {}}
+    dev = {"runs": {}}
+    for i, other in enumerate(others):
+        ref["runs"][str(i)] = {**_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=other["converged"]),
+                               "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "cpu"}}
+        dev["runs"][str(i)] = {**other, "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "d"}}
+    return {"cpu": ref, "opencl0:0": dev}
+
+
+CLOSE = _run([0.9 + 5e-5, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64)
+FAR = _run([0.9 + 2e-4, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64)
+STALLED_FAR = _run([0.6, 0.5, 0.5, 0.4], [1.0, 0.9], sha="c" * 64, converged=False)
+
+
+def test_seeds_that_converge_nowhere_are_reported_not_failed():
+    """Seed 1 stalls on both devices, far apart: listed, and parity still passes."""
+    reports = _sweep(CLOSE, STALLED_FAR)
+    reports["cpu"]["runs"]["1"]["converged"] = False
+    data = sweep.assess(TrainConfig(), DEVICES, [0, 1], reports, {}, 1e-4, 1e-3)
+    sweep.verdict(data)
+    assert data["passed"] and data["converged_nowhere"] == [1] and data["converged_everywhere"] == [0]
+    assert data["matrix"]["1"]["converged"] == {"cpu": False, "opencl0:0": False}
+    assert "2 seeds: 1 converged on every device, 1 on none, 0 disagreements" in sweep.format_table(data)
+
+
+@pytest.mark.parametrize("others, fragment", [
+    ((CLOSE, FAR, FAR), "devices differ by more than the tolerance on seeds 1,2"),
+    ((CLOSE, {**CLOSE, "converged": False}), "devices disagree on convergence on seed 1"),
+])
+def test_a_seed_beyond_tolerance_or_in_disagreement_fails_with_exit_5(others, fragment):
+    reports = _sweep(*others)
+    for key, other in enumerate(others):
+        reports["cpu"]["runs"][str(key)]["converged"] = True
+    data = sweep.assess(TrainConfig(), DEVICES, list(range(len(others))), reports, {}, 1e-4, 1e-3)
+    assert not data["passed"]
+    with pytest.raises(CheckFailed, match=fragment) as failed:
+        sweep.verdict(data)
+    assert failed.value.exit_status == 5
+
+
+def test_a_device_that_cannot_run_is_a_device_error():
+    data = sweep.assess(TrainConfig(), DEVICES, [0, 1], {"cpu": _sweep(CLOSE)["cpu"]},
+                        {"opencl0:0": {"exit_status": 3, "error": "no platform"}}, 1e-4, 1e-3)
+    assert data["matrix"] == {} and not data["passed"]
+    with pytest.raises(DeviceError, match=r"opencl0:0 failed \(exit 3\): no platform"):
+        sweep.verdict(data)
+
+
+def test_train_seeds_on_the_cpu_reports_each_seed(tmp_path):
+    """Seed 1 stalls and seed 3 converges in 2,000 steps at lr 0.3: --check fails on the
+    stalled one, and the report (written before the verdict) holds both, in order."""
+    path = tmp_path / "seeds.json"
+    proc = run_cli("train", "--seeds", "3,1", "--steps", "2000", "--lr", "0.3", "--check", "--json", path)
+    one_line_error(proc, 5, "not every seed converged")
+    data = json.loads(path.read_text())
+    assert data["schema"] == "xor_gpu.train-seeds/1" and data["seeds"] == [3, 1]
+    assert [data["runs"][s]["converged"] for s in ("3", "1")] == [True, False]
+    assert [data["runs"][s]["config"]["seed"] for s in ("3", "1")] == [3, 1]
+    assert "1 of 2 seeds converged on cpu" in proc.stdout
