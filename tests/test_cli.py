@@ -74,7 +74,8 @@ def test_default_train_converges_and_reports(tmp_path):
     assert report["schema"] == "xor_gpu.train/1"
     assert report["converged"] is True
     assert report["config"] == {"device": "cpu", "floatx": "float32", "hidden": 3, "lr": 0.01,
-                                "steps": 60000, "seed": 1234, "steps_per_call": CPU_STEPS_PER_CALL}
+                                "steps": 60000, "seed": 1234, "steps_per_call": CPU_STEPS_PER_CALL,
+                                "engine": "theano"}
     assert report["device"]["requested"] == report["device"]["active"] == "cpu"
     assert set(report["predictions"]) == {"1,0", "0,0", "0,1", "1,1"}
     for key, target in report["targets"].items():

@@ -311,7 +311,12 @@ def blas_info():
     calls the device's BLAS and loads none: None); "numpy C-API" for empty ldflags.
     version: OpenBLAS's own description (version, and the CPU kernels it chose), else None.
     """
-    ldflags = sys.modules["theano"].config.blas.ldflags.strip()
+    return blas_of(sys.modules["theano"].config.blas.ldflags)
+
+
+def blas_of(ldflags):
+    """blas_info() of a compiler that links with `ldflags` (Theano's or PyTensor's)."""
+    ldflags = ldflags.strip()
     if not ldflags:
         return {"ldflags": "", "library": NUMPY_BLAS, "version": None}
     loaded = _loaded_files()

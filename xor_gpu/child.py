@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 
+from xor_gpu import engines
+
 ERROR_ENV = "XOR_GPU_ERROR_JSON"
 ERROR_SCHEMA = "xor_gpu.error/1"
 
@@ -30,7 +32,7 @@ class ChildRun:
 
 
 def train_args(config):
-    args = ["--device", config.device, "--floatx", config.floatx, "--hidden", str(config.hidden),
+    args = ["--engine", config.engine, "--device", config.device, "--floatx", config.floatx, "--hidden", str(config.hidden),
             "--lr", repr(config.lr), "--steps", str(config.steps), "--seed", str(config.seed)]
     if config.steps_per_call is not None:  # else the child's device's default
         args += ["--steps-per-call", str(config.steps_per_call)]
@@ -45,7 +47,8 @@ def train(config, timeout=None, seeds=None):
         args = train_args(config)
         if seeds is not None:
             args[args.index("--seed"):args.index("--seed") + 2] = ["--seeds", ",".join(map(str, seeds))]
-        cmd = [sys.executable, "-m", "xor_gpu", "train", *args, "--json", report_path]
+        # The engine's own Python: PyTensor and Theano need environments of their own.
+        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *args, "--json", report_path]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

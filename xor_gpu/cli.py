@@ -9,7 +9,7 @@ import os
 import sys
 import types
 
-from xor_gpu import child, launch
+from xor_gpu import child, engines, launch
 from xor_gpu.config import MAX_STEPS_PER_CALL, TrainConfig, default_steps_per_call, parse_seeds
 from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
 
@@ -59,12 +59,18 @@ def build_parser():
 
     p = sub.add_parser("train", help="train on one device and print the truth table")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cudaN or openclP:D (default cpu)")
+    p.add_argument("--engine", default=engines.DEFAULT,
+                   help=f"{', '.join(engines.ENGINES)} (default {engines.DEFAULT}; README: Engines)")
     _add_config_args(p)
     _add_output_args(p)
     p.add_argument("--check", action="store_true", help="exit 5 unless every prediction converged")
 
     p = sub.add_parser("parity", help="train on several devices, each in its own process, and compare")
-    p.add_argument("--devices", default="cpu,cuda", help="comma-separated, first is the reference (default cpu,cuda)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--devices", default="cpu,cuda",
+                       help="Theano on these devices, comma-separated, first is the reference (default cpu,cuda)")
+    which.add_argument("--runs", metavar="ENGINE:DEVICE,...",
+                       help="engines and devices, e.g. theano:cpu,pytensor:cpu,pytensor-jax:cpu (first: the reference)")
     _add_config_args(p)
     _add_output_args(p)
     _add_tolerance_args(p)
@@ -98,15 +104,15 @@ def build_parser():
     return parser
 
 
-def config_from(args, device):
+def config_from(args, device, engine=engines.DEFAULT):
     return TrainConfig(device=device, floatx=args.floatx, hidden=args.hidden, lr=args.lr,
-                       steps=args.steps, seed=args.seed, steps_per_call=args.steps_per_call)
+                       steps=args.steps, seed=args.seed, steps_per_call=args.steps_per_call, engine=engine)
 
 
 def cmd_train(args):
     from xor_gpu import report, train
 
-    config = config_from(args, args.device)
+    config = config_from(args, args.device, engines.get(args.engine).name)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     report.check_writable(args.json)
     report.check_plot_path(args.plot)
@@ -150,13 +156,21 @@ def _train_seeds(args, config, seeds):
 def cmd_parity(args):
     from xor_gpu import parity
 
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    config = config_from(args, devices[0] if devices else "cpu")
+    if args.runs is not None:
+        runs = parity.runs_of(runs=engines.parse_runs(args.runs))
+    else:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        parity.check_args(devices, args.atol, args.rtol)
+        runs = parity.runs_of(devices)
+    engine, device = next(iter(runs.values()))
+    config = config_from(args, device, engine)
+    if engine != engines.DEFAULT:  # the runs' engines differ: one steps-per-call rule for all
+        config = config.replace(engine=engines.DEFAULT)
     if args.seeds is not None:
         from xor_gpu import sweep
 
-        return sweep.main(config, devices, parse_seeds(args.seeds), args.atol, args.rtol, args.json, args.plot)
-    return parity.main(config, devices, args.atol, args.rtol, args.json, args.plot)
+        return sweep.main(config, runs, parse_seeds(args.seeds), args.atol, args.rtol, args.json, args.plot)
+    return parity.main(config, runs, args.atol, args.rtol, args.json, args.plot)
 
 
 def cmd_check(args):
@@ -202,6 +216,8 @@ def _progress(total, desc):
 
 
 def _devices_of(args):
+    if args.command == "train" and args.engine != engines.DEFAULT:
+        return []  # the CUDA libraries set up for libgpuarray are Theano's, not JAX's
     if args.command in ("train", "check"):
         return [args.device]
     if args.command == "doctor":  # doctor always shows what a cuda run would load
@@ -213,6 +229,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "train":  # bad input (exit 2) is found before a missing engine (3)
+            config_from(args, args.device, engines.get(args.engine).name)
+            launch.reexec_for_engine(argv, args.engine)
         launch.reexec_if_needed(argv, _devices_of(args))
         return globals()[f"cmd_{args.command.replace('-', '_')}"](args)
     except XorGpuError as exc:

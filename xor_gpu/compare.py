@@ -152,7 +152,8 @@ def where(run):
         made = f"{package['name']}{'@' + commit if commit else ''}"
     else:
         v = run.get("versions", {})
-        made = f"theano {v.get('theano', '?')}, numpy {v.get('numpy', '?')}"
+        engine = "pytensor" if "pytensor" in v else "theano"
+        made = f"{engine} {v.get(engine, '?')}, numpy {v.get('numpy', '?')}"
     return f"{origin.get('host', '?')} ({made})"
 
 

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from xor_gpu import engines
 from xor_gpu.errors import ConfigError
 
 # The XOR data set of the seed, rows in the seed's order.
@@ -37,11 +38,12 @@ MAX_SEED = 2**32 - 1  # numpy.random.RandomState's range
 CPU_STEPS_PER_CALL = 10
 
 
-def default_steps_per_call(device):
+def default_steps_per_call(device, engine="theano"):
     """On a GPU every step of a call builds kernels of its own (PoCL: 1.1 s more compilation
     per step), and kernel launches bound the speed, not Python: 2, 5, 10 steps per call
-    trained 0.86, 0.82, 0.78 times as fast as 1 on PoCL."""
-    return CPU_STEPS_PER_CALL if device == "cpu" else 1
+    trained 0.86, 0.82, 0.78 times as fast as 1 on PoCL. PyTensor's engines compile one
+    step per call (the chain of steps is built from Theano's internals)."""
+    return CPU_STEPS_PER_CALL if device == "cpu" and engine == "theano" else 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +55,13 @@ class TrainConfig:
     steps: int = 60_000
     seed: int = 1234
     steps_per_call: int = None  # None: the device's default, default_steps_per_call()
+    engine: str = "theano"  # xor_gpu/engines.py
 
     def __post_init__(self):
         check_device(self.device)
+        engines.check_pair(self.engine, self.device)
+        if self.engine != "theano" and self.steps_per_call not in (None, 1):
+            raise ConfigError(f"--steps-per-call {self.steps_per_call}: engine {self.engine} runs one step per call")
         if self.floatx not in FLOATX_CHOICES:
             raise ConfigError(f"unsupported floatX {self.floatx!r}: choose one of {', '.join(FLOATX_CHOICES)}")
         _check_int("hidden", self.hidden, 1, MAX_HIDDEN)
@@ -75,7 +81,7 @@ class TrainConfig:
         """This config with steps_per_call as it runs on its device."""
         if self.steps_per_call is not None:
             return self
-        return self.replace(steps_per_call=default_steps_per_call(self.device))
+        return self.replace(steps_per_call=default_steps_per_call(self.device, self.engine))
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -35,3 +35,15 @@ def reexec_if_needed(argv, devices):
         sys.stderr.flush()
         env = {**os.environ, **changes, MARK: "1"}
         os.execve(sys.executable, [sys.executable, "-m", "xor_gpu", *argv], env)
+
+
+def reexec_for_engine(argv, engine):
+    """Run `xor-gpu ARGS` in the engine's own Python when it is not this one (PyTensor and
+    Theano need environments of their own)."""
+    from xor_gpu import engines
+
+    python = engines.python_for(engine)
+    if python != sys.executable:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(python, [python, "-m", "xor_gpu", *argv])

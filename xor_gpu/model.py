@@ -32,9 +32,10 @@ def data():
 
 
 def forward(T, X, w1, w2):
-    """The network's outputs for the rows of X."""
-    hidden = T.nnet.sigmoid(T.dot(X, w1))
-    return T.nnet.sigmoid(T.dot(hidden, w2))
+    """The network's outputs for the rows of X (T: theano.tensor or pytensor.tensor)."""
+    sigmoid = T.nnet.sigmoid if hasattr(T, "nnet") else T.sigmoid  # where each engine keeps it
+    hidden = sigmoid(T.dot(X, w1))
+    return sigmoid(T.dot(hidden, w2))
 
 
 def sgd_step(theano, X, y, w1, w2, lr):
@@ -44,10 +45,13 @@ def sgd_step(theano, X, y, w1, w2, lr):
 
 
 class XorModel:
-    """Shared variables, `predict()` (outputs for the four rows) and `steps_function(k)`."""
+    """Shared variables, `predict()` (outputs for the four rows) and `steps_function(k)`.
 
-    def __init__(self, theano, config):
-        self._theano = theano
+    `theano` is the engine's module (theano or pytensor: the same API for all used here),
+    `mode` its compile mode (None: the module's default)."""
+
+    def __init__(self, theano, config, mode=None):
+        self._theano, self._mode = theano, mode
         floatx = theano.config.floatX
         x, y = data()
         w1, w2 = initial_weights(config.hidden, config.seed)
@@ -57,7 +61,8 @@ class XorModel:
         self.W1 = theano.shared(w1.astype(floatx), name="W1")
         self.W2 = theano.shared(w2.astype(floatx), name="W2")
         self.lr = np.asarray(config.lr, dtype=floatx)  # a floatX constant keeps the update in floatX
-        self.predict = theano.function([], forward(theano.tensor, self.X, self.W1, self.W2), name="xor_predict")
+        self.predict = theano.function([], forward(theano.tensor, self.X, self.W1, self.W2), name="xor_predict",
+                                       mode=mode)
         self._step = None
 
     def steps_function(self, k):
@@ -66,7 +71,8 @@ class XorModel:
         theano = self._theano
         if k == 1:
             cost, *new = sgd_step(theano, self.X, self.y, self.W1, self.W2, self.lr)
-            return theano.function([], [cost], updates=list(zip((self.W1, self.W2), new)), name="xor_train")
+            return theano.function([], [cost], updates=list(zip((self.W1, self.W2), new)), name="xor_train",
+                                   mode=self._mode)
 
         from theano.gof.graph import clone_get_equiv
 

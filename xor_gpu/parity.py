@@ -5,7 +5,7 @@ Theano binds its device at import, so each device runs as a child `xor-gpu train
 """
 import sys
 
-from xor_gpu import child, report
+from xor_gpu import child, engines, report
 from xor_gpu.compare import check_tolerances, differences, within
 from xor_gpu.config import INPUTS, check_device
 from xor_gpu.errors import CheckFailed, ConfigError, DeviceError
@@ -43,6 +43,31 @@ def check_args(devices, atol, rtol):
     check_tolerances(atol, rtol)
 
 
+def runs_of(devices=None, runs=None):
+    """{label: (engine, device)} of `--devices` (Theano runs, named by device) or `--runs`."""
+    if runs is None:
+        return {d: (engines.DEFAULT, d) for d in devices}
+    return {engines.label(e, d): (e, d) for e, d in runs}
+
+
+def train_each(config, runs, seeds=None):
+    """Train config once per run, each in its own child process with its engine's Python.
+    Returns ({label: report}, {label: failure}); a failed run does not stop the others."""
+    for engine, _ in runs.values():  # a missing engine environment: exit 3 before any training
+        engines.python_for(engine)
+    reports, failures = {}, {}
+    for label, (engine, device) in runs.items():
+        what = f"{len(seeds)} seeds on {label}" if seeds else label
+        print(f"training {what} ...", file=sys.stderr, flush=True)
+        run = child.train(config.replace(engine=engine, device=device), seeds=seeds)
+        if run.ok:
+            reports[label] = run.report
+            print(f"{label}: done in {run.seconds:.1f} s", file=sys.stderr, flush=True)
+        else:
+            failures[label] = {"exit_status": run.exit_status, "error": run.error}
+    return reports, failures
+
+
 def assess(config, devices, reports, failures, atol, rtol):
     """The parity report (schema xor_gpu.parity/1) of runs already made; devices[0] is the reference."""
     diffs = {}
@@ -52,7 +77,7 @@ def assess(config, devices, reports, failures, atol, rtol):
     converged = all(r["converged"] for r in reports.values())
     return {
         "schema": report.PARITY_SCHEMA,
-        "config": {k: v for k, v in config.to_dict().items() if k != "device"},
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("device", "engine")},
         "devices": devices,
         "reference": devices[0],
         "tolerances": {"atol_predictions": atol, "rtol_loss_history": rtol},
@@ -89,18 +114,13 @@ def plot(path, data):
                     rtol=data["tolerances"]["rtol_loss_history"])
 
 
-def main(config, devices, atol, rtol, json_path=None, plot_path=None):
-    check_args(devices, atol, rtol)
+def main(config, runs, atol, rtol, json_path=None, plot_path=None):
+    """runs: {label: (engine, device)}, the first the reference (runs_of())."""
+    devices = list(runs)
+    check_tolerances(atol, rtol)
     report.check_writable(json_path)
     report.check_plot_path(plot_path)
-    reports, failures = {}, {}
-    for device in devices:
-        print(f"training on {device} ...", file=sys.stderr, flush=True)
-        run = child.train(config.replace(device=device))
-        if run.ok:
-            reports[device] = run.report
-        else:
-            failures[device] = {"exit_status": run.exit_status, "error": run.error}
+    reports, failures = train_each(config, runs)
     data = assess(config, devices, reports, failures, atol, rtol)
     if not failures:
         print(format_table(reports, data["differences"], atol, rtol))

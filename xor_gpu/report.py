@@ -9,7 +9,6 @@ import platform
 import socket
 import tempfile
 
-from xor_gpu import backend
 from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS, row_converged
 from xor_gpu.errors import ConfigError
 
@@ -57,7 +56,7 @@ def train_report(result):
         "device": {"requested": c.device, "active": result.device_active, "name": result.device_name},
         "floatX": c.floatx,
         "versions": result.versions,
-        "blas": backend.blas_info(),
+        "blas": result.blas,
         "origin": origin(),
         "predictions": {row_key(r): p for r, p in zip(INPUTS, result.predictions)},
         "targets": {row_key(r): t for r, t in zip(INPUTS, TARGETS)},
@@ -121,6 +120,10 @@ def write_json(path, data):
     _atomic(path, lambda f: (json.dump(data, f, indent=2, allow_nan=False), f.write("\n")))
 
 
+def _modules(count):
+    return "" if count is None else f" ({count} new modules)"
+
+
 def format_train(report):
     """The human-readable summary of one training run."""
     lines = ["input    target  prediction  ok"]
@@ -132,9 +135,10 @@ def format_train(report):
     dev = report["device"]
     lines += [
         f"final loss      {report['final_loss']:.6g}",
+        f"engine          {report['config'].get('engine', 'theano')}",
         f"device          requested {dev['requested']}, active {dev['active']} ({dev['name']})",
         f"floatX          {report['floatX']}",
-        f"compile         {report['compile_seconds']:.2f} s ({report['new_compiled_modules']} new modules)",
+        f"compile         {report['compile_seconds']:.2f} s{_modules(report['new_compiled_modules'])}",
         f"first step      {report['first_step_seconds']:.2f} s (includes the device's kernel builds)",
         f"train           {report['train_seconds']:.2f} s, {report['steps_per_second']:,.0f} steps/s "
         f"({report['config']['steps']:,} steps)",

@@ -9,10 +9,10 @@ stalled runs drift apart without telling anything about the devices.
 """
 import sys
 
-from xor_gpu import child, report
-from xor_gpu.compare import differences, within
+from xor_gpu import report
+from xor_gpu.compare import check_tolerances, differences, within
 from xor_gpu.errors import CheckFailed
-from xor_gpu.parity import check_args, verdict as failures_verdict
+from xor_gpu.parity import train_each, verdict as failures_verdict
 
 RUN_FIELDS = ("predictions", "final_loss", "converged", "weights_sha256", "steps_per_second")
 
@@ -36,7 +36,7 @@ def assess(config, devices, seeds, sweeps, failures, atol, rtol):
         matrix[str(seed)] = {"converged": converged, "differences": diffs}
     return {
         "schema": report.SWEEP_SCHEMA,
-        "config": {k: v for k, v in config.to_dict().items() if k not in ("device", "seed")},
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("device", "engine", "seed")},
         "devices": devices,
         "reference": ref,
         "seeds": seeds,
@@ -93,20 +93,16 @@ def _seed_list(seeds, most=10):
     return text + (f" and {len(seeds) - most} more" if len(seeds) > most else "")
 
 
-def main(config, devices, seeds, atol, rtol, json_path=None, plot_path=None):
-    check_args(devices, atol, rtol)
+def main(config, runs, seeds, atol, rtol, json_path=None, plot_path=None):
+    """runs: {label: (engine, device)}, the first the reference (parity.runs_of())."""
+    devices = list(runs)
+    check_tolerances(atol, rtol)
     report.check_writable(json_path)
     report.check_plot_path(plot_path)
-    sweeps, failures = {}, {}
-    for device in devices:
-        print(f"training {len(seeds)} seeds on {device} ...", file=sys.stderr, flush=True)
-        run = child.train(config.replace(device=device), seeds=seeds)
-        if run.ok:
-            sweeps[device] = run.report
-            converged = sum(r["converged"] for r in run.report["runs"].values())
-            print(f"{device}: {converged} of {len(seeds)} seeds converged, {run.seconds:.1f} s", file=sys.stderr)
-        else:
-            failures[device] = {"exit_status": run.exit_status, "error": run.error}
+    sweeps, failures = train_each(config, runs, seeds)
+    for label, data in sweeps.items():
+        converged = sum(r["converged"] for r in data["runs"].values())
+        print(f"{label}: {converged} of {len(seeds)} seeds converged", file=sys.stderr)
     data = assess(config, devices, seeds, sweeps, failures, atol, rtol)
     if not failures:
         print(format_table(data))

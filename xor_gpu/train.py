@@ -29,9 +29,10 @@ class TrainResult:
     compile_seconds: float
     first_step_seconds: float  # of the first call (steps_per_call steps), which also built kernels
     train_seconds: float
-    new_compiled_modules: int
+    new_compiled_modules: int  # None: not counted (PyTensor's engines)
     ops: list
     versions: dict
+    blas: dict  # backend.blas_info(): what the CPU's BLAS calls went to
     final_weights: dict  # {"W1": nested lists, "W2": ...} in floatX, as floats
     weights_sha256: str  # of the final weights' bytes: equal digests = bitwise-equal training
 
@@ -87,26 +88,55 @@ def run_seeds(config, seeds, progress=None):
     its own initial weights in the same compiled functions, which is bitwise the same as a
     process of its own (tests/test_train.py), at a fraction of the cost."""
     config = config.replace(seed=seeds[0]).resolved()
-    theano = backend.import_theano(config.device, config.floatx)
-    modules_before = compile_cache.count_compiled_modules()
+    engine = _Engine(config)
+    modules_before = compile_cache.count_compiled_modules() if engine.theano else 0
     start = time.perf_counter()
-    model = XorModel(theano, config)
+    model = XorModel(engine.module, config, engine.mode)
     calls = [(model.steps_function(k), k, n) for k, n in plan(config.steps, config.steps_per_call)]
     compile_seconds = time.perf_counter() - start
-    for function, _, _ in calls:
-        backend.verify_graph(function, config.device)
-    ops = backend.op_names(calls[0][0])  # the remainder's one-step function holds the same ops
-    new_modules = compile_cache.count_compiled_modules() - modules_before
-    active, name = backend.active_device(theano)
+    ops = [engine.verify_graph(function) for function, _, _ in calls][0]
+    # Theano's compile cache is counted; PyTensor's caches are its own (None: not counted).
+    new_modules = compile_cache.count_compiled_modules() - modules_before if engine.theano else None
+    active, name = engine.active_device()
     results = []
     for seed in seeds:
         model.start_from(seed)
         result = _train(model, calls, config.replace(seed=seed), progress)
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
-            new_compiled_modules=new_modules, ops=ops, versions=backend.versions(theano)))
-        compile_seconds = new_modules = 0  # paid once, by the first seed
+            new_compiled_modules=new_modules, ops=ops, versions=engine.versions(), blas=engine.blas()))
+        compile_seconds, new_modules = 0, 0 if engine.theano else None  # paid once, by the first seed
     return results
+
+
+class _Engine:
+    """config.engine's module, compile mode and device checks: Theano's (backend.py) or
+    PyTensor's (pytensor_backend.py), behind one set of names."""
+
+    def __init__(self, config):
+        self.name, self.device, self.theano = config.engine, config.device, config.engine == "theano"
+        if self.theano:
+            self.module, self.mode = backend.import_theano(config.device, config.floatx), None
+        else:
+            from xor_gpu import pytensor_backend as pb
+
+            self.pb = pb
+            self.module = pb.import_pytensor(config.engine, config.device, config.floatx)
+            self.mode = pb.mode(self.module, config.engine)
+
+    def verify_graph(self, function):
+        if self.theano:
+            return backend.verify_graph(function, self.device)
+        return self.pb.verify_graph(function, self.name, self.device)
+
+    def active_device(self):
+        return backend.active_device(self.module) if self.theano else self.pb.active_device(self.name, self.device)
+
+    def versions(self):
+        return backend.versions(self.module) if self.theano else self.pb.versions(self.name)
+
+    def blas(self):
+        return backend.blas_info() if self.theano else self.pb.blas_info(self.name)
 
 
 def _train(model, calls, config, progress):
