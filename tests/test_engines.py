@@ -1,0 +1,93 @@
+"""Engines: Theano and PyTensor's three backends behind `--engine` and `parity --runs`.
+
+Input checks run in Theano's envs. The tests marked `engines` run in the pytensor env
+(numpy 2), where Theano's runs go to the cpu env's Python (XOR_GPU_THEANO_PYTHON): each
+PyTensor backend trains the seed config within 1e-6 of Theano's committed reference, and
+parity across the engines passes. The 20-seed sweep over every engine is in
+tests/test_device.py (opencl env).
+"""
+import json
+import os
+
+import pytest
+
+from xor_gpu.compare import builtin_reference_path, differences
+from xorlib import one_line_error, run_cli
+
+PYTENSOR_ENGINES = ["pytensor", "pytensor-numba", "pytensor-jax"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--engine", "pytensorr"], "unknown engine 'pytensorr': choose one of theano, pytensor"),
+    (["train", "--engine", "pytensor", "--device", "opencl0:0"], "engine pytensor cannot run on opencl0:0"),
+    (["train", "--engine", "pytensor-numba", "--device", "cuda"], "engine pytensor-numba cannot run on cuda"),
+    (["train", "--engine", "pytensor", "--steps-per-call", "10"], "engine pytensor runs one step per call"),
+    (["parity", "--runs", ""], "each run is ENGINE:DEVICE"),
+    (["parity", "--runs", "theano:cpu"], "parity needs at least two runs"),
+    (["parity", "--runs", "theano:cpu,pytensor"], "each run is ENGINE:DEVICE"),
+    (["parity", "--runs", "theano:cpu,theano:cpu"], "theano:cpu is given twice"),
+    (["parity", "--runs", "theano:cpu,pytensor:opencl0:0"], "engine pytensor cannot run on opencl0:0"),
+    (["parity", "--runs", "theano:cpu,jax:cpu"], "unknown engine 'jax'"),
+    (["parity", "--runs", "theano:cpu,pytensor:cpu", "--devices", "cpu,cuda"], "not allowed with argument"),
+])
+def test_bad_engine_input_exits_2_and_writes_nothing(tmp_path, args, fragment):
+    proc = run_cli(*args, "--json", tmp_path / "r.json")
+    one_line_error(proc, 2, fragment)
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_engine_without_its_environment_exits_3_naming_how_to_install_it(tmp_path):
+    """Theano's envs cannot import PyTensor: with no PyTensor Python named, or a wrong one."""
+    for value, fragment in (("", "engine {} is not installed in this Python"),
+                            (str(tmp_path), f"engine {{}} is not installed: XOR_GPU_PYTENSOR_PYTHON={tmp_path} "
+                                            "is not a Python")):
+        env = {"XOR_GPU_PYTENSOR_PYTHON": value}
+        proc = run_cli("train", "--engine", "pytensor", "--json", tmp_path / "r.json", env=env)
+        one_line_error(proc, 3, fragment.format("pytensor"))
+        assert "tox -e pytensor" in proc.stderr
+        proc = run_cli("parity", "--runs", "theano:cpu,pytensor-jax:cpu", "--steps", "10", env=env)
+        one_line_error(proc, 3, fragment.format("pytensor-jax"))
+        assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", PYTENSOR_ENGINES)
+def test_each_pytensor_backend_matches_theanos_reference(tmp_path, engine):
+    """The seed config on the CPU, float32: within 1e-6 of Theano's committed reference
+    (measured: 6e-8 to 1.2e-7), on the backend asked for."""
+    out = tmp_path / "r.json"
+    run_cli("train", "--engine", engine, "--json", out, check=0)
+    report = json.loads(out.read_text())
+    with open(builtin_reference_path(), encoding="utf-8") as f:
+        reference = json.load(f)
+    diff = differences(reference, report)
+    assert report["config"]["engine"] == engine and report["converged"]
+    assert diff["max_abs_prediction_diff"] <= 1e-6 and diff["max_rel_loss_diff"] <= 1e-4, diff
+    # The run was refused unless compiled by the backend asked for (pytensor_backend.verify_graph).
+    assert report["versions"]["pytensor"] == "3.0.7"
+    assert {"pytensor": "numpy", "pytensor-numba": "numba", "pytensor-jax": "jaxlib"}[engine] in report["versions"]
+    print(f"{engine}: {diff}, {report['steps_per_second']:,.0f} steps/s")
+
+
+@pytest.mark.engines
+def test_pytensor_jax_without_a_gpu_exits_3_with_the_cause(tmp_path):
+    """JAX would quietly run on the CPU: a cuda run must be refused instead."""
+    proc = run_cli("train", "--engine", "pytensor-jax", "--device", "cuda", "--steps", "10",
+                   "--json", tmp_path / "r.json")
+    one_line_error(proc, 3, "device cuda is not usable by pytensor-jax: JAX found no GPU")
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.engines
+def test_parity_across_engines_runs_each_in_its_own_python(tmp_path):
+    """From PyTensor's env, Theano's run goes to Theano's Python: every engine on the CPU
+    agrees with Theano, the seed config, within the tolerance."""
+    out = tmp_path / "p.json"
+    proc = run_cli("parity", "--runs", "theano:cpu,pytensor:cpu,pytensor-numba:cpu,pytensor-jax:cpu",
+                   "--json", out, check=0)
+    data = json.loads(out.read_text())
+    assert data["devices"] == ["cpu", "pytensor:cpu", "pytensor-numba:cpu", "pytensor-jax:cpu"]
+    assert data["passed"] and data["runs"]["cpu"]["versions"]["theano"] == "1.0.5"
+    assert all(data["runs"][k]["versions"]["pytensor"] == "3.0.7" for k in data["devices"][1:])
+    assert max(d["max_abs_prediction_diff"] for d in data["differences"].values()) <= 1e-6
+    print(proc.stdout)
