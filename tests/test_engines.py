@@ -8,6 +8,7 @@ tests/test_device.py (opencl env).
 """
 import json
 import os
+import sys
 
 import pytest
 
@@ -40,7 +41,9 @@ def test_an_engine_without_its_environment_exits_3_naming_how_to_install_it(tmp_
     """Theano's envs cannot import PyTensor: with no PyTensor Python named, or a wrong one."""
     for value, fragment in (("", "engine {} is not installed in this Python"),
                             (str(tmp_path), f"engine {{}} is not installed: XOR_GPU_PYTENSOR_PYTHON={tmp_path} "
-                                            "is not a Python")):
+                                            "is not a Python"),
+                            (sys.executable, f"XOR_GPU_PYTENSOR_PYTHON={sys.executable} cannot import xor_gpu and "
+                                             "pytensor (ModuleNotFoundError: No module named 'pytensor')")):
         env = {"XOR_GPU_PYTENSOR_PYTHON": value}
         proc = run_cli("train", "--engine", "pytensor", "--json", tmp_path / "r.json", env=env)
         one_line_error(proc, 3, fragment.format("pytensor"))

@@ -62,7 +62,9 @@ def train(config, timeout=None, seeds=None):
         else:
             error = _load(error_path)
             # Without an error report the child crashed (a signal, a fault in native code).
-            run.error = error["message"] if error else f"the child process died (exit {proc.returncode})"
+            last = (proc.stderr.strip().splitlines() or [""])[-1][:300]
+            died = f"the child process died (exit {proc.returncode}){': ' + last if last else ''}"
+            run.error = error["message"] if error else died
     return run
 
 

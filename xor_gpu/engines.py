@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 
 from xor_gpu.errors import ConfigError, DeviceError
@@ -92,4 +93,25 @@ def python_for(engine):
                           f"{INSTALL[package]}, and set {variable} to that environment's python")
     if os.path.isdir(named) or not os.access(named, os.X_OK):
         raise DeviceError(f"engine {engine} is not installed: {variable}={named} is not a Python; {INSTALL[package]}")
+    _check_python(engine, variable, named, package)
     return named
+
+
+_CHECKED = set()
+
+
+def _check_python(engine, variable, python, package):
+    """That Python must import xor_gpu and the engine's package (once per process: ~0.3 s)."""
+    if python in _CHECKED:
+        return
+    try:
+        proc = subprocess.run([python, "-c", f"import xor_gpu, {package}"], capture_output=True, text=True,
+                              timeout=120)
+        problem = proc.returncode and (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        problem = str(exc)
+    if problem:
+        raise DeviceError(f"engine {engine} is not installed: {variable}={python} cannot import xor_gpu and "
+                          f"{package} ({problem}); {INSTALL[package]}, with xor_gpu installed there "
+                          "(pip install --no-deps .)")
+    _CHECKED.add(python)
