@@ -50,7 +50,9 @@ def test_an_engine_without_its_environment_exits_3_naming_how_to_install_it(tmp_
         assert "tox -e pytensor" in proc.stderr
         proc = run_cli("parity", "--runs", "theano:cpu,pytensor-jax:cpu", "--steps", "10", env=env)
         one_line_error(proc, 3, fragment.format("pytensor-jax"))
-        assert not (tmp_path / "r.json").exists()
+        proc = run_cli("check", "--engine", "pytensor-numba", "--device", "cpu", "--out", tmp_path / "out", env=env)
+        one_line_error(proc, 3, fragment.format("pytensor-numba"))
+        assert not (tmp_path / "r.json").exists() and not (tmp_path / "out").exists()
 
 
 @pytest.mark.engines
@@ -94,3 +96,16 @@ def test_parity_across_engines_runs_each_in_its_own_python(tmp_path):
     assert all(data["runs"][k]["versions"]["pytensor"] == "3.0.7" for k in data["devices"][1:])
     assert max(d["max_abs_prediction_diff"] for d in data["differences"].values()) <= 1e-6
     print(proc.stdout)
+
+
+@pytest.mark.engines
+def test_check_on_a_pytensor_engine_passes_against_theanos_reference(tmp_path):
+    """`check --engine pytensor-numba`: converged, two runs bitwise identical, and within the
+    tolerance of the reference Theano made (the CPU needs no parity step against itself)."""
+    out = tmp_path / "check"
+    run_cli("check", "--engine", "pytensor-numba", "--device", "cpu", "--out", out, check=0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] and summary["config"]["engine"] == "pytensor-numba"
+    assert [s["status"] for s in summary["steps"]] == ["passed", "passed", "passed", "skipped", "passed"]
+    reference = summary["steps"][-1]["differences"]["cpu"]
+    assert reference["max_abs_prediction_diff"] <= 1e-6 and not reference["bitwise_equal"]

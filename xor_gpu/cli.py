@@ -77,6 +77,7 @@ def build_parser():
 
     p = sub.add_parser("check", help="the whole proof on this machine: doctor, train, determinism, parity, reference")
     p.add_argument("--device", required=True, help="cpu, cuda, cudaN or openclP:D")
+    p.add_argument("--engine", default=engines.DEFAULT, help=f"{', '.join(engines.ENGINES)} (default {engines.DEFAULT})")
     p.add_argument("--out", default="xor-gpu-check", help="folder for the reports (default ./xor-gpu-check)")
     _add_config_args(p, steps_only=True)
     p.add_argument("--reference", default="builtin", metavar="FILE",
@@ -176,7 +177,8 @@ def cmd_parity(args):
 def cmd_check(args):
     from xor_gpu import check
 
-    return check.main(TrainConfig(device=args.device, steps=args.steps), args.out, args.reference,
+    config = TrainConfig(device=args.device, steps=args.steps, engine=engines.get(args.engine).name)
+    return check.main(config, args.out, args.reference,
                       args.atol, args.rtol)
 
 
@@ -216,7 +218,7 @@ def _progress(total, desc):
 
 
 def _devices_of(args):
-    if args.command == "train" and args.engine != engines.DEFAULT:
+    if args.command in ("train", "check") and args.engine != engines.DEFAULT:
         return []  # the CUDA libraries set up for libgpuarray are Theano's, not JAX's
     if args.command in ("train", "check"):
         return [args.device]
