@@ -198,3 +198,15 @@ def test_openblas_is_the_default_where_installed(monkeypatch, tmp_path):
     assert backend.default_blas_ldflags() == "-l:libopenblas.so.0"
     assert "blas.ldflags=-l:libopenblas.so.0" in backend.theano_flags("cpu", "float32", user_flags="").split(",")
     assert backend.theano_flags("cpu", "float32", user_flags="blas.ldflags=").split(",")[-3] == "blas.ldflags="
+
+
+def test_a_failed_optimization_is_one_warning_line_not_a_traceback(capsys):
+    """Theano logs a failed optimization with its traceback and goes on without it (as when
+    a constant folding's compile meets a full disk): one line instead."""
+    theano = backend.import_theano(DEVICE, "float32")
+    try:
+        raise OSError(27, "File too large")
+    except OSError as exc:
+        theano.gof.opt.NavigatorOptimizer.warn(exc, None, None, "constant_folding", "Elemwise{add}(x, y)")
+    assert capsys.readouterr().err.splitlines() == [
+        "xor-gpu: warning: Theano skipped constant_folding: OSError: [Errno 27] File too large"]

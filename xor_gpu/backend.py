@@ -135,10 +135,40 @@ def import_theano(device, floatx):
         else:
             os.environ["THEANO_FLAGS"] = user_flags
     rebuild_on_load_failure()
+    _one_line_optimizer_errors()
     _version_ops_without_props(theano)
     _stable_cop_versions(theano)
     _verify_context(theano, device, capture.messages)
     return theano
+
+
+class _OptimizerErrors(logging.Handler):
+    """Theano logs an optimization that failed (e.g. a constant folded by a compile on a full
+    disk) as several records ending in a traceback, then goes on without it: one warning
+    line instead, naming the optimization and the error."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.what = "an optimization"
+
+    def emit(self, record):
+        text = record.getMessage()
+        for head in ("Optimization failure due to: ", "SeqOptimizer apply "):
+            if text.startswith(head):
+                self.what = _one_line(text[len(head):])[:120]
+                return
+        if text.startswith(("node: ", "TRACEBACK:", "Traceback:")):
+            return
+        if text.startswith("Traceback (most recent call last)"):
+            text = f"Theano skipped {self.what}: {(text.strip().splitlines() or [''])[-1]}"
+        print(f"xor-gpu: warning: {_one_line(text)[:400]}", file=sys.stderr, flush=True)
+
+
+def _one_line_optimizer_errors():
+    logger = logging.getLogger("theano.gof.opt")
+    if not any(isinstance(h, _OptimizerErrors) for h in logger.handlers):
+        logger.addHandler(_OptimizerErrors())
+        logger.propagate = False  # not also through Theano's own handler, traceback and all
 
 
 # What `import theano` needs, and nothing else: a run on the CPU imports neither pygpu nor
