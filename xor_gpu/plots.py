@@ -275,13 +275,14 @@ def plot_seeds(path, data):
     atol = data["tolerances"]["atol_predictions"]
     kind = {**{s: "everywhere" for s in data["converged_everywhere"]},
             **{s: "nowhere" for s in data["converged_nowhere"]}, **{s: "disagree" for s in data["disagree"]}}
-    x, colors, nonzero = np.arange(len(seeds)), _colors(len(devices)), []
+    colors, nonzero = _colors(len(devices)), []
     fig = plt.figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
                      layout="constrained")
     ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, _strip_inches(len(devices)) + 0.3])
     for row, (device, color) in enumerate(zip(devices, colors)):
         diffs = np.array([data["matrix"][str(s)]["differences"][device]["max_abs_prediction_diff"] for s in seeds])
         zero = diffs == 0
+        x = np.arange(len(seeds)) + 0.5 * (row - (len(devices) - 1) / 2) / max(len(devices), 2)  # side by side
         for name, marker, face in (("everywhere", "o", color), ("nowhere", "o", "none"), ("disagree", "X", OVER)):
             pick = np.array([kind[s] == name for s in seeds]) & ~zero
             ax.scatter(x[pick], diffs[pick], marker=marker, facecolors=face, edgecolors=color, s=28, zorder=4)
@@ -299,7 +300,7 @@ def plot_seeds(path, data):
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     strip.set_yticks(range(len(devices)), [f"{d}: exactly 0" for d in devices], fontsize=7)
     strip.set_ylim(-0.5, len(devices) - 0.5)
-    strip.set_xticks(x, [str(s) for s in seeds], fontsize=7 if len(seeds) <= 40 else 5,
+    strip.set_xticks(np.arange(len(seeds)), [str(s) for s in seeds], fontsize=7 if len(seeds) <= 40 else 5,
                      rotation=0 if len(seeds) <= 40 else 90)
     strip.set_xlabel("seed")
     config = data["config"]
