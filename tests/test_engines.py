@@ -29,6 +29,7 @@ PYTENSOR_ENGINES = ["pytensor", "pytensor-numba", "pytensor-jax"]
     (["parity", "--runs", "theano:cpu,theano:cpu"], "theano:cpu is given twice"),
     (["parity", "--runs", "theano:cpu,pytensor:opencl0:0"], "engine pytensor cannot run on opencl0:0"),
     (["parity", "--runs", "theano:cpu,jax:cpu"], "unknown engine 'jax'"),
+    (["parity", "--runs", "theano:cpu,pytensor:cpu", "--steps-per-call", "5"], "engine pytensor runs one step"),
     (["parity", "--runs", "theano:cpu,pytensor:cpu", "--devices", "cpu,cuda"], "not allowed with argument"),
 ])
 def test_bad_engine_input_exits_2_and_writes_nothing(tmp_path, args, fragment):

@@ -31,9 +31,11 @@ class ChildRun:
         return self.exit_status == 0
 
 
-def train_args(config):
-    args = ["--engine", config.engine, "--device", config.device, "--floatx", config.floatx, "--hidden", str(config.hidden),
-            "--lr", repr(config.lr), "--steps", str(config.steps), "--seed", str(config.seed)]
+def train_args(config, seeds=None):
+    """`xor-gpu train` arguments for config; with `seeds`, --seeds instead of config's --seed."""
+    seed = ["--seeds", ",".join(map(str, seeds))] if seeds is not None else ["--seed", str(config.seed)]
+    args = ["--engine", config.engine, "--device", config.device, "--floatx", config.floatx,
+            "--hidden", str(config.hidden), "--lr", repr(config.lr), "--steps", str(config.steps), *seed]
     if config.steps_per_call is not None:  # else the child's device's default
         args += ["--steps-per-call", str(config.steps_per_call)]
     return args
@@ -44,11 +46,9 @@ def train(config, timeout=None, seeds=None):
     With `seeds`, the child trains each (`train --seeds`) and its report holds one run per seed."""
     with tempfile.TemporaryDirectory(prefix="xor-gpu-child-") as tmp:
         report_path, error_path = os.path.join(tmp, "report.json"), os.path.join(tmp, "error.json")
-        args = train_args(config)
-        if seeds is not None:
-            args[args.index("--seed"):args.index("--seed") + 2] = ["--seeds", ",".join(map(str, seeds))]
         # The engine's own Python: PyTensor and Theano need environments of their own.
-        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *args, "--json", report_path]
+        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *train_args(config, seeds),
+               "--json", report_path]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -163,10 +163,11 @@ def cmd_parity(args):
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
         parity.check_args(devices, args.atol, args.rtol)
         runs = parity.runs_of(devices)
-    engine, device = next(iter(runs.values()))
-    config = config_from(args, device, engine)
-    if engine != engines.DEFAULT:  # the runs' engines differ: one steps-per-call rule for all
-        config = config.replace(engine=engines.DEFAULT)
+    # Each run gets its own engine and device (parity.train_each); the rest is common, and
+    # must suit every run (e.g. --steps-per-call and PyTensor): bad input before any training.
+    config = config_from(args, next(iter(runs.values()))[1])
+    for engine, device in runs.values():
+        config.replace(engine=engine, device=device)
     if args.seeds is not None:
         from xor_gpu import sweep
 

@@ -21,15 +21,15 @@ class Engine:
     name: str
     package: str  # the module it imports: theano or pytensor
     devices: str  # a regular expression over device names
-    backend: str = ""  # PyTensor's backend: C, NUMBA or JAX
+    linker: str = ""  # PyTensor's linker: cvm (its C backend), numba or jax
     about: str = ""
 
 
 ENGINES = {e.name: e for e in (
     Engine("theano", "theano", r"cpu|cuda\d*|opencl\d+:\d+", about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
-    Engine("pytensor", "pytensor", r"cpu", "C", "PyTensor's C backend (the cvm linker), on the CPU"),
-    Engine("pytensor-numba", "pytensor", r"cpu", "NUMBA", "PyTensor compiled by Numba, on the CPU"),
-    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "JAX", "PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
+    Engine("pytensor", "pytensor", r"cpu", "cvm", "PyTensor's C backend (the cvm linker), on the CPU"),
+    Engine("pytensor-numba", "pytensor", r"cpu", "numba", "PyTensor compiled by Numba, on the CPU"),
+    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "jax", "PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
 )}
 DEFAULT = "theano"
 # How to get each package's environment, for the error when it is missing.

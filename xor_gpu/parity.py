@@ -89,14 +89,18 @@ def assess(config, devices, reports, failures, atol, rtol):
     }
 
 
-def verdict(data):
-    """Raise the error that matches a failed parity report (DeviceError when a device could not be used)."""
-    failures = data["failures"]
+def raise_for_failures(failures):
+    """Runs that did not finish: DeviceError when a device could not be used (a setup problem,
+    as in `train`), else CheckFailed."""
     if failures:
         text = "; ".join(f"{d} failed (exit {f['exit_status']}): {f['error']}" for d, f in failures.items())
-        # A device that cannot be used is a setup problem, as in `train`.
         raise (DeviceError if any(f["exit_status"] == DeviceError.exit_status for f in failures.values())
                else CheckFailed)(text)
+
+
+def verdict(data):
+    """Raise the error that matches a failed parity report (DeviceError when a device could not be used)."""
+    raise_for_failures(data["failures"])
     problems = [text for ok, text in (
         (data["converged"], "not every device converged"),
         (all(within(v, data["tolerances"]["atol_predictions"], data["tolerances"]["rtol_loss_history"])

@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 
+from xor_gpu import engines
 from xor_gpu.backend import PORTABLE_CXXFLAGS, blas_of, cpu_name, default_blas_ldflags, op_names
 from xor_gpu.errors import DeviceError
 
@@ -50,19 +51,20 @@ def _verify_jax(device):
         raise DeviceError(f"device {device} requested but JAX runs on {found[0].platform if found else 'nothing'}")
 
 
-def mode(pytensor, engine):
+def mode(engine):
     """The compile mode of `engine`'s backend."""
     from pytensor.compile.mode import Mode
 
-    backend = {"pytensor": "cvm", "pytensor-numba": "numba", "pytensor-jax": "jax"}[engine]
-    return Mode(linker=backend, optimizer="fast_run")
+    return Mode(linker=engines.get(engine).linker, optimizer="fast_run")
 
 
-def verify_graph(function, engine, device):
+LINKER_CLASSES = {"cvm": "VMLinker", "numba": "NumbaLinker", "jax": "JAXLinker"}
+
+
+def verify_graph(function, engine):
     """The compiled function runs on the linker asked for (never a quiet fallback)."""
     linker = type(function.maker.linker).__name__
-    wanted = {"pytensor": "VMLinker", "pytensor-numba": "NumbaLinker", "pytensor-jax": "JAXLinker"}[engine]
-    if linker != wanted:
+    if linker != LINKER_CLASSES[engines.get(engine).linker]:
         raise DeviceError(f"engine {engine} requested but PyTensor compiled with {linker}")
     return op_names(function)
 
@@ -90,8 +92,9 @@ def versions(engine):
 
 def blas_info(engine):
     """The BLAS of the C backend ("ldflags", "library", "version"); Numba and JAX bring their own."""
-    if engine != "pytensor":
-        return {"ldflags": None, "library": f"{engine.split('-')[1]}'s own", "version": None}
+    linker = engines.get(engine).linker
+    if linker != "cvm":
+        return {"ldflags": None, "library": f"{linker}'s own", "version": None}
     import pytensor
 
     return blas_of(pytensor.config.blas__ldflags)

@@ -12,7 +12,7 @@ import sys
 from xor_gpu import report
 from xor_gpu.compare import check_tolerances, differences, within
 from xor_gpu.errors import CheckFailed
-from xor_gpu.parity import train_each, verdict as failures_verdict
+from xor_gpu.parity import raise_for_failures, train_each
 
 RUN_FIELDS = ("predictions", "final_loss", "converged", "weights_sha256", "steps_per_second")
 
@@ -78,8 +78,7 @@ def _diff_text(diff):
 
 
 def verdict(data):
-    failures_verdict({"failures": data["failures"], "converged": True, "differences": {},
-                      "tolerances": data["tolerances"]})
+    raise_for_failures(data["failures"])
     problems = [f"{what} on seed{'s' if len(seeds) > 1 else ''} {_seed_list(seeds)}"
                 for what, seeds in (("devices disagree on convergence", data["disagree"]),
                                     ("devices differ by more than the tolerance", data["beyond_tolerance"]))

@@ -122,12 +122,12 @@ class _Engine:
 
             self.pb = pb
             self.module = pb.import_pytensor(config.engine, config.device, config.floatx)
-            self.mode = pb.mode(self.module, config.engine)
+            self.mode = pb.mode(config.engine)
 
     def verify_graph(self, function):
         if self.theano:
             return backend.verify_graph(function, self.device)
-        return self.pb.verify_graph(function, self.name, self.device)
+        return self.pb.verify_graph(function, self.name)
 
     def active_device(self):
         return backend.active_device(self.module) if self.theano else self.pb.active_device(self.name, self.device)
