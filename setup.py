@@ -20,7 +20,8 @@ EXTRAS = {
     "gpu": ["mako==1.4.3", "markupsafe==3.0.4"],
     # NVRTC/cuBLAS for libgpuarray's CUDA backend. 12.4 needs a driver >= 550 and is the
     # smallest cuBLAS 12 wheel; NVRTC must not be newer than the driver's CUDA version.
-    "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cublas-cu12==12.4.5.8"],
+    # nvcc: its ptxas assembles NVRTC's PTX for `doctor --compile-only` (same CUDA 12.4).
+    "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cublas-cu12==12.4.5.8", "nvidia-cuda-nvcc-cu12==12.4.131"],
     "plot": ["matplotlib==3.10.9"],
     "test": ["pytest==9.2.0"],
     # The source tree's own checks (tests/test_lint.py, tests/test_workflow.py), not shipped in
