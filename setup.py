@@ -39,9 +39,10 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires="==3.11.*",
-    packages=["xor_gpu"],
+    packages=["xor_gpu", "xor_gpu.cuda_standin"],
     # The committed reference report of the seed config (see docs/reference.md).
-    package_data={"xor_gpu": ["reference/*.json"]},
+    # The CUDA stand-ins' C sources, built at first use by `doctor --compile-only`.
+    package_data={"xor_gpu": ["reference/*.json"], "xor_gpu.cuda_standin": ["*.c"]},
     install_requires=STACK,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["xor-gpu = xor_gpu.cli:main"]},

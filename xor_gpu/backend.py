@@ -266,9 +266,14 @@ def _verify_context(theano, device, errors):
             f"device {device} requested but Theano could not initialise it ({_one_line(cause)}); "
             f"run 'xor-gpu doctor --device {device}'"
         )
-    kind = active_context(theano).kind.decode()
+    context = active_context(theano)
+    kind = context.kind.decode()
     if not device.startswith(kind):
         raise DeviceError(f"device {device} requested but the active context is {kind}")
+    if kind == "cuda":
+        from xor_gpu import cuda_standin
+
+        cuda_standin.refuse_if_loaded(context.devname)
 
 
 def active_context(theano):

@@ -94,6 +94,10 @@ def build_parser():
     p = sub.add_parser("doctor", help="report the stack and whether a device is usable")
     p.add_argument("--device", help="also check that this device trains (exit 3 if not)")
     p.add_argument("--json", metavar="PATH", help="write the findings as JSON")
+    p.add_argument("--compile-only", action="store_true",
+                   help="with --device cuda: compile every kernel with NVRTC and ptxas, run none (no GPU needed)")
+    p.add_argument("--arch", metavar="sm_XY",
+                   help="with --compile-only: the GPU architecture (default: this machine's GPU, else sm_90)")
 
     sub.add_parser("link-pygpu", help="make Debian's pygpu importable in this Python environment")
 
@@ -190,6 +194,12 @@ def cmd_compare(args):
 
 
 def cmd_doctor(args):
+    if args.compile_only:
+        from xor_gpu import compile_only
+
+        return compile_only.main(args.device, args.arch, args.json)
+    if args.arch:
+        raise ConfigError("--arch needs --compile-only")
     from xor_gpu import doctor
 
     return doctor.main(args.device, args.json)
@@ -223,6 +233,8 @@ def _devices_of(args):
         return []  # the CUDA libraries set up for libgpuarray are Theano's, not JAX's
     if args.command in ("train", "check"):
         return [args.device]
+    if args.command == "doctor" and args.compile_only:  # its child gets a folder of its own
+        return []
     if args.command == "doctor":  # doctor always shows what a cuda run would load
         return [args.device or "cuda"]
     return []
