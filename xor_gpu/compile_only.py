@@ -70,13 +70,11 @@ def check_args(device, arch):
 
 # --- the run folder and the child -----------------------------------------------------------
 
-def _run_folder(policy, standins, root):
-    """A folder of links for the child: the chosen NVRTC (and its builtins, found through
-    $ORIGIN) as cuda_libs links it, and the stand-ins as libcuda.so and libcublas.so."""
+def _run_folder(standins, root):
+    """A folder of links for the child: the stand-ins as libcuda.so, libcublas.so and
+    libnvrtc.so (the recorder, which opens the real NVRTC by its path)."""
     libs = os.path.join(root, "libs")
     os.makedirs(libs)
-    for name, target in cuda_libs.library_links(policy, "nvrtc").items():
-        os.symlink(target, os.path.join(libs, name))
     for name, path in standins.items():
         os.symlink(path, os.path.join(libs, name))
     for sub in ("record", "kernel-cache"):
@@ -84,19 +82,20 @@ def _run_folder(policy, standins, root):
     return libs
 
 
-def _child_env(libs, root, cc):
+def _child_env(libs, root, cc, nvrtc):
     env = dict(os.environ)
     paths = [libs, *(p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p)]
     flags = [f for f in (env.get("THEANO_FLAGS"), f"gpuarray.cache_path={os.path.join(root, 'kernel-cache')}") if f]
     env.update(LD_LIBRARY_PATH=os.pathsep.join(paths), THEANO_FLAGS=",".join(flags),
                XOR_GPU_STANDIN_CC=f"{cc[0]}.{cc[1]}", XOR_GPU_STANDIN_RECORD=os.path.join(root, "record"),
+               XOR_GPU_STANDIN_NVRTC=nvrtc,
                XOR_GPU_REEXEC="1")  # the launcher must not put the real driver's folder first again
     return env
 
 
 def child_main(out_path):
     """In the child: compile the seed graph for cuda on the stand-in and make one training
-    call; write what libgpuarray chose (bin_id, device) or the error to `out_path`."""
+    call; write the device's name and the graph's ops, or the error, to `out_path`."""
     import json
 
     from xor_gpu import backend
@@ -109,8 +108,7 @@ def child_main(out_path):
         config = TrainConfig(device="cuda", steps=1).resolved()
         theano = backend.import_theano(config.device, config.floatx)
         context = backend.active_context(theano)
-        result.update(device=context.devname, bin_id=context.bin_id.decode() if isinstance(context.bin_id, bytes)
-                      else context.bin_id)
+        result["device"] = context.devname
         model = XorModel(theano, config)
         step = model.steps_function(1)
         result["ops"] = backend.verify_graph(step, config.device)
@@ -146,7 +144,7 @@ def _run_child(env, root):
 def read_record(folder):
     """{"kernels": [{name, module, ptx_bytes, target}], "launches": {name: n}, "cublas_calls": [...],
     "missing": [...]} from the stand-ins' calls.tsv and PTX files."""
-    modules, kernels, launches, calls, missing = {}, [], {}, [], []
+    modules, kernels, launches, calls, missing, options = {}, [], {}, [], [], []
     try:
         with open(os.path.join(folder, "calls.tsv"), encoding="utf-8") as f:
             rows = [line.rstrip("\n").split("\t") for line in f]
@@ -167,7 +165,10 @@ def read_record(folder):
             calls.append(rest[0])
         elif kind == "missing":
             missing.append(rest[1])
-    return {"kernels": kernels, "launches": launches, "cublas_calls": sorted(set(calls)), "missing": missing}
+        elif kind == "nvrtc" and rest[0] not in options:
+            options.append(rest[0])
+    return {"kernels": kernels, "launches": launches, "cublas_calls": sorted(set(calls)), "missing": missing,
+            "nvrtc_options": options}
 
 
 def _read(path):
@@ -263,22 +264,32 @@ def check_cublas(real_path, names):
 
 # --- the whole check --------------------------------------------------------------------------
 
-def _compile_failure(child, arch, cc):
-    error = child.get("error") or "unknown error"
+def nvrtc_arch(options):
+    """The architecture libgpuarray passed to NVRTC ('-arch compute_90'), or None."""
+    for line in options:
+        match = re.search(r"-arch[= ](\S+)", line)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _compile_failure(child, cc, asked):
+    """One line: why the child failed, with NVRTC's log when libgpuarray gave it, and what
+    went wrong with the architecture when libgpuarray did not ask NVRTC for the right one."""
+    error = (child.get("error") or "unknown error").split("; run 'xor-gpu doctor", 1)[0]
     log = error.split("NVRTC compile log::", 1)
     why = _first_lines(log[1]) if len(log) == 2 else _first_lines(error, 3)
-    bin_id = child.get("bin_id")
     expected = f"compute_{cc[0]}{cc[1]}"
-    if bin_id and bin_id != expected:
-        why = f"{TRUNCATION.format(cc=f'{cc[0]}.{cc[1]}', bin_id=bin_id, arch=expected)}; NVRTC: {why}"
+    if asked and asked != expected:
+        why = f"{TRUNCATION.format(cc=f'{cc[0]}.{cc[1]}', bin_id=asked, arch=expected)}; {why}"
     return why
 
 
 def run(arch, cc, policy, work):
     """The report (a dict) for one architecture; raises nothing for a kernel that fails."""
     standins = cuda_standin.build()
-    libs = _run_folder(policy, standins, work)
-    child = _run_child(_child_env(libs, work, cc), work)
+    libs = _run_folder(standins, work)
+    child = _run_child(_child_env(libs, work, cc, os.path.realpath(policy.nvrtc.path)), work)
     record = read_record(os.path.join(work, "record"))
     names = check_cublas(policy.cublas.path, cublas_names(standins["libcublas.so"]))
     data = {
@@ -288,7 +299,8 @@ def run(arch, cc, policy, work):
         "arch": arch,
         "compute_capability": f"{cc[0]}.{cc[1]}",
         "device": child.get("device"),
-        "libgpuarray_arch": child.get("bin_id"),
+        "libgpuarray_arch": nvrtc_arch(record["nvrtc_options"]),
+        "nvrtc_options": record["nvrtc_options"],
         "nvrtc": {"path": policy.nvrtc.path, "version": ".".join(map(str, policy.nvrtc.version))},
         "cublas": {"path": policy.cublas.path, "version": ".".join(map(str, policy.cublas.version)),
                    "names": names, "calls": record["cublas_calls"]},
@@ -300,7 +312,8 @@ def run(arch, cc, policy, work):
         "problems": [],
     }
     if not child["ok"]:
-        data["problems"].append(f"a kernel did not compile for {arch}: {_compile_failure(child, arch, cc)}")
+        data["problems"].append(f"a kernel did not compile for {arch}: "
+                                f"{_compile_failure(child, cc, data['libgpuarray_arch'])}")
     if record["missing"]:
         data["problems"].append(f"kernels missing from their modules: {', '.join(record['missing'])}")
     if child["ok"] and not record["kernels"]:

@@ -301,22 +301,15 @@ def problem(policy):
 
 # --- the folder ----------------------------------------------------------------------
 
-def library_links(policy, kind):
-    """{link name: target} for the chosen library of `kind`: every lib{kind}* file of its
-    folder (what it finds through $ORIGIN) and the unversioned name libgpuarray opens."""
-    chosen, links = getattr(policy, kind), {}
-    for path in sorted(glob.glob(os.path.join(chosen.folder, f"lib{kind}*.so*"))):
-        if os.path.isfile(path) and os.path.basename(path) != f"lib{kind}.so":
-            links[os.path.basename(path)] = os.path.abspath(path)
-    links[f"lib{kind}.so"] = os.path.basename(chosen.path)  # relative: the link beside it
-    return links
-
-
 def _wanted_links(policy):
     """{link name: target} of the folder."""
     links = {}
     for kind in LABELS:
-        links.update(library_links(policy, kind))
+        chosen = getattr(policy, kind)
+        for path in sorted(glob.glob(os.path.join(chosen.folder, f"lib{kind}*.so*"))):
+            if os.path.isfile(path) and os.path.basename(path) != f"lib{kind}.so":
+                links[os.path.basename(path)] = os.path.abspath(path)
+        links[f"lib{kind}.so"] = os.path.basename(chosen.path)  # relative: the link beside it
     if policy.driver:
         links["libcuda.so"] = policy.driver.path
     return links

@@ -1,4 +1,5 @@
-"""xor_gpu's own stand-ins for NVIDIA's driver and cuBLAS, for `doctor --compile-only`.
+"""xor_gpu's own stand-ins for NVIDIA's driver and cuBLAS (and a recorder in front of the real
+NVRTC), for `doctor --compile-only`.
 
 The C sources beside this file are built with the host's gcc at first use, into a cache
 folder named by a digest of the source (a changed source is a new folder, never a stale
@@ -14,8 +15,10 @@ import subprocess
 from xor_gpu.errors import DeviceError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Loaded as: C source beside this file.
-SOURCES = {"libcuda.so": "libcuda_standin.c", "libcublas.so": "libcublas_standin.c"}
+# The name libgpuarray opens: the C source beside this file. The NVRTC recorder forwards
+# every call to the real NVRTC, recording the compiler options libgpuarray passes.
+SOURCES = {"libcuda.so": "libcuda_standin.c", "libcublas.so": "libcublas_standin.c",
+           "libnvrtc.so": "libnvrtc_recorder.c"}
 FILE_PREFIXES = tuple(os.path.splitext(source)[0] for source in SOURCES.values())
 DEVICE_PREFIX = "compile-only"  # the stand-in driver's GPU is named "compile-only sm_XY"
 GCC_TIMEOUT = 120
@@ -41,7 +44,7 @@ def _build_one(source, root):
     os.makedirs(folder, exist_ok=True)
     tmp = f"{out}.tmp{os.getpid()}"
     try:
-        done = subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", tmp, os.path.join(HERE, source)],
+        done = subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", tmp, os.path.join(HERE, source), "-ldl"],
                               capture_output=True, text=True, timeout=GCC_TIMEOUT)
     except (OSError, subprocess.SubprocessError) as exc:
         raise DeviceError(f"cannot build the CUDA stand-in with {gcc}: {exc}") from None
