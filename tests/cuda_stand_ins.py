@@ -1,7 +1,7 @@
 """Stand-ins for NVIDIA's libraries, built with gcc: they answer the version queries the
 CUDA library policy makes (nvrtcVersion, cublasGetProperty, cuDriverGetVersion) and load
 their companions the way the real ones do, so the policy is tested through ctypes without
-a GPU or a CUDA toolkit."""
+a GPU or a CUDA toolkit; and libraries with planted faults for `doctor --compile-only`."""
 import subprocess
 
 
@@ -26,15 +26,46 @@ def nvrtc(folder, major, minor):
                  deps=[builtins])
 
 
-def cublas(folder, major, minor, patch):
-    """libcublas.so.MAJOR reporting MAJOR.MINOR.PATCH, needing its libcublasLt."""
+def cublas(folder, major, minor, patch, names=()):
+    """libcublas.so.MAJOR reporting MAJOR.MINOR.PATCH, needing its libcublasLt; it also
+    exports `names` (functions that do nothing)."""
     lt = f"libcublasLt.so.{major}"
     build(folder, lt, "int lt(void) { return 7; }")
     return build(folder, f"libcublas.so.{major}",
                  "int lt(void); int cublasStandIn(void) { return lt(); }\n"
                  f"int cublasGetProperty(int t, int *v) {{ int p[3] = {{{major}, {minor}, {patch}}}; "
-                 "*v = p[t]; return 0; }",
+                 "*v = p[t]; return 0; }\n" + "".join(f"int {name}(void) {{ return 0; }}\n" for name in names),
                  deps=[lt])
+
+
+def nvrtc_planting(folder, real, marker, line):
+    """libnvrtc.so.12 that hands every call to the real NVRTC at `real`, except that a
+    kernel source containing `marker` gets `line` put before it: the real compiler then
+    judges a source of libgpuarray's with a planted error."""
+    calls = {
+        "nvrtcVersion": ("int *a, int *b", "a, b"),
+        "nvrtcGetErrorString": ("int r", "r"),
+        "nvrtcCompileProgram": ("void *p, int n, const char *const *o", "p, n, o"),
+        "nvrtcDestroyProgram": ("void **p", "p"),
+        "nvrtcGetPTXSize": ("void *p, size_t *s", "p, s"),
+        "nvrtcGetPTX": ("void *p, char *x", "p, x"),
+        "nvrtcGetProgramLogSize": ("void *p, size_t *s", "p, s"),
+        "nvrtcGetProgramLog": ("void *p, char *x", "p, x"),
+    }
+    body = ["#include <dlfcn.h>", "#include <stdlib.h>", "#include <string.h>",
+            f'static void *f(const char *n) {{ static void *lib; if (!lib) lib = dlopen("{real}", RTLD_NOW); '
+            "return dlsym(lib, n); }"]
+    for name, (params, args) in calls.items():
+        ret = "const char *" if name == "nvrtcGetErrorString" else "int"
+        body.append(f'{ret} {name}({params}) {{ return (({ret} (*)({params}))f("{name}"))({args}); }}')
+    body.append(
+        "int nvrtcCreateProgram(void **p, const char *src, const char *name, int n, const char *const *h, "
+        "const char *const *i) { char *planted = NULL; int r;\n"
+        f'  if (strstr(src, "{marker}")) {{ planted = malloc(strlen(src) + {len(line) + 2}); '
+        f'strcpy(planted, "{line}\\n"); strcat(planted, src); src = planted; }}\n'
+        "  r = ((int (*)(void **, const char *, const char *, int, const char *const *, const char *const *))"
+        'f("nvrtcCreateProgram"))(p, src, name, n, h, i); free(planted); return r; }')
+    return build(folder, "libnvrtc.so.12", "\n".join(body), deps=())
 
 
 def driver(folder, major, minor):

@@ -260,20 +260,19 @@ def _stable_cop_versions(theano):
 def _verify_context(theano, device, errors):
     if device == "cpu":
         return
+    if device.startswith("cuda"):  # first: what fails on compile-only's stand-in is not the GPU's fault
+        from xor_gpu import cuda_standin
+
+        cuda_standin.refuse_if_loaded()
     if not theano.gpuarray.pygpu_activated:
         cause = errors[-1] if errors else "pygpu support is not active"
         raise DeviceError(
             f"device {device} requested but Theano could not initialise it ({_one_line(cause)}); "
             f"run 'xor-gpu doctor --device {device}'"
         )
-    context = active_context(theano)
-    kind = context.kind.decode()
+    kind = active_context(theano).kind.decode()
     if not device.startswith(kind):
         raise DeviceError(f"device {device} requested but the active context is {kind}")
-    if kind == "cuda":
-        from xor_gpu import cuda_standin
-
-        cuda_standin.refuse_if_loaded(context.devname)
 
 
 def active_context(theano):

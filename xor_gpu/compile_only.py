@@ -11,6 +11,7 @@ libgpuarray looks up in the real cuBLAS, and reports. Nothing runs on a GPU and 
 checked: the report says so ("executed": false) and compare/check refuse it as evidence.
 """
 import ctypes
+import glob
 import os
 import re
 import shutil
@@ -64,7 +65,7 @@ def check_args(device, arch):
     """(arch, (major, minor)) for the command line's --device and --arch; ConfigError."""
     if not (device or "cuda").startswith("cuda"):
         raise ConfigError(f"--compile-only compiles CUDA kernels: it needs --device cuda, not {device}")
-    arch = arch or this_gpu_arch() or DEFAULT_ARCH
+    arch = arch if arch is not None else this_gpu_arch() or DEFAULT_ARCH
     return arch, parse_arch(arch)
 
 
@@ -167,8 +168,10 @@ def read_record(folder):
             missing.append(rest[1])
         elif kind == "nvrtc" and rest[0] not in options:
             options.append(rest[0])
+    failures = sorted(glob.glob(os.path.join(folder, "nvrtc-failure-*.log")),
+                      key=lambda p: int(re.findall(r"\d+", os.path.basename(p))[0]))
     return {"kernels": kernels, "launches": launches, "cublas_calls": sorted(set(calls)), "missing": missing,
-            "nvrtc_options": options}
+            "nvrtc_options": options, "nvrtc_logs": [_read(p) for p in failures]}
 
 
 def _read(path):
@@ -273,12 +276,13 @@ def nvrtc_arch(options):
     return None
 
 
-def _compile_failure(child, cc, asked):
-    """One line: why the child failed, with NVRTC's log when libgpuarray gave it, and what
-    went wrong with the architecture when libgpuarray did not ask NVRTC for the right one."""
-    error = (child.get("error") or "unknown error").split("; run 'xor-gpu doctor", 1)[0]
-    log = error.split("NVRTC compile log::", 1)
-    why = _first_lines(log[1]) if len(log) == 2 else _first_lines(error, 3)
+def _compile_failure(child, cc, asked, logs):
+    """One line: why the child failed, with the first lines of NVRTC's log, and what went
+    wrong with the architecture when libgpuarray did not ask NVRTC for the right one."""
+    why = (child.get("error") or "unknown error").split("; run 'xor-gpu doctor", 1)[0]
+    log = next((text for text in logs if text.strip()), None)
+    if log:
+        why = f"{_first_lines(why, 1)}; NVRTC's log: {_first_lines(log)}"
     expected = f"compute_{cc[0]}{cc[1]}"
     if asked and asked != expected:
         why = f"{TRUNCATION.format(cc=f'{cc[0]}.{cc[1]}', bin_id=asked, arch=expected)}; {why}"
@@ -313,7 +317,7 @@ def run(arch, cc, policy, work):
     }
     if not child["ok"]:
         data["problems"].append(f"a kernel did not compile for {arch}: "
-                                f"{_compile_failure(child, cc, data['libgpuarray_arch'])}")
+                                f"{_compile_failure(child, cc, data['libgpuarray_arch'], record['nvrtc_logs'])}")
     if record["missing"]:
         data["problems"].append(f"kernels missing from their modules: {', '.join(record['missing'])}")
     if child["ok"] and not record["kernels"]:

@@ -20,7 +20,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = {"libcuda.so": "libcuda_standin.c", "libcublas.so": "libcublas_standin.c",
            "libnvrtc.so": "libnvrtc_recorder.c"}
 FILE_PREFIXES = tuple(os.path.splitext(source)[0] for source in SOURCES.values())
-DEVICE_PREFIX = "compile-only"  # the stand-in driver's GPU is named "compile-only sm_XY"
 GCC_TIMEOUT = 120
 
 # Set by compile_only in its own child process, the one place where the stand-in belongs.
@@ -75,12 +74,10 @@ def loaded(maps="/proc/self/maps"):
     return next((p for p in sorted(paths) if os.path.basename(p).startswith(FILE_PREFIXES)), None)
 
 
-def refuse_if_loaded(device_name=""):
-    """DeviceError (exit 3) when this process runs on the stand-in: a real run's numbers
+def refuse_if_loaded():
+    """DeviceError (exit 3) when this process runs on a stand-in: a real run's numbers
     would be whatever host memory held, not a GPU's."""
-    if allowed:
-        return
-    found = loaded() or (device_name if device_name.startswith(DEVICE_PREFIX) else None)
+    found = None if allowed else loaded()
     if found:
         raise DeviceError(f"the CUDA stand-in of 'xor-gpu doctor --compile-only' is loaded ({found}): it "
                           "compiles kernels and runs none; remove its folder from LD_LIBRARY_PATH so that "

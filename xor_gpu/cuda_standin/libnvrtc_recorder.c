@@ -2,7 +2,8 @@
  * --compile-only`: every call goes to the REAL NVRTC that the CUDA library policy chose
  * (XOR_GPU_STANDIN_NVRTC, opened by its path, so that it finds its builtins beside itself);
  * the options libgpuarray passes to nvrtcCompileProgram are recorded on the way, as
- * "nvrtc\tOPTION OPTION..." lines in XOR_GPU_STANDIN_RECORD/calls.tsv.
+ * "nvrtc\tOPTION OPTION..." lines in XOR_GPU_STANDIN_RECORD/calls.tsv, and the log of each
+ * compilation that fails as nvrtc-failure-N.log there.
  */
 #include <dlfcn.h>
 #include <stddef.h>
@@ -47,11 +48,16 @@ FORWARD(nvrtcResult, nvrtcGetPTX, (nvrtcProgram prog, char *ptx), (prog, ptx))
 FORWARD(nvrtcResult, nvrtcGetProgramLogSize, (nvrtcProgram prog, size_t *size), (prog, size))
 FORWARD(nvrtcResult, nvrtcGetProgramLog, (nvrtcProgram prog, char *log), (prog, log))
 
+/* Records the options, and the compiler's log when it fails (libgpuarray passes it on only
+ * for some callers: Theano's ops get the error code alone). */
 nvrtcResult nvrtcCompileProgram(nvrtcProgram prog, int n, const char *const *options) {
+    static int failures;
     const char *dir = getenv("XOR_GPU_STANDIN_RECORD");
-    char path[4200];
+    char path[4200], *log;
+    size_t size = 0;
     FILE *f;
     int i;
+    nvrtcResult result;
     if (dir) {
         snprintf(path, sizeof path, "%s/calls.tsv", dir);
         f = fopen(path, "a");
@@ -62,5 +68,13 @@ nvrtcResult nvrtcCompileProgram(nvrtcProgram prog, int n, const char *const *opt
             fclose(f);
         }
     }
-    return ((nvrtcResult (*)(nvrtcProgram, int, const char *const *))real("nvrtcCompileProgram"))(prog, n, options);
+    result = ((nvrtcResult (*)(nvrtcProgram, int, const char *const *))real("nvrtcCompileProgram"))(prog, n, options);
+    if (result != 0 && dir && nvrtcGetProgramLogSize(prog, &size) == 0 && (log = calloc(1, size + 1))) {
+        snprintf(path, sizeof path, "%s/nvrtc-failure-%d.log", dir, ++failures);
+        f = fopen(path, "w");
+        if (f && nvrtcGetProgramLog(prog, log) == 0) fputs(log, f);
+        if (f) fclose(f);
+        free(log);
+    }
+    return result;
 }
