@@ -12,6 +12,7 @@ checked: the report says so ("executed": false) and compare/check refuse it as e
 """
 import ctypes
 import glob
+import json
 import os
 import re
 import shutil
@@ -86,19 +87,18 @@ def _run_folder(standins, root):
 def _child_env(libs, root, cc, nvrtc):
     env = dict(os.environ)
     paths = [libs, *(p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p)]
-    flags = [f for f in (env.get("THEANO_FLAGS"), f"gpuarray.cache_path={os.path.join(root, 'kernel-cache')}") if f]
-    env.update(LD_LIBRARY_PATH=os.pathsep.join(paths), THEANO_FLAGS=",".join(flags),
+    # libgpuarray's kernel disk cache: an empty one of this run's, so that NVRTC compiles every
+    # kernel now, and the stand-in's module images never reach the cache a real run reads.
+    cache = f"gpuarray.cache_path={os.path.join(root, 'kernel-cache')}"
+    env.update(LD_LIBRARY_PATH=os.pathsep.join(paths), THEANO_FLAGS=",".join(filter(None, (env.get("THEANO_FLAGS"), cache))),
                XOR_GPU_STANDIN_CC=f"{cc[0]}.{cc[1]}", XOR_GPU_STANDIN_RECORD=os.path.join(root, "record"),
-               XOR_GPU_STANDIN_NVRTC=nvrtc,
-               XOR_GPU_REEXEC="1")  # the launcher must not put the real driver's folder first again
+               XOR_GPU_STANDIN_NVRTC=nvrtc)
     return env
 
 
 def child_main(out_path):
     """In the child: compile the seed graph for cuda on the stand-in and make one training
     call; write the device's name and the graph's ops, or the error, to `out_path`."""
-    import json
-
     from xor_gpu import backend
     from xor_gpu.config import TrainConfig
     from xor_gpu.model import XorModel
@@ -124,8 +124,6 @@ def child_main(out_path):
 
 
 def _run_child(env, root):
-    import json
-
     out = os.path.join(root, "child.json")
     try:
         done = subprocess.run([sys.executable, "-m", "xor_gpu.compile_only", out], env=env, capture_output=True,
@@ -336,7 +334,11 @@ def _assemble_all(data, work):
                          "note": "ptxas not found (pip install 'xor_gpu[cuda]' brings NVIDIA's nvcc wheel): "
                                  "PTX not assembled"}
         return
-    data["ptxas"] = {"path": ptxas, "version": ptxas_version(ptxas)}
+    try:
+        data["ptxas"] = {"path": ptxas, "version": ptxas_version(ptxas)}
+    except (OSError, subprocess.SubprocessError, IndexError) as exc:
+        data["problems"].append(f"{ptxas} does not run: {' '.join(str(exc).split()) or 'no version'}")
+        return
     for module in sorted({k["module"] for k in data["kernels"]}):
         figures, failure = assemble(ptxas, os.path.join(work, "record", f"ptx-{module}.ptx"), data["arch"])
         if failure:
