@@ -137,3 +137,34 @@ def test_the_stand_in_is_seen_in_a_process_map(tmp_path):
     assert cuda_standin.loaded(str(maps)) == driver
     maps.write_text("7f00-7f01 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/libcuda.so.1\n")
     assert cuda_standin.loaded(str(maps)) is None
+
+
+def test_ptxas_is_found_beside_the_nvrtc_of_a_toolkit(tmp_path, monkeypatch):
+    from xor_gpu.compile_only import find_ptxas
+
+    monkeypatch.setattr("sys.path", [])
+    monkeypatch.setenv("PATH", "")
+    for name in ("lib64/libnvrtc.so.12", "bin/ptxas"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    (tmp_path / "bin/ptxas").chmod(0o755)
+    assert find_ptxas(str(tmp_path / "lib64/libnvrtc.so.12")) == str(tmp_path / "bin/ptxas")
+
+
+def test_ptxas_figures_are_read_per_kernel():
+    from xor_gpu.compile_only import parse_ptxas
+
+    log = """ptxas info    : 0 bytes gmem
+ptxas info    : Compiling entry function 'elem' for 'sm_90'
+ptxas info    : Function properties for elem
+    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads
+ptxas info    : Used 18 registers, 380 bytes cmem[0]
+ptxas info    : Compiling entry function 'kernel_reduce_11' for 'sm_90'
+ptxas info    : Function properties for kernel_reduce_11
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 22 registers, 392 bytes cmem[0]
+"""
+    assert parse_ptxas(log) == {
+        "elem": {"stack_bytes": 8, "spill_stores": 4, "spill_loads": 12, "registers": 18},
+        "kernel_reduce_11": {"stack_bytes": 0, "spill_stores": 0, "spill_loads": 0, "registers": 22},
+    }

@@ -182,9 +182,15 @@ def _read(path):
 
 # --- ptxas -----------------------------------------------------------------------------------
 
-def find_ptxas():
-    """NVIDIA's ptxas: the nvcc wheel's (the cuda extra), a toolkit's, or PATH's; None."""
-    roots = [os.path.join(p or ".", "nvidia", "cuda_nvcc") for p in sys.path]
+def find_ptxas(nvrtc=None):
+    """NVIDIA's ptxas, or None: beside the chosen NVRTC (a toolkit's lib64/../bin, or the nvcc
+    wheel next to the NVRTC wheel), the nvcc wheel of this Python (the cuda extra),
+    $CUDA_HOME, $CUDA_PATH, /usr/local/cuda, PATH."""
+    roots = []
+    if nvrtc:
+        lib = os.path.dirname(os.path.realpath(nvrtc))
+        roots += [os.path.dirname(lib), os.path.join(os.path.dirname(os.path.dirname(lib)), "cuda_nvcc")]
+    roots += [os.path.join(p or ".", "nvidia", "cuda_nvcc") for p in sys.path]
     roots += [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")] + ["/usr/local/cuda"]
     for root in filter(None, roots):
         path = os.path.join(root, "bin", "ptxas")
@@ -328,7 +334,7 @@ def run(arch, cc, policy, work):
 
 
 def _assemble_all(data, work):
-    ptxas = find_ptxas()
+    ptxas = find_ptxas(data["nvrtc"]["path"])
     if not ptxas:
         data["ptxas"] = {"path": None, "version": None,
                          "note": "ptxas not found (pip install 'xor_gpu[cuda]' brings NVIDIA's nvcc wheel): "
