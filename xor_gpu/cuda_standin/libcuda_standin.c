@@ -55,6 +55,7 @@ CUresult cuInit(unsigned int flags) {
     return OK;
 }
 
+/* CUDA 12.4, the pinned NVRTC's: a driver that supports the PTX it writes. */
 CUresult cuDriverGetVersion(int *version) { *version = 12040; return OK; }
 
 CUresult cuGetErrorName(CUresult error, const char **text) {
@@ -201,11 +202,10 @@ CUresult cuModuleLoadData(void **module, const void *image) {
     struct module *m;
     int id;
     const char *text = image;
-    if (sscanf(text, "xor_gpu-standin-image %d", &id) == 1) {
-    } else if (strstr(text, ".version") && strstr(text, ".target")) {
+    if (sscanf(text, "xor_gpu-standin-image %d", &id) != 1) {
+        if (!strstr(text, ".version") || !strstr(text, ".target"))
+            return INVALID_IMAGE;                     /* a cubin: nothing to read it with */
         id = record_module(text);                     /* PTX given directly */
-    } else {
-        return INVALID_IMAGE;                         /* a cubin: nothing to read it with */
     }
     m = calloc(1, sizeof *m);
     if (!m) return INVALID_VALUE;
