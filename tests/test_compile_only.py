@@ -140,7 +140,7 @@ def test_the_stand_in_is_seen_in_a_process_map(tmp_path):
 
 
 def test_ptxas_is_found_beside_the_nvrtc_of_a_toolkit(tmp_path, monkeypatch):
-    from xor_gpu.compile_only import find_ptxas
+    from xor_gpu import ptxas
 
     monkeypatch.setattr("sys.path", [])
     monkeypatch.setenv("PATH", "")
@@ -148,11 +148,11 @@ def test_ptxas_is_found_beside_the_nvrtc_of_a_toolkit(tmp_path, monkeypatch):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("")
     (tmp_path / "bin/ptxas").chmod(0o755)
-    assert find_ptxas(str(tmp_path / "lib64/libnvrtc.so.12")) == str(tmp_path / "bin/ptxas")
+    assert ptxas.find(str(tmp_path / "lib64/libnvrtc.so.12")) == str(tmp_path / "bin/ptxas")
 
 
 def test_ptxas_figures_are_read_per_kernel():
-    from xor_gpu.compile_only import parse_ptxas
+    from xor_gpu import ptxas
 
     log = """ptxas info    : 0 bytes gmem
 ptxas info    : Compiling entry function 'elem' for 'sm_90'
@@ -164,7 +164,7 @@ ptxas info    : Function properties for kernel_reduce_11
     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
 ptxas info    : Used 22 registers, 392 bytes cmem[0]
 """
-    assert parse_ptxas(log) == {
+    assert ptxas.parse(log) == {
         "elem": {"stack_bytes": 8, "spill_stores": 4, "spill_loads": 12, "registers": 18},
         "kernel_reduce_11": {"stack_bytes": 0, "spill_stores": 0, "spill_loads": 0, "registers": 22},
     }

@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 from xor_gpu import cuda_libs, cuda_standin, report
+from xor_gpu import ptxas as ptxas_tool
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError
 
 SCHEMA = "xor_gpu.compile-only/1"
@@ -35,7 +36,6 @@ NOT_EXECUTED = ("Nothing was executed: kernels were compiled and assembled only,
 TRUNCATION = ("libgpuarray 0.7.6 cuts the architecture name for compute capability {cc} to '{bin_id}' "
               "(its buffer holds 10 characters), so NVRTC is not asked for {arch}")
 CHILD_TIMEOUT = 900
-PTXAS_TIMEOUT = 120
 LOG_LINES = 6
 
 
@@ -90,7 +90,8 @@ def _child_env(libs, root, cc, nvrtc):
     # libgpuarray's kernel disk cache: an empty one of this run's, so that NVRTC compiles every
     # kernel now, and the stand-in's module images never reach the cache a real run reads.
     cache = f"gpuarray.cache_path={os.path.join(root, 'kernel-cache')}"
-    env.update(LD_LIBRARY_PATH=os.pathsep.join(paths), THEANO_FLAGS=",".join(filter(None, (env.get("THEANO_FLAGS"), cache))),
+    flags = ",".join(filter(None, (env.get("THEANO_FLAGS"), cache)))
+    env.update(LD_LIBRARY_PATH=os.pathsep.join(paths), THEANO_FLAGS=flags,
                XOR_GPU_STANDIN_CC=f"{cc[0]}.{cc[1]}", XOR_GPU_STANDIN_RECORD=os.path.join(root, "record"),
                XOR_GPU_STANDIN_NVRTC=nvrtc)
     return env
@@ -178,61 +179,6 @@ def _read(path):
             return f.read()
     except OSError:
         return ""
-
-
-# --- ptxas -----------------------------------------------------------------------------------
-
-def find_ptxas(nvrtc=None):
-    """NVIDIA's ptxas, or None: beside the chosen NVRTC (a toolkit's lib64/../bin, or the nvcc
-    wheel next to the NVRTC wheel), the nvcc wheel of this Python (the cuda extra),
-    $CUDA_HOME, $CUDA_PATH, /usr/local/cuda, PATH."""
-    roots = []
-    if nvrtc:
-        lib = os.path.dirname(os.path.realpath(nvrtc))
-        roots += [os.path.dirname(lib), os.path.join(os.path.dirname(os.path.dirname(lib)), "cuda_nvcc")]
-    roots += [os.path.join(p or ".", "nvidia", "cuda_nvcc") for p in sys.path]
-    roots += [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")] + ["/usr/local/cuda"]
-    for root in filter(None, roots):
-        path = os.path.join(root, "bin", "ptxas")
-        if os.access(path, os.X_OK):
-            return path
-    return shutil.which("ptxas")
-
-
-def ptxas_version(ptxas):
-    done = subprocess.run([ptxas, "--version"], capture_output=True, text=True, timeout=PTXAS_TIMEOUT)
-    match = re.search(r"release [\d.]+, V([\d.]+)", done.stdout)
-    return match.group(1) if match else done.stdout.strip().splitlines()[-1]
-
-
-def parse_ptxas(text):
-    """{kernel: {"registers", "spill_stores", "spill_loads", "stack_bytes"}} from `ptxas -v`."""
-    found, current = {}, None
-    for line in text.splitlines():
-        entry = re.search(r"(?:Compiling entry function|Function properties for) '?([\w$]+)'?", line)
-        if entry:
-            current = found.setdefault(entry.group(1), {})
-            continue
-        if current is None:
-            continue
-        spills = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if spills:
-            current.update(stack_bytes=int(spills.group(1)), spill_stores=int(spills.group(2)),
-                           spill_loads=int(spills.group(3)))
-        registers = re.search(r"Used (\d+) registers", line)
-        if registers:
-            current["registers"] = int(registers.group(1))
-    return found
-
-
-def assemble(ptxas, ptx_path, arch):
-    """(figures by kernel, None) or (None, the first lines of ptxas's log)."""
-    done = subprocess.run([ptxas, f"-arch={arch}", "-v", ptx_path, "-o", os.devnull], capture_output=True,
-                          text=True, timeout=PTXAS_TIMEOUT)
-    log = (done.stderr + done.stdout).strip()
-    if done.returncode != 0:
-        return None, _first_lines(log)
-    return parse_ptxas(log), None
 
 
 def _first_lines(text, n=LOG_LINES):
@@ -334,19 +280,20 @@ def run(arch, cc, policy, work):
 
 
 def _assemble_all(data, work):
-    ptxas = find_ptxas(data["nvrtc"]["path"])
+    ptxas = ptxas_tool.find(data["nvrtc"]["path"])
     if not ptxas:
         data["ptxas"] = {"path": None, "version": None,
                          "note": "ptxas not found (pip install 'xor_gpu[cuda]' brings NVIDIA's nvcc wheel): "
                                  "PTX not assembled"}
         return
     try:
-        data["ptxas"] = {"path": ptxas, "version": ptxas_version(ptxas)}
+        data["ptxas"] = {"path": ptxas, "version": ptxas_tool.version(ptxas)}
     except (OSError, subprocess.SubprocessError, IndexError) as exc:
         data["problems"].append(f"{ptxas} does not run: {' '.join(str(exc).split()) or 'no version'}")
         return
     for module in sorted({k["module"] for k in data["kernels"]}):
-        figures, failure = assemble(ptxas, os.path.join(work, "record", f"ptx-{module}.ptx"), data["arch"])
+        ptx = os.path.join(work, "record", f"ptx-{module}.ptx")
+        figures, failure = ptxas_tool.assemble(ptxas, ptx, data["arch"])
         if failure:
             data["problems"].append(f"ptxas -arch={data['arch']} rejected module {module}: {failure}")
             continue
