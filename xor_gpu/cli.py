@@ -198,7 +198,7 @@ def cmd_doctor(args):
         from xor_gpu import compile_only
 
         return compile_only.main(args.device, args.arch, args.json)
-    if args.arch:
+    if args.arch is not None:
         raise ConfigError("--arch needs --compile-only")
     from xor_gpu import doctor
 
