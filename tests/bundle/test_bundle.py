@@ -359,3 +359,22 @@ def test_launcher_passes_cuda_folders_and_the_callers_library_path_on(dry_run, t
     root = dry_run["unpacked"] / "root"
     # (xor-gpu itself may put its folder of NVIDIA links first, on a machine that has them.)
     assert doctor["ld_library_path"].endswith(f"{root}/usr/lib/x86_64-linux-gnu:{root}/usr/lib:{tmp_path / 'driver'}")
+
+
+def test_a_login_node_compiles_every_cuda_kernel_from_the_bundle(archive, tmp_path):
+    """A login node before a job is submitted: no GPU, the NVRTC and cuBLAS the job will load
+    given by --cuda-libs (here the cuda extra's wheels of this env, as a toolkit's lib64 would
+    be), ptxas found beside that NVRTC; the host's Python stays hidden."""
+    nvidia = pathlib.Path(importlib.util.find_spec("nvidia").submodule_search_locations[0])
+    env, marker = _hidden_host_python(tmp_path)
+    out = tmp_path / "compile-only.json"
+    libs = ["--cuda-libs", str(nvidia / "cuda_nvrtc" / "lib"), "--cuda-libs", str(nvidia / "cublas" / "lib")]
+    proc = subprocess.run(["bash", str(RUN), "--bundle", str(archive), *libs, "doctor", "--device", "cuda",
+                           "--compile-only", "--arch", "sm_80", "--json", str(out)],
+                          env=env, cwd=tmp_path / "work", capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    data = _json(out)
+    assert data["executed"] is False and data["libgpuarray_arch"] == "compute_80"
+    assert data["nvrtc"]["path"].startswith(str(nvidia)) and data["ptxas"]["path"].startswith(str(nvidia))
+    assert len(data["kernels"]) > 20 and all(k["target"] == "sm_80" and k["registers"] > 0 for k in data["kernels"])
+    assert not marker.exists(), marker.read_text()
