@@ -3,6 +3,12 @@ a device that cannot be used, and a failing verdict. The device's own check runs
 tests/test_device.py (opencl and gpu envs)."""
 import json
 import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -10,6 +16,7 @@ from xorlib import one_line_error, run_cli, without_cuda_gpu
 from xor_gpu import compare
 
 STEPS = ["doctor", "train", "determinism", "parity", "reference"]
+DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
 
 
 def _summary(out):
@@ -29,6 +36,8 @@ def test_cpu_check_passes_against_the_committed_reference(tmp_path):
     proc = run_cli("check", "--device", "cpu", "--out", out, check=0)
     summary = _summary(out)
     assert summary["schema"] == "xor_gpu.check/1" and summary["passed"] is True and summary["exit_status"] == 0
+    assert summary["status"] == "passed" and summary["failed_step"] is None and summary["reason"] is None
+    assert summary["interrupted_by"] is None and summary["node"] == socket.gethostname()
     assert [s["name"] for s in summary["steps"]] == STEPS
     status = {s["name"]: s["status"] for s in summary["steps"]}
     assert status == {"doctor": "passed", "train": "passed", "determinism": "passed",
@@ -56,6 +65,8 @@ def test_a_reference_that_disagrees_fails_with_exit_5(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("xor-gpu: error: check failed at reference: cpu: max")
     summary = _summary(out)
     assert summary["passed"] is False and summary["exit_status"] == 5
+    assert summary["status"] == "failed" and summary["failed_step"] == "reference"
+    assert summary["reason"] == proc.stderr.strip().splitlines()[-1].removeprefix("xor-gpu: error: ")
     assert [s["status"] for s in summary["steps"]] == ["passed", "passed", "passed", "skipped", "failed"]
 
 
@@ -78,6 +89,8 @@ def test_cuda_without_a_gpu_exits_3_naming_the_cause(tmp_path):
     assert "libcuda.so" in last
     summary = _summary(out)
     assert summary["exit_status"] == 3 and [s["status"] for s in summary["steps"]] == ["failed"] + ["skipped"] * 4
+    assert summary["status"] == "unusable" and summary["failed_step"] == "doctor"
+    assert summary["reason"] == last.removeprefix("xor-gpu: error: ")
     assert "cuda" in summary and "Traceback" not in proc.stderr
 
 
@@ -116,3 +129,71 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, make):
     proc = run_cli("check", *device, *out, *args)
     one_line_error(proc, 2, fragment)
     assert sorted(os.listdir(tmp_path)) == before and proc.stdout == ""
+
+
+def _start_check(out, *args):
+    """A check in its own session (a scheduler's job step), and the way to read its progress."""
+    proc = subprocess.Popen([sys.executable, "-m", "xor_gpu", "check", "--device", "cpu", "--out", str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return proc
+
+
+def _wait_for(proc, text):
+    """Read the check's progress until `text`; the PIDs of its children at that moment."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"the check ended (exit {proc.wait()}) before {text!r}:\n{''.join(seen)}")
+
+
+def _children(pid):
+    """The PIDs of pid's child processes, once it has started one (Linux /proc)."""
+    for _ in range(500):
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            children = [int(c) for c in f.read().split()]
+        if children:
+            return children
+        time.sleep(0.01)
+    raise AssertionError("the check started no child")
+
+
+@pytest.mark.parametrize("signum, during, done", [
+    (signal.SIGTERM, "the determinism step", ["doctor", "train"]),  # a scheduler's time limit
+    (signal.SIGINT, "the train step", []),  # Ctrl-C
+])
+def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path, signum, during, done):
+    out = tmp_path / "out"
+    proc = _start_check(out, "--steps", "40000")
+    _wait_for(proc, "training an independent repeat" if done else "training the seed config")
+    children = _children(proc.pid)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.strip().splitlines()[-1] == f"xor-gpu: error: interrupted by {name}"
+    summary = _summary(out)
+    assert summary["status"] == "interrupted" and summary["passed"] is False
+    assert summary["exit_status"] == 128 + signum and summary["interrupted_by"] == name
+    assert summary["reason"] == f"interrupted by {name} during {during}" and summary["failed_step"] is None
+    assert [s["name"] for s in summary["steps"]] == done and all(s["status"] == "passed" for s in summary["steps"])
+    assert summary["node"] == socket.gethostname() == summary["origin"]["host"]
+    assert not any(os.path.exists(f"/proc/{c}") for c in children), "the training child outlived the check"
+    assert "RESULT: INTERRUPTED" in (out / "check.log").read_text()
+
+
+def test_sigkill_leaves_the_previous_summary_intact(tmp_path):
+    """SIGKILL cannot be caught: what the last check wrote must survive whole (atomic writes)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = (DATA / "check-cpu.json").read_bytes()
+    (out / "summary.json").write_bytes(previous)
+    proc = _start_check(out, "--steps", "100000000")
+    _wait_for(proc, "training the seed config")
+    os.killpg(proc.pid, signal.SIGKILL)  # the check and its training child, as a scheduler does
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "summary.json").read_bytes() == previous
+    assert sorted(os.listdir(out)) == ["doctor.json", "summary.json"]
+    json.loads((out / "doctor.json").read_text())

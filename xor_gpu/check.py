@@ -9,16 +9,19 @@ xor_gpu.check/1) beside the train and parity reports and plots; a failed step ne
 the summary from being written.
 """
 import os
+import signal
 import sys
 import time
 
 from xor_gpu import child, compare, doctor, engines, parity, report
 from xor_gpu.config import TrainConfig
-from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError
+from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
 
 SUMMARY_SCHEMA = compare.CHECK_SCHEMA
 STEPS = ("doctor", "train", "determinism", "parity", "reference")
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+# The check's own status in summary.json: PASSED, FAILED (a step failed), or these two.
+UNUSABLE, INTERRUPTED = "unusable", "interrupted"
 
 
 class Log:
@@ -72,6 +75,8 @@ class Check:
         self.ref_label, self.ref, self.ref_applies = reference
         self.log = Log(os.path.join(out, "check.log"))
         self.steps, self.runs, self.failure = [], {}, None  # failure: the error to raise at the end
+        self.doing = STEPS[0]  # the step under way, named when a signal interrupts it
+        self.interrupted = None  # the Interrupted error of the signal that ended the check
         self.plots = report.can_plot()  # without matplotlib the check still runs, without PNGs
 
     def step(self, name, status, seconds, summary, **figures):
@@ -86,7 +91,8 @@ class Check:
         for name in STEPS[len(self.steps):]:
             self.step(name, SKIPPED, 0, reason)
 
-    def train(self, device, what):
+    def train(self, device, what, step):
+        self.doing = step
         self.log(f"training {what} on {device} ({self.config.steps:,} steps) ...")
         run = child.train(self.config.replace(device=device))
         self.log(f"{what} on {device}: exit {run.exit_status} after {run.seconds:.1f} s", run.stderr)
@@ -103,7 +109,7 @@ class Check:
         problems = [f"{p} (fix: {fix})" for p, fix in
                     doctor.advice({**findings, "device": {"name": device, "error": None}})] if theano else []
 
-        first = self.train(device, "the seed config")
+        first = self.train(device, "the seed config", "train")
         if first.exit_status == DeviceError.exit_status:
             self.step("doctor", FAILED, doctor_seconds, f"device {device} is not usable: {first.error}", problems=problems)
             self.failure = DeviceError(f"device {device} is not usable: {first.error}")
@@ -123,7 +129,7 @@ class Check:
                   converged=r["converged"], final_loss=r["final_loss"], steps_per_second=r["steps_per_second"],
                   weights_sha256=r["weights_sha256"])
 
-        second = self.train(device, "an independent repeat")
+        second = self.train(device, "an independent repeat", "determinism")
         if not second.ok:
             self.step("determinism", FAILED, second.seconds, f"the repeat failed: {second.error}")
         else:
@@ -141,7 +147,7 @@ class Check:
         started = time.perf_counter()
         if device == "cpu":
             return self.step("parity", SKIPPED, 0, "the device is the CPU, the reference device itself")
-        cpu = self.train("cpu", "the CPU reference")
+        cpu = self.train("cpu", "the CPU reference", "parity")
         reports, failures = {}, {}
         if cpu.ok:
             reports["cpu"] = self.runs["cpu"] = cpu.report
@@ -162,6 +168,7 @@ class Check:
             self.step("parity", FAILED, time.perf_counter() - started, f"the CPU run failed: {cpu.error}")
 
     def reference(self):
+        self.doing = "reference"
         started = time.perf_counter()
         if not self.ref_applies:
             return self.step("reference", SKIPPED, 0,
@@ -179,12 +186,32 @@ class Check:
                             atol=self.atol, rtol=self.rtol)
         self.step("reference", PASSED if ok else FAILED, time.perf_counter() - started, text or "no run to compare", differences=diffs)
 
+    def status(self):
+        """(status, exit status, the first failed step, one line saying why, or None)."""
+        failed = next((s for s in self.steps if s["status"] == FAILED), None)
+        if self.interrupted:
+            return (INTERRUPTED, self.interrupted.exit_status, failed and failed["name"],
+                    f"{self.interrupted} during the {self.doing} step")
+        if isinstance(self.failure, DeviceError):
+            return UNUSABLE, self.failure.exit_status, failed and failed["name"], str(self.failure)
+        if self.failure:  # a failed verdict, or an unexpected error the CLI reports after the summary
+            exit_status = getattr(self.failure, "exit_status", XorGpuError.exit_status)
+            return FAILED, exit_status, failed and failed["name"] or self.doing, " ".join(str(self.failure).split())
+        return PASSED, EXIT_OK, None, None
+
     def summary(self):
         dev = self.runs.get(self.config.device) or {}
+        status, exit_status, failed_step, reason = self.status()
+        origin = report.origin()
         data = {
             "schema": SUMMARY_SCHEMA,
-            "passed": self.failure is None and all(s["status"] != FAILED for s in self.steps),
-            "exit_status": self.failure.exit_status if self.failure else EXIT_OK,
+            "status": status,
+            "passed": status == PASSED,
+            "exit_status": exit_status,
+            "failed_step": failed_step,
+            "reason": reason,
+            "interrupted_by": self.interrupted.signal_name if self.interrupted else None,
+            "node": origin["host"],
             "config": self.config.to_dict(),
             "device": {"requested": self.config.device, **({k: dev["device"][k] for k in ("active", "name")} if dev else {})},
             "steps": self.steps,
@@ -192,7 +219,7 @@ class Check:
             "reference": {"label": self.ref_label, "weights_sha256": self.ref["weights_sha256"],
                           "origin": self.ref.get("origin"), "applies": self.ref_applies},
             "versions": dev.get("versions") or {},
-            "origin": report.origin(),
+            "origin": origin,
             "runs": self.runs,
         }
         if self.config.device.startswith("cuda"):
@@ -209,13 +236,49 @@ def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol
     out = prepare_out(out)
     check = Check(config, out, ref, atol, rtol)
     check.log(f"xor-gpu check: engine {config.engine}, device {config.device}, results in {out}")
-    try:
-        check.run()
-    finally:
-        data = check.summary()
-        report.write_json(os.path.join(out, "summary.json"), data)
-        check.log(f"RESULT: {'PASS' if data['passed'] else 'FAIL'}; summary in {os.path.join(out, 'summary.json')}")
-        check.log.save()
+    with _Signals() as signals:
+        try:
+            check.run()
+        except Interrupted:
+            pass  # the summary says so, then it is raised again
+        except Exception as exc:  # noqa: BLE001 - the summary is written, then the CLI reports it
+            check.failure = check.failure or exc
+            raise
+        finally:
+            signals.hold()
+            check.interrupted = signals.caught
+            data = check.summary()
+            report.write_json(os.path.join(out, "summary.json"), data)
+            check.log(f"RESULT: {data['status'].upper()}; summary in {os.path.join(out, 'summary.json')}")
+            check.log.save()
+    if check.interrupted:
+        raise check.interrupted
     if check.failure:
         raise check.failure
     return EXIT_OK
+
+
+class _Signals:
+    """SIGTERM (a scheduler's time limit, a cancelled CI job) and SIGINT during a check raise
+    Interrupted where the check is (a child being waited for is stopped: xor_gpu.child); after
+    hold(), signals are only recorded, so that the summary is always written in full."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __enter__(self):
+        self.caught, self.holding = None, False
+        self.saved = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.caught is None:
+            self.caught = Interrupted(signum)
+            if not self.holding:
+                raise self.caught
+
+    def hold(self):
+        self.holding = True
+
+    def __exit__(self, *exc):
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
