@@ -417,11 +417,11 @@ class CheckSummary:
 
 
 def _old_reason(status, steps):
-    """An older summary's reason: the summary line of its first failed step."""
-    if status == PASSED:
-        return None
+    """An older summary's reason, as this version words it: from its first failed step."""
     failed = next((s for s in steps if s.status == FAILED), None)
-    return failed.summary if failed else None
+    if status == PASSED or failed is None:
+        return None
+    return failed.summary if status == UNUSABLE else f"check failed at {failed.name}: {failed.summary}"
 
 
 def load(path):
