@@ -13,7 +13,9 @@ import time
 import pytest
 
 from xorlib import one_line_error, run_cli, without_cuda_gpu
-from xor_gpu import compare
+from xor_gpu import check, child, compare
+from xor_gpu.config import TrainConfig
+from xor_gpu.errors import CheckFailed
 
 STEPS = ["doctor", "train", "determinism", "parity", "reference"]
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
@@ -197,3 +199,65 @@ def test_sigkill_leaves_the_previous_summary_intact(tmp_path):
     assert (out / "summary.json").read_bytes() == previous
     assert sorted(os.listdir(out)) == ["doctor.json", "summary.json"]
     json.loads((out / "doctor.json").read_text())
+
+
+SHORT = TrainConfig(steps=2000, lr=0.3)  # converges like the seed config (lr x steps = 600)
+
+
+def _tamper(monkeypatch, edit):
+    """Real child runs, whose reports pass through edit(number of the run, its config, report)
+    on their way to the check: wrong evidence, injected where the check reads it."""
+    real, calls = child.train, []
+
+    def train(config, **kwargs):
+        run = real(config, **kwargs)
+        calls.append(config.device)
+        if run.ok:
+            edit(len(calls), config, run.report)
+        return run
+    monkeypatch.setattr(child, "train", train)
+    return calls
+
+
+def _failed_check(tmp_path, config, reference="builtin"):
+    with pytest.raises(CheckFailed) as failed:
+        check.main(config, str(tmp_path / "out"), reference)
+    summary = _summary(tmp_path / "out")
+    assert summary["status"] == "failed" and summary["exit_status"] == failed.value.exit_status == 5
+    steps = {s["name"]: s for s in summary["steps"]}
+    assert summary["failed_step"] == next(n for n, s in steps.items() if s["status"] == "failed")
+    return summary["failed_step"], steps, str(failed.value)
+
+
+def test_determinism_fails_when_the_repeat_ends_with_other_weights(tmp_path, monkeypatch):
+    def other_digest(number, config, report):
+        if number == 2:
+            report["weights_sha256"] = "0" * 64
+    _tamper(monkeypatch, other_digest)
+    failed, steps, error = _failed_check(tmp_path, SHORT)
+    assert failed == "determinism" and steps["train"]["status"] == "passed"
+    assert steps["determinism"]["bitwise_equal"] is False and steps["determinism"]["weights_sha256"][1] == "0" * 64
+    assert error.startswith("check failed at determinism: two runs differ: max |prediction diff| 0,")
+
+
+def test_parity_fails_when_the_cpu_run_lies_beyond_the_tolerance(tmp_path, monkeypatch):
+    def moved(number, config, report):
+        if config.device == "cpu":
+            report["predictions"]["1,0"] += 2e-4
+    calls = _tamper(monkeypatch, moved)
+    failed, steps, error = _failed_check(tmp_path, SHORT.replace(device="opencl0:0"))
+    assert calls == ["opencl0:0", "opencl0:0", "cpu"]
+    assert failed == "parity" and steps["determinism"]["status"] == "passed"
+    assert steps["parity"]["max_abs_prediction_diff"] == pytest.approx(2e-4, rel=1e-2)
+    assert json.loads((tmp_path / "out" / "parity.json").read_text())["passed"] is False
+    assert "(tolerance 0.0001)" in error
+
+
+def test_the_reference_step_fails_when_the_run_moved_from_the_reference(tmp_path, monkeypatch):
+    def moved(number, config, report):
+        report["predictions"]["0,1"] -= 2e-4  # both runs: determinism still holds (equal weights)
+    _tamper(monkeypatch, moved)
+    failed, steps, error = _failed_check(tmp_path, TrainConfig())
+    assert failed == "reference" and steps["determinism"]["status"] == "passed"
+    assert steps["reference"]["differences"]["cpu"]["max_abs_prediction_diff"] == pytest.approx(2e-4, rel=1e-2)
+    assert error.startswith("check failed at reference: cpu: max |prediction diff| 0.0002")
