@@ -190,7 +190,7 @@ def test_seed_sweep_draws_every_seed_against_atol(tmp_path):
     reports = _sweep(CLOSE, STALLED_FAR, same)
     reports["cpu"]["runs"]["1"]["converged"] = False
     data = sweep.assess(TrainConfig(), ["cpu", "opencl0:0"], [0, 1, 2], reports, {}, Tolerances(ATOL, RTOL))
-    fig = plot_seeds(tmp_path / "sweep.png", data.to_dict())
+    fig = plot_seeds(tmp_path / "sweep.png", data)
     png_size(tmp_path / "sweep.png")
     ax, strip = fig.axes
     assert ax.get_yscale() == "log" and list(line(ax, "tolerance-atol").get_ydata()) == [ATOL, ATOL]

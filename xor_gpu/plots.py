@@ -288,7 +288,7 @@ def _notes_only(path, title, missing):
     return fig
 
 
-def plot_seeds(path, data):
+def plot_seeds(path, result):
     """parity --seeds: per seed, each device's max |prediction difference| to the reference
     device (log), against atol. Filled: the seed converged on every device; hollow: on none;
     a red X: the devices disagree. Exact zeros sit on a strip below (a log axis has no 0)."""
@@ -298,16 +298,16 @@ def plot_seeds(path, data):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    seeds, devices, ref = data["seeds"], data["devices"][1:], data["reference"]
-    atol = data["tolerances"]["atol_predictions"]
-    kind = {**{s: "everywhere" for s in data["converged_everywhere"]},
-            **{s: "nowhere" for s in data["converged_nowhere"]}, **{s: "disagree" for s in data["disagree"]}}
+    seeds, devices, ref = result.seeds, result.devices[1:], result.reference
+    atol, groups = result.tolerances.atol, result.groups()
+    kind = {**{s: "everywhere" for s in groups["converged_everywhere"]},
+            **{s: "nowhere" for s in groups["converged_nowhere"]}, **{s: "disagree" for s in groups["disagree"]}}
     colors, nonzero = _colors(len(devices)), []
     fig = plt.figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
                      layout="constrained")
     ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, _strip_inches(len(devices)) + 0.3])
     for row, (device, color) in enumerate(zip(devices, colors)):
-        diffs = np.array([data["matrix"][str(s)]["differences"][device]["max_abs_prediction_diff"] for s in seeds])
+        diffs = np.array([result.matrix[str(s)]["differences"][device].max_abs_prediction_diff for s in seeds])
         zero = diffs == 0
         x = np.arange(len(seeds)) + 0.5 * (row - (len(devices) - 1) / 2) / max(len(devices), 2)  # side by side
         for name, marker, face in (("everywhere", "o", color), ("nowhere", "o", "none"), ("disagree", "X", OVER)):
@@ -330,7 +330,7 @@ def plot_seeds(path, data):
     strip.set_xticks(np.arange(len(seeds)), [str(s) for s in seeds], fontsize=7 if len(seeds) <= 40 else 5,
                      rotation=0 if len(seeds) <= 40 else 90)
     strip.set_xlabel("seed")
-    config = data["config"]
+    config = result.config
     fig.suptitle(f"XOR parity over {len(seeds)} seeds, {config['floatx']}, {config['steps']:,} steps",
                  fontsize=12, fontweight="bold")
     try:

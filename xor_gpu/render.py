@@ -1,7 +1,7 @@
 """Every text a person reads of a result: the tables and the verdict sentences of train,
 parity, the seed sweep, check and compare (xor_gpu.results holds the results themselves)."""
 from xor_gpu.config import CONVERGENCE_MARGIN, row_converged
-from xor_gpu.results import ROWS, NODE_STATUSES
+from xor_gpu.results import NODE_STATUSES, ROWS, Difference
 
 
 def yes(flag):
@@ -92,8 +92,8 @@ def sweep(result):
                  f"{len(groups['beyond_tolerance'])} beyond the tolerance")
     diffs = result.differences()
     if diffs:
-        worst = type(diffs[0])(max(d.max_abs_prediction_diff for d in diffs),
-                               max(d.max_rel_loss_diff for d in diffs), False)
+        worst = Difference(max(d.max_abs_prediction_diff for d in diffs), max(d.max_rel_loss_diff for d in diffs),
+                           False)
         lines.append(f"{difference(worst, result.tolerances)}, "
                      f"{sum(d.bitwise_equal for d in diffs)} of {len(diffs)} runs bitwise equal")
     return "\n".join(lines)

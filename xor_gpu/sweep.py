@@ -27,5 +27,5 @@ def main(config, runs, seeds, atol, rtol, json_path=None, plot_path=None):
         print(f"{label}: {converged} of {len(seeds)} seeds converged", file=sys.stderr)
     result = assess(config, list(runs), seeds, sweeps, failures, tolerances)
     return pipeline.finish(result, None if failures else render.sweep(result), json_path,
-                           (lambda: plots.plot_seeds(plot_path, result.to_dict())) if plot_path and not failures
+                           (lambda: plots.plot_seeds(plot_path, result)) if plot_path and not failures
                            else None, f"{render.passed('parity')} ({', '.join(runs)}; {len(seeds)} seeds)")
