@@ -161,16 +161,20 @@ def _children(pid):
     raise AssertionError("the check started no child")
 
 
-@pytest.mark.parametrize("signum, during, done", [
-    (signal.SIGTERM, "the determinism step", ["doctor", "train"]),  # a scheduler's time limit
-    (signal.SIGINT, "the train step", []),  # Ctrl-C
+@pytest.mark.parametrize("signum, group, during, done", [
+    (signal.SIGTERM, False, "the determinism step", ["doctor", "train"]),  # a cancelled CI job
+    (signal.SIGTERM, True, "the determinism step", ["doctor", "train"]),  # Slurm's time limit: every process
+    (signal.SIGINT, False, "the train step", []),  # Ctrl-C
 ])
-def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path, signum, during, done):
+def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path, signum, group, during, done):
     out = tmp_path / "out"
     proc = _start_check(out, "--steps", "40000")
     _wait_for(proc, "training an independent repeat" if done else "training the seed config")
     children = _children(proc.pid)
-    proc.send_signal(signum)
+    if group:  # the check and its training child at once
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     name = signal.Signals(signum).name
     assert proc.returncode == 128 + signum, stderr

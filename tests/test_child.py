@@ -3,6 +3,10 @@ that cannot be used comes back as its error (from the child's error report, not 
 and a child that runs out of time is stopped, not left behind."""
 import json
 import os
+import signal
+import subprocess
+
+import pytest
 
 from xorlib import without_cuda_gpu
 from xor_gpu import child
@@ -49,3 +53,28 @@ def test_the_error_report_is_written_only_where_a_parent_asked(tmp_path, monkeyp
     child.write_error(DeviceError("no\n  device"), 3)
     assert json.loads(path.read_text()) == {"schema": "xor_gpu.error/1", "exit_status": 3, "type": "DeviceError",
                                             "message": "no device"}
+
+
+def test_a_signal_while_the_child_starts_stops_the_child_too(monkeypatch):
+    """A signal whose handler raises, arriving between fork and exec (here: just as Popen
+    returns), waits until the child is known, then stops the parent and the child with it."""
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+    started, popen = [], subprocess.Popen
+
+    def popen_then_signal(*args, **kwargs):
+        proc = popen(*args, **kwargs)
+        started.append(proc.pid)
+        os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs before Popen's caller sees proc
+        return proc
+    previous = signal.signal(signal.SIGUSR1, child.deferring(stop))
+    monkeypatch.setattr(subprocess, "Popen", popen_then_signal)
+    try:
+        with pytest.raises(Stop):
+            child.train(TrainConfig(steps=10**9))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert started and not os.path.exists(f"/proc/{started[0]}"), "the child outlived the parent's exception"

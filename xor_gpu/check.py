@@ -240,7 +240,7 @@ class _Signals:
 
     def __enter__(self):
         self.caught, self.holding = None, False
-        self.saved = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        self.saved = {s: signal.signal(s, child.deferring(self._handle)) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):

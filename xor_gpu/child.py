@@ -7,6 +7,7 @@ in XOR_GPU_ERROR_JSON, written by the CLI): the parent reads both, never stderr 
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -69,11 +70,42 @@ def train(config, timeout=None, seeds=None):
     return run
 
 
+class _Starting:
+    """While Popen starts a child, a signal handler must not raise: between fork and exec the
+    child exists but no Popen knows it, and it would outlive us. Handlers made by deferring()
+    hold such a signal until the child is known, then raise it where the child is stopped with
+    the parent. (Masking the signals would not do: the parent's numpy has threads of its own.)"""
+    active, held = False, []
+
+    @classmethod
+    def done(cls):
+        cls.active = False
+        while cls.held:
+            signal.raise_signal(cls.held.pop(0))
+
+
+def deferring(handler):
+    """`handler` (a signal handler that raises) as one that waits while a child is being started."""
+    def handle(signum, frame):
+        if _Starting.active:
+            _Starting.held.append(signum)
+        else:
+            handler(signum, frame)
+    return handle
+
+
 def _run(cmd, env, timeout):
     """(exit status, stderr) of cmd. Whatever stops the parent while it waits (a signal that
     interrupts a check, a timeout) stops the child too: SIGTERM, then SIGKILL after STOP_GRACE."""
-    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) as proc:
+    _Starting.active = True
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    except BaseException:
+        _Starting.done()
+        raise
+    with proc:
         try:
+            _Starting.done()  # a signal held while the child started is raised here
             _, stderr = proc.communicate(timeout=timeout)
         except BaseException as exc:
             proc.terminate()
