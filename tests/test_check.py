@@ -134,14 +134,14 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, make):
 
 
 def _start_check(out, *args):
-    """A check in its own session (a scheduler's job step), and the way to read its progress."""
+    """A check in its own session (as a scheduler's job step), its progress on proc.stderr."""
     proc = subprocess.Popen([sys.executable, "-m", "xor_gpu", "check", "--device", "cpu", "--out", str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     return proc
 
 
 def _wait_for(proc, text):
-    """Read the check's progress until `text`; the PIDs of its children at that moment."""
+    """Read the check's progress until a line holds `text`."""
     seen = []
     for line in proc.stderr:
         seen.append(line)
