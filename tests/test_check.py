@@ -3,13 +3,22 @@ a device that cannot be used, and a failing verdict. The device's own check runs
 tests/test_device.py (opencl and gpu envs)."""
 import json
 import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
 from xorlib import one_line_error, run_cli, without_cuda_gpu
-from xor_gpu import compare
+from xor_gpu import check, child, compare
+from xor_gpu.config import TrainConfig
+from xor_gpu.errors import CheckFailed
 
 STEPS = ["doctor", "train", "determinism", "parity", "reference"]
+DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
 
 
 def _summary(out):
@@ -29,6 +38,8 @@ def test_cpu_check_passes_against_the_committed_reference(tmp_path):
     proc = run_cli("check", "--device", "cpu", "--out", out, check=0)
     summary = _summary(out)
     assert summary["schema"] == "xor_gpu.check/1" and summary["passed"] is True and summary["exit_status"] == 0
+    assert summary["status"] == "passed" and summary["failed_step"] is None and summary["reason"] is None
+    assert summary["interrupted_by"] is None and summary["node"] == socket.gethostname()
     assert [s["name"] for s in summary["steps"]] == STEPS
     status = {s["name"]: s["status"] for s in summary["steps"]}
     assert status == {"doctor": "passed", "train": "passed", "determinism": "passed",
@@ -56,6 +67,8 @@ def test_a_reference_that_disagrees_fails_with_exit_5(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("xor-gpu: error: check failed at reference: cpu: max")
     summary = _summary(out)
     assert summary["passed"] is False and summary["exit_status"] == 5
+    assert summary["status"] == "failed" and summary["failed_step"] == "reference"
+    assert summary["reason"] == proc.stderr.strip().splitlines()[-1].removeprefix("xor-gpu: error: ")
     assert [s["status"] for s in summary["steps"]] == ["passed", "passed", "passed", "skipped", "failed"]
 
 
@@ -78,6 +91,8 @@ def test_cuda_without_a_gpu_exits_3_naming_the_cause(tmp_path):
     assert "libcuda.so" in last
     summary = _summary(out)
     assert summary["exit_status"] == 3 and [s["status"] for s in summary["steps"]] == ["failed"] + ["skipped"] * 4
+    assert summary["status"] == "unusable" and summary["failed_step"] == "doctor"
+    assert summary["reason"] == last.removeprefix("xor-gpu: error: ")
     assert "cuda" in summary and "Traceback" not in proc.stderr
 
 
@@ -116,3 +131,137 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, make):
     proc = run_cli("check", *device, *out, *args)
     one_line_error(proc, 2, fragment)
     assert sorted(os.listdir(tmp_path)) == before and proc.stdout == ""
+
+
+def _start_check(out, *args):
+    """A check in its own session (as a scheduler's job step), its progress on proc.stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "xor_gpu", "check", "--device", "cpu", "--out", str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return proc
+
+
+def _wait_for(proc, text):
+    """Read the check's progress until a line holds `text`."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"the check ended (exit {proc.wait()}) before {text!r}:\n{''.join(seen)}")
+
+
+def _children(pid):
+    """The PIDs of pid's child processes, once it has started one (Linux /proc)."""
+    for _ in range(500):
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            children = [int(c) for c in f.read().split()]
+        if children:
+            return children
+        time.sleep(0.01)
+    raise AssertionError("the check started no child")
+
+
+@pytest.mark.parametrize("signum, group, during, done", [
+    (signal.SIGTERM, False, "the determinism step", ["doctor", "train"]),  # a cancelled CI job
+    (signal.SIGTERM, True, "the determinism step", ["doctor", "train"]),  # Slurm's time limit: every process
+    (signal.SIGINT, False, "the train step", []),  # Ctrl-C
+])
+def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path, signum, group, during, done):
+    out = tmp_path / "out"
+    proc = _start_check(out, "--steps", "40000")
+    _wait_for(proc, "training an independent repeat" if done else "training the seed config")
+    children = _children(proc.pid)
+    if group:  # the check and its training child at once
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.strip().splitlines()[-1] == f"xor-gpu: error: interrupted by {name}"
+    summary = _summary(out)
+    assert summary["status"] == "interrupted" and summary["passed"] is False
+    assert summary["exit_status"] == 128 + signum and summary["interrupted_by"] == name
+    assert summary["reason"] == f"interrupted by {name} during {during}" and summary["failed_step"] is None
+    assert [s["name"] for s in summary["steps"]] == done and all(s["status"] == "passed" for s in summary["steps"])
+    assert summary["node"] == socket.gethostname() == summary["origin"]["host"]
+    assert not any(os.path.exists(f"/proc/{c}") for c in children), "the training child outlived the check"
+    assert "RESULT: INTERRUPTED" in (out / "check.log").read_text()
+
+
+def test_sigkill_leaves_the_previous_summary_intact(tmp_path):
+    """SIGKILL cannot be caught: what the last check wrote must survive whole (atomic writes)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = (DATA / "check-cpu.json").read_bytes()
+    (out / "summary.json").write_bytes(previous)
+    proc = _start_check(out, "--steps", "100000000")
+    _wait_for(proc, "training the seed config")
+    os.killpg(proc.pid, signal.SIGKILL)  # the check and its training child, as a scheduler does
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "summary.json").read_bytes() == previous
+    assert sorted(os.listdir(out)) == ["doctor.json", "summary.json"]
+    json.loads((out / "doctor.json").read_text())
+
+
+SHORT = TrainConfig(steps=2000, lr=0.3)  # converges like the seed config (lr x steps = 600)
+
+
+def _tamper(monkeypatch, edit):
+    """Real child runs, whose reports pass through edit(number of the run, its config, report)
+    on their way to the check: wrong evidence, injected where the check reads it."""
+    real, calls = child.train, []
+
+    def train(config, **kwargs):
+        run = real(config, **kwargs)
+        calls.append(config.device)
+        if run.ok:
+            edit(len(calls), config, run.report)
+        return run
+    monkeypatch.setattr(child, "train", train)
+    return calls
+
+
+def _failed_check(tmp_path, config, reference="builtin"):
+    with pytest.raises(CheckFailed) as failed:
+        check.main(config, str(tmp_path / "out"), reference)
+    summary = _summary(tmp_path / "out")
+    assert summary["status"] == "failed" and summary["exit_status"] == failed.value.exit_status == 5
+    steps = {s["name"]: s for s in summary["steps"]}
+    assert summary["failed_step"] == next(n for n, s in steps.items() if s["status"] == "failed")
+    return summary["failed_step"], steps, str(failed.value)
+
+
+def test_determinism_fails_when_the_repeat_ends_with_other_weights(tmp_path, monkeypatch):
+    def other_digest(number, config, report):
+        if number == 2:
+            report["weights_sha256"] = "0" * 64
+    _tamper(monkeypatch, other_digest)
+    failed, steps, error = _failed_check(tmp_path, SHORT)
+    assert failed == "determinism" and steps["train"]["status"] == "passed"
+    assert steps["determinism"]["bitwise_equal"] is False and steps["determinism"]["weights_sha256"][1] == "0" * 64
+    assert error.startswith("check failed at determinism: two runs differ: max |prediction diff| 0,")
+
+
+def test_parity_fails_when_the_cpu_run_lies_beyond_the_tolerance(tmp_path, monkeypatch):
+    def moved(number, config, report):
+        if config.device == "cpu":
+            report["predictions"]["1,0"] += 2e-4
+    calls = _tamper(monkeypatch, moved)
+    failed, steps, error = _failed_check(tmp_path, SHORT.replace(device="opencl0:0"))
+    assert calls == ["opencl0:0", "opencl0:0", "cpu"]
+    assert failed == "parity" and steps["determinism"]["status"] == "passed"
+    assert steps["parity"]["max_abs_prediction_diff"] == pytest.approx(2e-4, rel=1e-2)
+    assert json.loads((tmp_path / "out" / "parity.json").read_text())["passed"] is False
+    assert "(tolerance 0.0001)" in error
+
+
+def test_the_reference_step_fails_when_the_run_moved_from_the_reference(tmp_path, monkeypatch):
+    def moved(number, config, report):
+        report["predictions"]["0,1"] -= 2e-4  # both runs: determinism still holds (equal weights)
+    _tamper(monkeypatch, moved)
+    failed, steps, error = _failed_check(tmp_path, TrainConfig())
+    assert failed == "reference" and steps["determinism"]["status"] == "passed"
+    assert steps["reference"]["differences"]["cpu"]["max_abs_prediction_diff"] == pytest.approx(2e-4, rel=1e-2)
+    assert error.startswith("check failed at reference: cpu: max |prediction diff| 0.0002")

@@ -2,11 +2,16 @@
 runs, then edited copies of them for every kind of bad input."""
 import json
 import os
+import pathlib
+import socket
 
 import pytest
 
-from xorlib import one_line_error, run_cli, train_report
+from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
 from xor_gpu import compare
+from xor_gpu.results import CONFIG_FIELDS, Difference, Parity, Tolerances
+
+DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
 
 SHORT = ("--steps", "2000", "--lr", "0.3")  # converges like the seed config (lr x steps = 600)
 
@@ -36,7 +41,12 @@ def test_honest_reports_from_different_processes_pass_and_are_bitwise_equal(repo
     assert result["reference"]["label"].endswith("a.json")
     (row,) = result["rows"]
     assert row["bitwise_equal"] is True and row["max_abs_prediction_diff"] == 0.0 and row["converged"]
-    assert "1 runs: 1 bitwise equal to the reference" in proc.stdout and "compare: PASS" in proc.stdout
+    assert result["nodes"] == [
+        {"report": str(folder / name), "node": socket.gethostname(), "device": "cpu", "gpu": None, "driver": None,
+         "nvrtc": None, "cublas": None, "status": "PASS", "failed_step": None, "reason": None}
+        for name in ("a.json", "b.json")]
+    assert result["status_counts"] == {"PASS": 2, "FAIL": 0, "UNUSABLE": 0, "INTERRUPTED": 0}
+    assert proc.stdout.splitlines()[-1] == "compare: PASS"
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -44,9 +54,9 @@ def test_a_live_seed_run_matches_the_committed_reference(reports):
     """The cpu env's live run against the reference made in the pinned image."""
     folder, _, _, seed = reports
     proc = run_cli("compare", folder / "seed.json", "--reference", "builtin", check=0)
-    assert "compare: PASS" in proc.stdout
-    diff = compare.differences(json.load(open(compare.builtin_reference_path())), seed)
-    assert diff["max_abs_prediction_diff"] <= compare.DEFAULT_ATOL
+    assert proc.stdout.splitlines()[-1] == "compare: PASS"
+    diff = Difference.between(json.load(open(compare.builtin_reference_path())), seed)
+    assert diff.max_abs_prediction_diff <= compare.DEFAULT_ATOL
     print(f"live cpu run vs committed reference: {diff}")
 
 
@@ -57,6 +67,7 @@ def test_one_prediction_moved_by_2e_4_fails_with_exit_5(reports, tmp_path):
     path = _write(tmp_path, "moved.json", moved)
     proc = run_cli("compare", folder / "a.json", path, "--json", tmp_path / "c.json")
     one_line_error(proc, 5, "compare failed: 1 of 1 runs outside tolerance")
+    assert proc.stdout.splitlines()[-1] == "fleet: 2 nodes: 2 PASS, 0 FAIL, 0 UNUSABLE, 0 INTERRUPTED"
     result = json.loads((tmp_path / "c.json").read_text())  # the verdict is still written
     (row,) = result["rows"]
     assert row["passed"] is False and row["bitwise_equal"] is True  # weights untouched, prediction edited
@@ -65,11 +76,11 @@ def test_one_prediction_moved_by_2e_4_fails_with_exit_5(reports, tmp_path):
 
 def test_parity_and_check_reports_are_read_run_by_run(reports, tmp_path):
     folder, a, b, _ = reports
-    parity = {"schema": "xor_gpu.parity/1", "runs": {"cpu": a, "cpu-again": b}}
-    check = {"schema": "xor_gpu.check/1", "runs": {"cpu": b}}
-    result, runs, _ = compare.compare([str(_write(tmp_path, "p.json", parity)), str(_write(tmp_path, "s.json", check))])
-    assert [r["label"] for r in result["rows"]] == [f"{tmp_path}/p.json[cpu-again]", f"{tmp_path}/s.json[cpu]"]
-    assert all(r["bitwise_equal"] for r in result["rows"])
+    parity = Parity(a["config"], ["cpu", "cpu-again"], Tolerances(), {"cpu": a, "cpu-again": b}, {}).to_dict()
+    check = {**json.loads((DATA / "check-cpu.json").read_text()), "runs": {"cpu": b}}  # a summary of 0.1.0
+    result = compare.compare([str(_write(tmp_path, "p.json", parity)), str(_write(tmp_path, "s.json", check))])
+    assert [r.label for r in result.rows] == [f"{tmp_path}/p.json[cpu-again]", f"{tmp_path}/s.json[cpu]"]
+    assert all(r.difference.bitwise_equal for r in result.rows)
 
 
 def _bad_inputs(folder, a, seed):
@@ -124,12 +135,87 @@ def test_the_committed_reference_is_the_seed_config_made_in_the_image():
     from xor_gpu.config import TrainConfig
     from xor_gpu.train import weights_digest
 
-    ref = compare.load(compare.builtin_reference_path())
-    assert ref["schema"] == "xor_gpu.train/1" and ref["converged"] is True
+    ref = compare.reference_of("builtin")
+    assert ref.label == "builtin" and ref["schema"] == "xor_gpu.train/1" and ref.converged is True
     seed = TrainConfig().to_dict()  # float32, 3 hidden, lr 0.01, 60,000 steps, seed 1234
-    assert {f: ref["config"][f] for f in compare.CONFIG_FIELDS} == {f: seed[f] for f in compare.CONFIG_FIELDS}
+    assert {f: ref["config"][f] for f in CONFIG_FIELDS} == {f: seed[f] for f in CONFIG_FIELDS}
     assert ref["device"]["active"] == "cpu" and ref["versions"]["theano"] == "1.0.5"
     assert ref["origin"]["package"]["kind"] == "image" and ref["origin"]["package"]["name"] == "xor-gpu:cpu"
     weights = [np.asarray(ref["final_weights"][k], dtype=np.float32) for k in ("W1", "W2")]
     assert weights_digest(weights) == ref["weights_sha256"]
     assert len(ref["loss_history"]["values"]) == 500
+
+
+# Where no CUDA GPU is, cuda is the unusable device of the contract; elsewhere an OpenCL
+# platform that no machine has.
+UNUSABLE = "opencl9:0" if HAS_CUDA_GPU else "cuda"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Two real checks, as two nodes of a fleet leave them: one passed (the seed config on the
+    CPU), one whose device cannot be used (exit 3, with its summary)."""
+    folder = tmp_path_factory.mktemp("fleet")
+    run_cli("check", "--device", "cpu", "--out", folder / "passed", check=0)
+    run_cli("check", "--device", UNUSABLE, "--out", folder / "unusable", check=3)
+    return folder
+
+
+def test_a_fleet_with_an_unusable_node_shows_both_rows_and_exits_5(fleet, tmp_path):
+    passed, unusable = fleet / "passed" / "summary.json", fleet / "unusable" / "summary.json"
+    out, png = tmp_path / "c.json", tmp_path / "c.png"
+    proc = run_cli("compare", passed, unusable, "--reference", "builtin", "--json", out, "--plot", png)
+    one_line_error(proc, 5, f"compare failed: 1 of 2 nodes not PASS: {unusable} UNUSABLE")
+    result = json.loads(out.read_text())
+    why = json.loads(unusable.read_text())["reason"]
+    assert why.startswith(f"device {UNUSABLE} is not usable: ")
+    assert [(n["report"], n["device"], n["status"], n["failed_step"], n["reason"]) for n in result["nodes"]] == [
+        (str(passed), "cpu", "PASS", None, None), (str(unusable), UNUSABLE, "UNUSABLE", "doctor", why)]
+    assert result["status_counts"] == {"PASS": 1, "FAIL": 0, "UNUSABLE": 1, "INTERRUPTED": 0}
+    assert result["passed"] is False
+    (row,) = result["rows"]  # the passed node's run, within tolerance of the committed reference
+    assert row["label"] == f"{passed}[cpu]" and row["passed"] is True
+    # The text shows both nodes, the unusable one with its reason, and counts them.
+    assert any(str(unusable) in line and "UNUSABLE: " + why in line for line in proc.stdout.splitlines())
+    assert proc.stdout.splitlines()[-1] == "fleet: 2 nodes: 1 PASS, 0 FAIL, 1 UNUSABLE, 0 INTERRUPTED"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # The plot names the node without a run.
+    fig = compare.plot(tmp_path / "again.png", compare.compare([str(passed), str(unusable)], "builtin"))
+    marks = [t.get_text() for t in fig.findobj(lambda a: getattr(a, "get_gid", lambda: None)() == "no-run")]
+    assert marks == [f"no run: {unusable}: UNUSABLE"]
+
+
+def test_a_fleet_without_any_run_still_shows_its_nodes_and_exits_5(fleet, tmp_path):
+    unusable = fleet / "unusable" / "summary.json"
+    out = tmp_path / "c.json"
+    proc = run_cli("compare", unusable, "--reference", "builtin", "--json", out)
+    one_line_error(proc, 5, "1 of 1 nodes not PASS")
+    result = json.loads(out.read_text())
+    assert result["rows"] == [] and [n["status"] for n in result["nodes"]] == ["UNUSABLE"]
+    assert proc.stdout.splitlines()[-1] == "fleet: 1 node: 0 PASS, 0 FAIL, 1 UNUSABLE, 0 INTERRUPTED"
+
+
+@pytest.mark.parametrize("status, step, node_status", [
+    ("failed", "determinism", "FAIL"), ("interrupted", None, "INTERRUPTED"), ("passed", None, "PASS")])
+def test_every_check_status_is_a_node_status(fleet, tmp_path, status, step, node_status):
+    """A summary's own status decides its node's: a failed or interrupted check fails the fleet
+    even when the runs it holds agree with the reference."""
+    data = json.loads((fleet / "passed" / "summary.json").read_text())
+    data.update(status=status, failed_step=step, reason=None if status == "passed" else f"it {status}")
+    path = _write(tmp_path, "s.json", data)
+    result = compare.compare([str(path)], "builtin")
+    (node,) = result.to_dict()["nodes"]
+    assert (node["status"], node["failed_step"], node["reason"]) == (
+        node_status, step, None if status == "passed" else f"it {status}")
+    assert result.passed is (status == "passed") and all(r.passed for r in result.rows)
+
+
+def test_a_summary_with_an_unknown_status_is_bad_input(fleet, tmp_path):
+    data = json.loads((fleet / "passed" / "summary.json").read_text())
+    data["status"] = "exploded"
+    path = _write(tmp_path, "s.json", data)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_cli("compare", path, "--reference", "builtin", "--json", out / "c.json", "--plot", out / "c.png")
+    one_line_error(proc, 2, f"{path}: unknown check status 'exploded'")
+    assert os.listdir(out) == [] and proc.stdout == ""

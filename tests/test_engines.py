@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from xor_gpu.compare import builtin_reference_path, differences
+from xor_gpu.compare import builtin_reference_path
+from xor_gpu.results import Difference
 from xorlib import one_line_error, run_cli
 
 PYTENSOR_ENGINES = ["pytensor", "pytensor-numba", "pytensor-jax"]
@@ -66,9 +67,9 @@ def test_each_pytensor_backend_matches_theanos_reference(tmp_path, engine):
     report = json.loads(out.read_text())
     with open(builtin_reference_path(), encoding="utf-8") as f:
         reference = json.load(f)
-    diff = differences(reference, report)
+    diff = Difference.between(reference, report)
     assert report["config"]["engine"] == engine and report["converged"]
-    assert diff["max_abs_prediction_diff"] <= 1e-6 and diff["max_rel_loss_diff"] <= 1e-4, diff
+    assert diff.max_abs_prediction_diff <= 1e-6 and diff.max_rel_loss_diff <= 1e-4, diff
     # The run was refused unless compiled by the backend asked for (pytensor_backend.verify_graph).
     assert report["versions"]["pytensor"] == "3.0.7"
     assert {"pytensor": "numpy", "pytensor-numba": "numba", "pytensor-jax": "jaxlib"}[engine] in report["versions"]

@@ -9,6 +9,7 @@ from xorlib import one_line_error, run_cli, without_cuda_gpu
 from xor_gpu import parity
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, DeviceError
+from xor_gpu.results import Failure, Tolerances
 
 
 @pytest.mark.parametrize(
@@ -56,20 +57,23 @@ REF = _run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5])
     (_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=False), CheckFailed, "not every device converged"),
 ])
 def test_verdict_on_plain_data(other, error, fragment):
-    data = parity.assess(TrainConfig(), ["cpu", "opencl0:0"], {"cpu": REF, "opencl0:0": other}, {}, 1e-4, 1e-3)
+    result = parity.assess(TrainConfig(), ["cpu", "opencl0:0"], {"cpu": REF, "opencl0:0": other}, {},
+                           Tolerances(1e-4, 1e-3))
+    data = result.to_dict()
     if error is None:
-        parity.verdict(data)
+        result.verdict()
         assert data["passed"]
         assert data["differences"]["opencl0:0"]["bitwise_equal"] == (other["weights_sha256"] == REF["weights_sha256"])
     else:
         assert not data["passed"]
         with pytest.raises(error, match=fragment):
-            parity.verdict(data)
+            result.verdict()
 
 
 def test_a_failed_device_is_a_device_error_only_for_exit_3():
     for status, error in ((3, DeviceError), (4, CheckFailed)):
-        data = parity.assess(TrainConfig(), ["cpu", "cuda"], {"cpu": REF},
-                             {"cuda": {"exit_status": status, "error": "boom"}}, 1e-4, 1e-3)
+        result = parity.assess(TrainConfig(), ["cpu", "cuda"], {"cpu": REF}, {"cuda": Failure(status, "boom")},
+                               Tolerances(1e-4, 1e-3))
+        assert result.to_dict()["failures"] == {"cuda": {"exit_status": status, "error": "boom"}}
         with pytest.raises(error, match=f"cuda failed \\(exit {status}\\): boom"):
-            parity.verdict(data)
+            result.verdict()

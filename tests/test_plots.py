@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from xor_gpu.compare import relative_loss_differences as relative_differences
+from xor_gpu.results import Tolerances, relative_loss_differences as relative_differences
 from xor_gpu.plots import loss_axis_scale, margin_text, plot_runs
 from xorlib import train_report
 
@@ -189,7 +189,7 @@ def test_seed_sweep_draws_every_seed_against_atol(tmp_path):
     same = {**CLOSE, "predictions": dict(_sweep(CLOSE)["cpu"]["runs"]["0"]["predictions"])}
     reports = _sweep(CLOSE, STALLED_FAR, same)
     reports["cpu"]["runs"]["1"]["converged"] = False
-    data = sweep.assess(TrainConfig(), ["cpu", "opencl0:0"], [0, 1, 2], reports, {}, ATOL, RTOL)
+    data = sweep.assess(TrainConfig(), ["cpu", "opencl0:0"], [0, 1, 2], reports, {}, Tolerances(ATOL, RTOL))
     fig = plot_seeds(tmp_path / "sweep.png", data)
     png_size(tmp_path / "sweep.png")
     ax, strip = fig.axes

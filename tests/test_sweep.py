@@ -11,6 +11,9 @@ from xorlib import one_line_error, run_cli
 from xor_gpu import sweep
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, DeviceError
+from xor_gpu.results import Failure, Tolerances
+
+TOL = Tolerances(1e-4, 1e-3)
 
 DEVICES = ["cpu", "opencl0:0"]
 
@@ -52,11 +55,12 @@ def test_seeds_that_converge_nowhere_are_reported_not_failed():
     """Seed 1 stalls on both devices, far apart: listed, and parity still passes."""
     reports = _sweep(CLOSE, STALLED_FAR)
     reports["cpu"]["runs"]["1"]["converged"] = False
-    data = sweep.assess(TrainConfig(), DEVICES, [0, 1], reports, {}, 1e-4, 1e-3)
-    sweep.verdict(data)
+    result = sweep.assess(TrainConfig(), DEVICES, [0, 1], reports, {}, TOL)
+    result.verdict()
+    data = result.to_dict()
     assert data["passed"] and data["converged_nowhere"] == [1] and data["converged_everywhere"] == [0]
+    assert data["disagree"] == data["beyond_tolerance"] == []
     assert data["matrix"]["1"]["converged"] == {"cpu": False, "opencl0:0": False}
-    assert "2 seeds: 1 converged on every device, 1 on none, 0 disagreements" in sweep.format_table(data)
 
 
 @pytest.mark.parametrize("others, fragment", [
@@ -67,19 +71,20 @@ def test_a_seed_beyond_tolerance_or_in_disagreement_fails_with_exit_5(others, fr
     reports = _sweep(*others)
     for key, other in enumerate(others):
         reports["cpu"]["runs"][str(key)]["converged"] = True
-    data = sweep.assess(TrainConfig(), DEVICES, list(range(len(others))), reports, {}, 1e-4, 1e-3)
-    assert not data["passed"]
+    result = sweep.assess(TrainConfig(), DEVICES, list(range(len(others))), reports, {}, TOL)
+    assert not result.to_dict()["passed"]
     with pytest.raises(CheckFailed, match=fragment) as failed:
-        sweep.verdict(data)
+        result.verdict()
     assert failed.value.exit_status == 5
 
 
 def test_a_device_that_cannot_run_is_a_device_error():
-    data = sweep.assess(TrainConfig(), DEVICES, [0, 1], {"cpu": _sweep(CLOSE)["cpu"]},
-                        {"opencl0:0": {"exit_status": 3, "error": "no platform"}}, 1e-4, 1e-3)
+    result = sweep.assess(TrainConfig(), DEVICES, [0, 1], {"cpu": _sweep(CLOSE)["cpu"]},
+                        {"opencl0:0": Failure(3, "no platform")}, TOL)
+    data = result.to_dict()
     assert data["matrix"] == {} and not data["passed"]
     with pytest.raises(DeviceError, match=r"opencl0:0 failed \(exit 3\): no platform"):
-        sweep.verdict(data)
+        result.verdict()
 
 
 def test_train_seeds_on_the_cpu_reports_each_seed(tmp_path):

@@ -3,7 +3,8 @@ call, divergence, the loss history's sampling, and the digest of the final weigh
 import numpy as np
 import pytest
 
-from xor_gpu import compare, report, train
+from xor_gpu import report, train
+from xor_gpu.results import Difference, TrainRun, check_same_config
 from xor_gpu.config import CPU_STEPS_PER_CALL, TrainConfig
 from xorlib import train_report
 
@@ -32,9 +33,8 @@ def test_any_steps_per_call_trains_bitwise_like_one_step_per_call():
         assert r.loss_history == seed.loss_history
         assert r.predictions == seed.predictions
         assert r.final_weights == seed.final_weights and r.weights_sha256 == seed.weights_sha256
-        compare.check_same_config("1 step per call", reports[1], [(f"{k} steps per call", reports[k])])
-        assert compare.differences(reports[1], reports[k]) == {
-            "max_abs_prediction_diff": 0.0, "max_rel_loss_diff": 0.0, "bitwise_equal": True}
+        check_same_config(TrainRun("1 step per call", reports[1]), [TrainRun(f"{k} steps per call", reports[k])])
+        assert Difference.between(reports[1], reports[k]) == Difference(0.0, 0.0, True)
 
 
 def test_fewer_steps_than_one_call_run_one_step_per_call():
@@ -84,7 +84,8 @@ def test_a_second_run_compiles_nothing_new(tmp_path, k):
                                                    (60001, 120, 501)])
 def test_history_samples_the_loss_before_steps_0_every_2every(steps, every, samples):
     assert train.history_every(steps) == every
-    assert len(range(0, steps, every)) == samples
+    result = train.run(TrainConfig(steps=steps))
+    assert result.history_every == every and len(result.loss_history) == samples
 
 
 def test_a_short_run_reports_its_weights_and_their_digest():

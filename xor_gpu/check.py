@@ -5,20 +5,20 @@ Steps: doctor (what is installed), train (the seed config on DEV, converged), de
 (a second independent run on DEV ends with bitwise-identical weights), parity (the CPU
 against DEV within the tolerances), reference (each run against the committed reference).
 Every training runs in its own process (xor_gpu.child). OUT gets summary.json (schema
-xor_gpu.check/1) beside the train and parity reports and plots; a failed step never stops
-the summary from being written.
+xor_gpu.check/1, xor_gpu.results.CheckSummary) beside the train and parity reports and
+plots; a failed step, or SIGTERM/SIGINT, never stops the summary from being written.
 """
 import os
+import signal
 import sys
 import time
 
-from xor_gpu import child, compare, doctor, engines, parity, report
-from xor_gpu.config import TrainConfig
-from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError
+from xor_gpu import child, compare, cuda_libs, doctor, engines, parity, plots, render, report
+from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
+from xor_gpu.results import (CONFIG_FIELDS, FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary,
+                             Difference, Failure, Step, Tolerances)
 
-SUMMARY_SCHEMA = compare.CHECK_SCHEMA
 STEPS = ("doctor", "train", "determinism", "parity", "reference")
-PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
 class Log:
@@ -52,33 +52,31 @@ def prepare_out(out):
 
 
 def load_reference(config, reference):
-    """(label, run, applies). A reference that was asked for by name must match the config;
-    the builtin one is skipped (not failed) for a config it was not made with, e.g. --steps."""
-    path = compare.builtin_reference_path() if reference == compare.BUILTIN else reference
-    runs = compare.runs_of(path)
-    if len(runs) != 1:
-        raise ConfigError(f"{reference}: a reference must hold one training run, it holds {len(runs)}")
-    label, run = runs[0]
-    field = compare.config_mismatch({"config": config.to_dict()}, run)
+    """(TrainRun, applies). A reference that was asked for by name must match the config; the
+    builtin one is skipped (not failed) for a config it was not made with, e.g. --steps."""
+    ref = compare.reference_of(reference)
+    field = next((f for f in CONFIG_FIELDS if ref["config"][f] != getattr(config, f)), None)
     if field and reference != compare.BUILTIN:
-        raise ConfigError(f"{reference}: the reference was made with {field}={run['config'][field]!r}, "
+        raise ConfigError(f"{reference}: the reference was made with {field}={ref['config'][field]!r}, "
                           f"this check runs {field}={getattr(config, field)!r}")
-    return (compare.BUILTIN if reference == compare.BUILTIN else label), run, field is None
+    return ref, field is None
 
 
 class Check:
-    def __init__(self, config, out, reference, atol, rtol):
-        self.config, self.out, self.atol, self.rtol = config, out, atol, rtol
-        self.ref_label, self.ref, self.ref_applies = reference
+    def __init__(self, config, out, reference, tolerances):
+        self.config, self.out, self.tolerances = config, out, tolerances
+        self.ref, self.ref_applies = reference
         self.log = Log(os.path.join(out, "check.log"))
         self.steps, self.runs, self.failure = [], {}, None  # failure: the error to raise at the end
+        self.doing = STEPS[0]  # the step under way, named when a signal interrupts it
+        self.interrupted = None  # the Interrupted error of the signal that ended the check
         self.plots = report.can_plot()  # without matplotlib the check still runs, without PNGs
 
     def step(self, name, status, seconds, summary, **figures):
-        seconds = round(seconds, 2)
-        self.steps.append({"name": name, "status": status, "seconds": seconds, "summary": summary, **figures})
+        step = Step(name, status, round(seconds, 2), summary, figures)
+        self.steps.append(step)
         number = STEPS.index(name) + 1
-        self.log(f"[{number}/{len(STEPS)}] {name:<12} {status.upper():<8} {summary} ({seconds:.1f} s)")
+        self.log(f"[{number}/{len(STEPS)}] {name:<12} {status.upper():<8} {summary} ({step.seconds:.1f} s)")
         if status == FAILED and self.failure is None:
             self.failure = CheckFailed(f"check failed at {name}: {summary}")
 
@@ -86,7 +84,8 @@ class Check:
         for name in STEPS[len(self.steps):]:
             self.step(name, SKIPPED, 0, reason)
 
-    def train(self, device, what):
+    def train(self, device, what, step):
+        self.doing = step
         self.log(f"training {what} on {device} ({self.config.steps:,} steps) ...")
         run = child.train(self.config.replace(device=device))
         self.log(f"{what} on {device}: exit {run.exit_status} after {run.seconds:.1f} s", run.stderr)
@@ -103,7 +102,7 @@ class Check:
         problems = [f"{p} (fix: {fix})" for p, fix in
                     doctor.advice({**findings, "device": {"name": device, "error": None}})] if theano else []
 
-        first = self.train(device, "the seed config")
+        first = self.train(device, "the seed config", "train")
         if first.exit_status == DeviceError.exit_status:
             self.step("doctor", FAILED, doctor_seconds, f"device {device} is not usable: {first.error}", problems=problems)
             self.failure = DeviceError(f"device {device} is not usable: {first.error}")
@@ -123,99 +122,136 @@ class Check:
                   converged=r["converged"], final_loss=r["final_loss"], steps_per_second=r["steps_per_second"],
                   weights_sha256=r["weights_sha256"])
 
-        second = self.train(device, "an independent repeat")
-        if not second.ok:
-            self.step("determinism", FAILED, second.seconds, f"the repeat failed: {second.error}")
-        else:
-            same = second.report["weights_sha256"] == r["weights_sha256"]
-            diff = compare.differences(r, second.report)
-            self.step("determinism", PASSED if same else FAILED, second.seconds,
-                      "two runs ended with bitwise-identical weights" if same else
-                      f"two runs differ: max |prediction diff| {diff['max_abs_prediction_diff']:.3g}",
-                      bitwise_equal=same, weights_sha256=[r["weights_sha256"], second.report["weights_sha256"]])
-
+        second = self.train(device, "an independent repeat", "determinism")
+        self.determinism(r, second)
         self.parity(device, r)
         self.reference()
+
+    def determinism(self, first, second):
+        if not second.ok:
+            return self.step("determinism", FAILED, second.seconds, f"the repeat failed: {second.error}")
+        same = second.report["weights_sha256"] == first["weights_sha256"]
+        self.step("determinism", PASSED if same else FAILED, second.seconds,
+                  "two runs ended with bitwise-identical weights" if same else
+                  f"two runs differ: {render.difference(Difference.between(first, second.report))}",
+                  bitwise_equal=same, weights_sha256=[first["weights_sha256"], second.report["weights_sha256"]])
 
     def parity(self, device, dev_report):
         started = time.perf_counter()
         if device == "cpu":
             return self.step("parity", SKIPPED, 0, "the device is the CPU, the reference device itself")
-        cpu = self.train("cpu", "the CPU reference")
+        cpu = self.train("cpu", "the CPU reference", "parity")
         reports, failures = {}, {}
         if cpu.ok:
             reports["cpu"] = self.runs["cpu"] = cpu.report
         else:
-            failures["cpu"] = {"exit_status": cpu.exit_status, "error": cpu.error}
+            failures["cpu"] = Failure(cpu.exit_status, cpu.error)
         reports[device] = dev_report
-        data = parity.assess(self.config, ["cpu", device], reports, failures, self.atol, self.rtol)
-        report.write_json(os.path.join(self.out, "parity.json"), data)
-        if not failures:
-            if self.plots:
-                parity.plot(os.path.join(self.out, "parity.png"), data)
-            diff = data["differences"][device]
-            self.step("parity", PASSED if data["passed"] else FAILED, time.perf_counter() - started,
-                      f"{device} vs cpu: max |prediction diff| {diff['max_abs_prediction_diff']:.3g} "
-                      f"(tolerance {self.atol:g}), max relative loss diff {diff['max_rel_loss_diff']:.3g} "
-                      f"(tolerance {self.rtol:g}){', bitwise equal' if diff['bitwise_equal'] else ''}", **diff)
-        else:
-            self.step("parity", FAILED, time.perf_counter() - started, f"the CPU run failed: {cpu.error}")
+        result = parity.assess(self.config, ["cpu", device], reports, failures, self.tolerances)
+        report.write_json(os.path.join(self.out, "parity.json"), result.to_dict())
+        if failures:
+            return self.step("parity", FAILED, time.perf_counter() - started, f"the CPU run failed: {cpu.error}")
+        if self.plots:
+            parity.plot(os.path.join(self.out, "parity.png"), result)
+        diff = result.differences[device]
+        self.step("parity", PASSED if result.passed else FAILED, time.perf_counter() - started,
+                  f"{device} vs cpu: {render.difference(diff, self.tolerances)}", **diff.to_dict())
 
     def reference(self):
+        self.doing = "reference"
         started = time.perf_counter()
         if not self.ref_applies:
             return self.step("reference", SKIPPED, 0,
                              "the committed reference is for the seed config; this check runs another")
-        diffs = {name: compare.differences(self.ref, run) for name, run in self.runs.items()}
-        ok = all(compare.within(d, self.atol, self.rtol) for d in diffs.values())
-        text = "; ".join(f"{name}: max |prediction diff| {d['max_abs_prediction_diff']:.3g}, max relative loss diff "
-                         f"{d['max_rel_loss_diff']:.3g}{', weights bitwise equal' if d['bitwise_equal'] else ''}"
-                         for name, d in diffs.items())
+        diffs = {name: Difference.between(self.ref.report, run) for name, run in self.runs.items()}
+        ok = all(self.tolerances.admit(d) for d in diffs.values())
+        text = "; ".join(f"{name}: {render.difference(d)}" for name, d in diffs.items())
         if self.plots:
-            from xor_gpu import plots
-
             plots.plot_runs(os.path.join(self.out, "check.png"), self.runs,
-                            f"{self.config.device} check against the reference", reference=(self.ref_label, self.ref),
-                            atol=self.atol, rtol=self.rtol)
-        self.step("reference", PASSED if ok else FAILED, time.perf_counter() - started, text or "no run to compare", differences=diffs)
+                            f"{self.config.device} check against the reference",
+                            reference=(self.ref.label, self.ref.report), atol=self.tolerances.atol,
+                            rtol=self.tolerances.rtol)
+        self.step("reference", PASSED if ok else FAILED, time.perf_counter() - started, text or "no run to compare",
+                  differences=diffs)
+
+    def status(self):
+        """(status, exit status, the first failed step, one line saying why, or None)."""
+        failed = next((s.name for s in self.steps if s.status == FAILED), None)
+        if self.interrupted:
+            return INTERRUPTED, self.interrupted.exit_status, failed, f"{self.interrupted} during the {self.doing} step"
+        if isinstance(self.failure, DeviceError):
+            return UNUSABLE, self.failure.exit_status, failed, str(self.failure)
+        if self.failure:  # a failed verdict, or an unexpected error the CLI reports after the summary
+            exit_status = getattr(self.failure, "exit_status", XorGpuError.exit_status)
+            return FAILED, exit_status, failed or self.doing, " ".join(str(self.failure).split())
+        return PASSED, EXIT_OK, None, None
 
     def summary(self):
         dev = self.runs.get(self.config.device) or {}
-        data = {
-            "schema": SUMMARY_SCHEMA,
-            "passed": self.failure is None and all(s["status"] != FAILED for s in self.steps),
-            "exit_status": self.failure.exit_status if self.failure else EXIT_OK,
-            "config": self.config.to_dict(),
-            "device": {"requested": self.config.device, **({k: dev["device"][k] for k in ("active", "name")} if dev else {})},
-            "steps": self.steps,
-            "tolerances": {"atol_predictions": self.atol, "rtol_loss_history": self.rtol},
-            "reference": {"label": self.ref_label, "weights_sha256": self.ref["weights_sha256"],
-                          "origin": self.ref.get("origin"), "applies": self.ref_applies},
-            "versions": dev.get("versions") or {},
-            "origin": report.origin(),
-            "runs": self.runs,
-        }
-        if self.config.device.startswith("cuda"):
-            from xor_gpu import cuda_libs
-
-            data["cuda"] = cuda_libs.describe()
-        return data
+        status, exit_status, failed_step, reason = self.status()
+        origin = report.origin()
+        ref = self.ref
+        return CheckSummary(
+            status, exit_status, self.config.to_dict(),
+            {"requested": self.config.device, **({k: dev["device"][k] for k in ("active", "name")} if dev else {})},
+            self.steps, self.tolerances,
+            {"label": ref.label, "weights_sha256": ref["weights_sha256"], "origin": ref.report.get("origin"),
+             "applies": self.ref_applies},
+            dev.get("versions") or {}, origin, self.runs, failed_step, reason,
+            self.interrupted.signal_name if self.interrupted else None, origin["host"],
+            {"cuda": cuda_libs.describe()} if self.config.device.startswith("cuda") else {})
 
 
 def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol=compare.DEFAULT_RTOL):
-    compare.check_tolerances(atol, rtol)
+    tolerances = Tolerances(atol, rtol)
     ref = load_reference(config, reference)
     engines.python_for(config.engine)  # a missing engine environment: exit 3, nothing written
     out = prepare_out(out)
-    check = Check(config, out, ref, atol, rtol)
+    check = Check(config, out, ref, tolerances)
     check.log(f"xor-gpu check: engine {config.engine}, device {config.device}, results in {out}")
-    try:
-        check.run()
-    finally:
-        data = check.summary()
-        report.write_json(os.path.join(out, "summary.json"), data)
-        check.log(f"RESULT: {'PASS' if data['passed'] else 'FAIL'}; summary in {os.path.join(out, 'summary.json')}")
-        check.log.save()
+    with _Signals() as signals:
+        try:
+            check.run()
+        except Interrupted:
+            pass  # the summary says so, then it is raised again
+        except Exception as exc:  # noqa: BLE001 - the summary is written, then the CLI reports it
+            check.failure = check.failure or exc
+            raise
+        finally:
+            signals.hold()
+            check.interrupted = signals.caught
+            summary = check.summary()
+            report.write_json(os.path.join(out, "summary.json"), summary.to_dict())
+            check.log(f"RESULT: {summary.status.upper()}; summary in {os.path.join(out, 'summary.json')}")
+            check.log.save()
+    if check.interrupted:
+        raise check.interrupted
     if check.failure:
         raise check.failure
     return EXIT_OK
+
+
+class _Signals:
+    """SIGTERM (a scheduler's time limit, a cancelled CI job) and SIGINT during a check raise
+    Interrupted where the check is (a child being waited for is stopped: xor_gpu.child); after
+    hold(), signals are only recorded, so that the summary is always written in full."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __enter__(self):
+        self.caught, self.holding = None, False
+        self.saved = {s: signal.signal(s, child.deferring(self._handle)) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.caught is None:
+            self.caught = Interrupted(signum)
+            if not self.holding:
+                raise self.caught
+
+    def hold(self):
+        self.holding = True
+
+    def __exit__(self, *exc):
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)

@@ -7,15 +7,17 @@ in XOR_GPU_ERROR_JSON, written by the CLI): the parent reads both, never stderr 
 import dataclasses
 import json
 import os
+import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 from xor_gpu import engines
+from xor_gpu.errors import EXIT_OK, TimedOut
 
 ERROR_ENV = "XOR_GPU_ERROR_JSON"
 ERROR_SCHEMA = "xor_gpu.error/1"
+STOP_GRACE = 10  # seconds a stopped child has to exit before SIGKILL
 
 
 @dataclasses.dataclass
@@ -28,7 +30,7 @@ class ChildRun:
 
     @property
     def ok(self):
-        return self.exit_status == 0
+        return self.exit_status == EXIT_OK
 
 
 def train_args(config, seeds=None):
@@ -51,21 +53,71 @@ def train(config, timeout=None, seeds=None):
                "--json", report_path]
         start = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, ERROR_ENV: error_path}, timeout=timeout)
+            returncode, stderr = _run(cmd, {**os.environ, ERROR_ENV: error_path}, timeout)
         except subprocess.TimeoutExpired as exc:
-            return ChildRun(exit_status=5, error=f"training on {config.device} did not finish in {timeout:g} s",
+            return ChildRun(exit_status=TimedOut.exit_status,
+                            error=f"training on {config.device} did not finish in {timeout:g} s",
                             seconds=time.perf_counter() - start, stderr=exc.stderr or "")
-        run = ChildRun(exit_status=proc.returncode, seconds=time.perf_counter() - start, stderr=proc.stderr)
+        run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - start, stderr=stderr)
         if run.ok:
             run.report = _load(report_path)
         else:
             error = _load(error_path)
             # Without an error report the child crashed (a signal, a fault in native code).
-            last = (proc.stderr.strip().splitlines() or [""])[-1][:300]
-            died = f"the child process died (exit {proc.returncode}){': ' + last if last else ''}"
+            last = (stderr.strip().splitlines() or [""])[-1][:300]
+            died = f"the child process died (exit {returncode}){': ' + last if last else ''}"
             run.error = error["message"] if error else died
     return run
+
+
+class _Starting:
+    """While Popen starts a child, a signal handler must not raise: between fork and exec the
+    child exists but no Popen knows it, and it would outlive us. Handlers made by deferring()
+    hold such a signal until the child is known, then raise it where the child is stopped with
+    the parent. (Masking the signals would not do: the parent's numpy has threads of its own.)"""
+    active, held = False, []
+
+    @classmethod
+    def done(cls):
+        cls.active = False
+        while cls.held:
+            signal.raise_signal(cls.held.pop(0))
+
+
+def deferring(handler):
+    """`handler` (a signal handler that raises) as one that waits while a child is being started."""
+    def handle(signum, frame):
+        if _Starting.active:
+            _Starting.held.append(signum)
+        else:
+            handler(signum, frame)
+    return handle
+
+
+def _run(cmd, env, timeout):
+    """(exit status, stderr) of cmd. Whatever stops the parent while it waits (a signal that
+    interrupts a check, a timeout) stops the child too: SIGTERM, then SIGKILL after STOP_GRACE."""
+    _Starting.active = True
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    except BaseException:
+        _Starting.done()
+        raise
+    with proc:
+        try:
+            _Starting.done()  # a signal held while the child started is raised here
+            _, stderr = proc.communicate(timeout=timeout)
+        except BaseException as exc:
+            proc.terminate()
+            try:
+                _, stderr = proc.communicate(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, stderr = proc.communicate()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                exc.stderr = stderr
+            raise
+    return proc.returncode, stderr
 
 
 def write_error(exc, exit_status):

@@ -115,7 +115,7 @@ def config_from(args, device, engine=engines.DEFAULT):
 
 
 def cmd_train(args):
-    from xor_gpu import report, train
+    from xor_gpu import render, report, train
 
     config = config_from(args, args.device, engines.get(args.engine).name)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
@@ -133,14 +133,14 @@ def cmd_train(args):
 
         plots.plot_runs(args.plot, {config.device: data},
                         f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
-    print(report.format_train(data))
+    print(render.train(data))
     if args.check and not data["converged"]:
         raise CheckFailed("did not converge")
     return EXIT_OK
 
 
 def _train_seeds(args, config, seeds):
-    from xor_gpu import report, train
+    from xor_gpu import render, report, train
 
     with _progress(config.steps * len(seeds), f"train {config.device}, {len(seeds)} seeds") as bar:
         results = train.run_seeds(config, seeds, progress=bar.update)
@@ -152,7 +152,7 @@ def _train_seeds(args, config, seeds):
 
         plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data["runs"].items()},
                         f"XOR loss by seed, {config.device}, {config.floatx}")
-    print(report.format_seeds(data))
+    print(render.seeds(data))
     if args.check and not all(r.converged for r in results):
         raise CheckFailed("not every seed converged")
     return EXIT_OK

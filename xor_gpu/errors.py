@@ -3,6 +3,7 @@
 The CLI turns any of them into one line on stderr and `exit_status`; nothing else in the
 package writes exit numbers.
 """
+import signal
 
 
 class XorGpuError(Exception):
@@ -35,5 +36,19 @@ class CheckFailed(XorGpuError):
     exit_status = 5
 
 
+class Interrupted(XorGpuError):
+    """SIGTERM (a scheduler's time limit, a cancelled CI job) or SIGINT arrived: exit 128 + the
+    signal's number, as a shell reports a process the signal ended (130, 143)."""
+
+    def __init__(self, signum):
+        self.signal_name = signal.Signals(signum).name
+        self.exit_status = 128 + signum
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+class TimedOut(CheckFailed):
+    """A child run did not finish in the time given to it."""
+
+
 EXIT_OK = 0
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = Interrupted(signal.SIGINT).exit_status  # Ctrl-C outside a check

@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from xor_gpu.compare import max_prediction_difference, relative_loss_differences
+from xor_gpu.report import _atomic
+from xor_gpu.results import max_prediction_difference, relative_loss_differences
 
 # A loss curve spanning less than this ratio reads better on a linear axis.
 LOG_SPAN = 20
@@ -219,23 +220,25 @@ def _width(others):
     return 7.5 + 1.0 + CHAR_INCHES * longest + 0.6 + CHAR_INCHES * (longest + len(": max 1.5e-06: 1,000x inside"))
 
 
-def plot_runs(path, runs, title, reference=None, atol=None, rtol=None):
+def plot_runs(path, runs, title, reference=None, atol=None, rtol=None, missing=()):
     """Write the PNG for `runs` ({label: train report}) atomically to path; returns the figure.
 
     reference: the label in runs the others are compared with, a (label, report) pair for
     one that is not among them, or None (loss curves only). atol bounds the max |prediction
     difference|, rtol the relative loss-history difference; None draws no tolerance.
+    missing: a line for each node that has no run to draw (an unusable device, an
+    interrupted check), written in red under the figure's title.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xor_gpu.report import _atomic
-
     ref_label, ref, others = _split(runs, reference)
-    if not others:  # the reference alone: nothing to compare it with
+    if not others and ref is not None:  # the reference alone: nothing to compare it with
         ref_label, ref, others = None, None, {ref_label: ref}
+    if not others:  # no run at all: only the nodes without one
+        return _notes_only(path, title, missing)
     colors = _colors(len(others))
     n = len(others)
     # Inches: the log axis grows with its legend (one line per run), the bars with the runs.
@@ -244,6 +247,7 @@ def plot_runs(path, runs, title, reference=None, atol=None, rtol=None):
     fig = plt.figure(figsize=(_width(others), sum(heights) + 0.6), layout="constrained")
     axes = fig.subplots(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
     fig.suptitle(title, fontsize=12, fontweight="bold")
+    _no_runs(axes[0], missing)
     _loss_panel(axes[0], ref_label, ref, others, colors)
     if ref is not None:
         axes[0].set_title("loss curves", fontsize=10, loc="left")
@@ -259,7 +263,32 @@ def plot_runs(path, runs, title, reference=None, atol=None, rtol=None):
     return fig
 
 
-def plot_seeds(path, data):
+def _no_runs(ax, missing):
+    """Above the loss panel: the nodes whose reports hold no run, so that none goes unseen."""
+    if missing:
+        ax.text(0, 1.08 + 0.01 * len(missing), "no run: " + "; ".join(missing), transform=ax.transAxes,
+                ha="left", va="bottom", fontsize=8, color=OVER, fontweight="bold", wrap=True, gid="no-run")
+
+
+def _notes_only(path, title, missing):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(7.5, 1.0 + 0.25 * len(missing)), layout="constrained")
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    for i, line in enumerate(missing):
+        fig.text(0.02, 0.75 - i * 0.25 / (1.0 + 0.25 * len(missing)), f"no run: {line}", color=OVER,
+                 fontsize=9, fontweight="bold", gid="no-run")
+    try:
+        _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    finally:
+        plt.close(fig)
+    return fig
+
+
+def plot_seeds(path, result):
     """parity --seeds: per seed, each device's max |prediction difference| to the reference
     device (log), against atol. Filled: the seed converged on every device; hollow: on none;
     a red X: the devices disagree. Exact zeros sit on a strip below (a log axis has no 0)."""
@@ -269,18 +298,16 @@ def plot_seeds(path, data):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from xor_gpu.report import _atomic
-
-    seeds, devices, ref = data["seeds"], data["devices"][1:], data["reference"]
-    atol = data["tolerances"]["atol_predictions"]
-    kind = {**{s: "everywhere" for s in data["converged_everywhere"]},
-            **{s: "nowhere" for s in data["converged_nowhere"]}, **{s: "disagree" for s in data["disagree"]}}
+    seeds, devices, ref = result.seeds, result.devices[1:], result.reference
+    atol, groups = result.tolerances.atol, result.groups()
+    kind = {**{s: "everywhere" for s in groups["converged_everywhere"]},
+            **{s: "nowhere" for s in groups["converged_nowhere"]}, **{s: "disagree" for s in groups["disagree"]}}
     colors, nonzero = _colors(len(devices)), []
     fig = plt.figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
                      layout="constrained")
     ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, _strip_inches(len(devices)) + 0.3])
     for row, (device, color) in enumerate(zip(devices, colors)):
-        diffs = np.array([data["matrix"][str(s)]["differences"][device]["max_abs_prediction_diff"] for s in seeds])
+        diffs = np.array([result.matrix[str(s)]["differences"][device].max_abs_prediction_diff for s in seeds])
         zero = diffs == 0
         x = np.arange(len(seeds)) + 0.5 * (row - (len(devices) - 1) / 2) / max(len(devices), 2)  # side by side
         for name, marker, face in (("everywhere", "o", color), ("nowhere", "o", "none"), ("disagree", "X", OVER)):
@@ -303,7 +330,7 @@ def plot_seeds(path, data):
     strip.set_xticks(np.arange(len(seeds)), [str(s) for s in seeds], fontsize=7 if len(seeds) <= 40 else 5,
                      rotation=0 if len(seeds) <= 40 else 90)
     strip.set_xlabel("seed")
-    config = data["config"]
+    config = result.config
     fig.suptitle(f"XOR parity over {len(seeds)} seeds, {config['floatx']}, {config['steps']:,} steps",
                  fontsize=12, fontweight="bold")
     try:

@@ -1,4 +1,5 @@
-"""What a run leaves behind: the JSON report (schema in README.md), the text table, the plot.
+"""What a run leaves behind: its train report (schema in README.md and xor_gpu.results),
+written as JSON; the text is xor_gpu.render's.
 
 Files are written atomically (a temporary file in the same folder, then os.replace), so a
 reader never sees half a report, and paths are checked before training starts.
@@ -9,19 +10,12 @@ import platform
 import socket
 import tempfile
 
-from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS, row_converged
+from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS
 from xor_gpu.errors import ConfigError
+from xor_gpu.results import SEEDS_SCHEMA, TRAIN_SCHEMA, row_key
 
-TRAIN_SCHEMA = "xor_gpu.train/1"
-PARITY_SCHEMA = "xor_gpu.parity/1"
-SEEDS_SCHEMA = "xor_gpu.train-seeds/1"  # train --seeds: one train report per seed
-SWEEP_SCHEMA = "xor_gpu.parity-seeds/1"  # parity --seeds: the matrix of seeds and devices
 # The image writes its manifest here; the offline bundle points XOR_GPU_MANIFEST at its own.
 MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
-
-
-def row_key(row):
-    return f"{row[0]},{row[1]}"
 
 
 def read_manifest():
@@ -120,50 +114,8 @@ def write_json(path, data):
     _atomic(path, lambda f: (json.dump(data, f, indent=2, allow_nan=False), f.write("\n")))
 
 
-def _modules(count):
-    return "" if count is None else f" ({count} new modules)"
-
-
-def format_train(report):
-    """The human-readable summary of one training run."""
-    lines = ["input    target  prediction  ok"]
-    margin = report["convergence_margin"]
-    for key, pred in report["predictions"].items():
-        target = report["targets"][key]
-        ok = "yes" if row_converged(pred, target) else "NO"
-        lines.append(f"{key:<8} {target:>6}  {pred:10.6f}  {ok}")
-    dev = report["device"]
-    lines += [
-        f"final loss      {report['final_loss']:.6g}",
-        f"engine          {report['config'].get('engine', 'theano')}",
-        f"device          requested {dev['requested']}, active {dev['active']} ({dev['name']})",
-        f"floatX          {report['floatX']}",
-        f"compile         {report['compile_seconds']:.2f} s{_modules(report['new_compiled_modules'])}",
-        f"first step      {report['first_step_seconds']:.2f} s (includes the device's kernel builds)",
-        f"train           {report['train_seconds']:.2f} s, {report['steps_per_second']:,.0f} steps/s "
-        f"({report['config']['steps']:,} steps)",
-        f"converged       {'yes' if report['converged'] else 'NO'} "
-        f"(every prediction within {0.5 - margin:g} of its target)",
-        f"weights sha256  {report['weights_sha256'][:16]}",
-    ]
-    return "\n".join(lines)
-
-
 def seeds_report(results):
     """`train --seeds`: the train report of every seed, keyed by the seed as text (JSON keys)."""
     return {"schema": SEEDS_SCHEMA, "device": results[0].config.device,
             "seeds": [r.config.seed for r in results],
             "runs": {str(r.config.seed): train_report(r) for r in results}}
-
-
-def format_seeds(data):
-    """One line per seed, then how many converged."""
-    lines = ["seed        final loss  converged  weights sha256"]
-    runs = data["runs"].values()
-    for run in runs:
-        lines.append(f"{run['config']['seed']:<10} {run['final_loss']:11.6g}  {'yes' if run['converged'] else 'NO':>9}"
-                     f"  {run['weights_sha256'][:16]}")
-    first = next(iter(runs))
-    lines.append(f"{sum(r['converged'] for r in runs)} of {len(data['runs'])} seeds converged on {data['device']} "
-                 f"({first['device']['name']}), {first['config']['steps']:,} steps each")
-    return "\n".join(lines)

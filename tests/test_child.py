@@ -1,0 +1,80 @@
+"""Training in a child process (xor_gpu.child), for real: a report comes back, a device
+that cannot be used comes back as its error (from the child's error report, not its stderr),
+and a child that runs out of time is stopped, not left behind."""
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from xorlib import without_cuda_gpu
+from xor_gpu import child
+from xor_gpu.config import TrainConfig
+from xor_gpu.errors import EXIT_OK, DeviceError, TimedOut
+
+
+def test_a_run_returns_its_train_report():
+    run = child.train(TrainConfig(steps=2000, lr=0.3))
+    assert run.ok and run.exit_status == EXIT_OK and run.error == ""
+    assert run.report["schema"] == "xor_gpu.train/1" and run.report["config"]["steps"] == 2000
+    assert run.report["converged"] is True and run.seconds > 0
+
+
+def test_train_args_name_every_field_of_the_config():
+    config = TrainConfig(device="opencl0:0", hidden=4, lr=0.25, steps=7, seed=3, steps_per_call=1)
+    assert child.train_args(config) == ["--engine", "theano", "--device", "opencl0:0", "--floatx", "float32",
+                                        "--hidden", "4", "--lr", "0.25", "--steps", "7", "--seed", "3",
+                                        "--steps-per-call", "1"]
+    assert child.train_args(config, seeds=[1, 5])[-4:] == ["--seeds", "1,5", "--steps-per-call", "1"]
+
+
+@without_cuda_gpu
+def test_an_unusable_device_comes_back_as_its_error():
+    run = child.train(TrainConfig(device="cuda", steps=10))
+    assert not run.ok and run.exit_status == DeviceError.exit_status and run.report is None
+    assert run.error.startswith("device cuda requested but Theano could not initialise it")
+    assert "\n" not in run.error and "xor-gpu: error:" in run.stderr
+
+
+def test_a_child_out_of_time_is_stopped_and_reported():
+    run = child.train(TrainConfig(steps=10**9), timeout=3)
+    assert run.exit_status == TimedOut.exit_status and run.error == "training on cpu did not finish in 3 s"
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children", encoding="ascii") as f:
+        assert f.read().split() == [], "the stopped child is still running"
+
+
+def test_the_error_report_is_written_only_where_a_parent_asked(tmp_path, monkeypatch):
+    monkeypatch.delenv(child.ERROR_ENV, raising=False)
+    child.write_error(ValueError("not asked"), 2)
+    assert os.listdir(tmp_path) == []
+    path = tmp_path / "error.json"
+    monkeypatch.setenv(child.ERROR_ENV, str(path))
+    child.write_error(DeviceError("no\n  device"), 3)
+    assert json.loads(path.read_text()) == {"schema": "xor_gpu.error/1", "exit_status": 3, "type": "DeviceError",
+                                            "message": "no device"}
+
+
+def test_a_signal_while_the_child_starts_stops_the_child_too(monkeypatch):
+    """A signal whose handler raises, arriving between fork and exec (here: just as Popen
+    returns), waits until the child is known, then stops the parent and the child with it."""
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+    started, popen = [], subprocess.Popen
+
+    def popen_then_signal(*args, **kwargs):
+        proc = popen(*args, **kwargs)
+        started.append(proc.pid)
+        os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs before Popen's caller sees proc
+        return proc
+    previous = signal.signal(signal.SIGUSR1, child.deferring(stop))
+    monkeypatch.setattr(subprocess, "Popen", popen_then_signal)
+    try:
+        with pytest.raises(Stop):
+            child.train(TrainConfig(steps=10**9))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert started and not os.path.exists(f"/proc/{started[0]}"), "the child outlived the parent's exception"

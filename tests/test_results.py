@@ -1,0 +1,137 @@
+"""The typed result layer against reports written by the previous release (tests/data/v0.1.0,
+made by xor_gpu 0.1.0 with the commands its README lists): each loads, writes back the same
+JSON, renders the same figures and compares the same. Then the rules the results pin: the
+convergence margin at its boundary, and bad report files."""
+import json
+import pathlib
+
+import pytest
+
+from xor_gpu import compare, config, render, report, results
+from xor_gpu.errors import ConfigError
+from xor_gpu.results import CheckSummary, Difference, Parity, Sweep, Tolerances, TrainRun
+
+DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"
+
+
+def _load(name):
+    return results.load(DATA / name)
+
+
+def _tokens(text):
+    """What a printed table says, whatever its column spacing."""
+    return [line.split() for line in text.strip().splitlines()]
+
+
+def _printed(name, drop_last=True):
+    """What 0.1.0 printed, without its closing PASS line."""
+    lines = (DATA / name).read_text().strip().splitlines()
+    return "\n".join(lines[:-1] if drop_last else lines)
+
+
+def test_a_train_report_loads_and_renders_as_before():
+    data = _load("train.json")
+    run = TrainRun("train.json", data)
+    assert run.converged is True and run["schema"] == results.TRAIN_SCHEMA
+    assert Difference.between(data, data) == Difference(0.0, 0.0, True)
+
+
+def test_a_parity_report_round_trips_and_prints_the_same_figures():
+    data = _load("parity.json")
+    parity = Parity.from_dict(data)
+    assert parity.to_dict() == data
+    assert parity.passed and parity.reference == "cpu"
+    assert _tokens(render.parity(parity)) == _tokens(_printed("parity.txt"))
+
+
+def test_a_sweep_report_round_trips_and_prints_the_same_figures():
+    data = _load("parity-seeds.json")
+    sweep = Sweep.from_dict(data)
+    assert sweep.to_dict() == data
+    assert sweep.groups()["converged_nowhere"] == [1, 2]
+    assert _tokens(render.sweep(sweep)) == _tokens(_printed("parity-seeds.txt"))
+
+
+def test_a_seeds_report_prints_the_same_figures():
+    assert _tokens(render.seeds(_load("train-seeds.json"))) == _tokens(_printed("train-seeds.txt", False))
+
+
+@pytest.mark.parametrize("name, status, exit_status, failed_step, reason", [
+    ("check-cpu.json", "passed", 0, None, None),
+    ("check-failed.json", "failed", 5, "train", "check failed at train: did NOT converge, final loss 1.00102"),
+    ("check-cuda.json", "unusable", 3, "doctor", "device cuda is not usable: device cuda requested but Theano"),
+])
+def test_a_summary_without_status_gets_it_from_its_exit_status(name, status, exit_status, failed_step, reason):
+    data = _load(name)
+    assert "status" not in data  # written before the field existed
+    summary = CheckSummary.from_dict(data)
+    assert (summary.status, summary.exit_status, summary.failed_step) == (status, exit_status, failed_step)
+    assert summary.reason == reason or summary.reason.startswith(reason)
+    assert summary.node == data["origin"]["host"] and summary.interrupted_by is None
+    written = summary.to_dict()
+    assert {k: written[k] for k in data} == data  # every field of 0.1.0 written back as it was
+    assert written["status"] == status
+
+
+@pytest.mark.parametrize("paths, printed", [
+    (["train.json", "parity.json"], "compare"),
+    (["check-cpu.json", "check-cpu.json"], "compare-check"),
+])
+def test_compare_of_old_reports_is_the_same(monkeypatch, paths, printed):
+    """The same comparison as 0.1.0's (its JSON gains only nodes and status_counts) and the
+    same table, then the fleet of nodes."""
+    monkeypatch.chdir(DATA)  # the labels are the paths as given
+    result = compare.compare(paths)
+    written = result.to_dict()
+    before = _load(f"{printed}.json")
+    assert {k: v for k, v in written.items() if k not in ("nodes", "status_counts")} == before
+    assert [n["status"] for n in written["nodes"]] == ["PASS"] * len(paths)
+    old = _tokens(_printed(f"{printed}.txt"))
+    assert _tokens(render.comparison(result))[:len(old)] == old
+
+
+def test_the_committed_reference_loads_and_is_bitwise_itself():
+    ref = compare.reference_of(compare.BUILTIN)
+    assert Difference.between(ref.report, ref.report).bitwise_equal
+    result = compare.compare([compare.builtin_reference_path()], compare.BUILTIN)
+    assert result.passed and result.rows[0].difference == Difference(0.0, 0.0, True)
+
+
+@pytest.mark.parametrize("prediction, target, converged", [
+    (0.75, 1, True), (0.7499, 1, False), (0.25, 0, True), (0.2501, 0, False), (1.0, 1, True), (0.5, 0, False)])
+def test_the_convergence_rule_at_its_boundary(prediction, target, converged):
+    """Converged: within 0.25 of the target (`|prediction - target| <= 0.25`), no further."""
+    assert config.row_converged(prediction, target) is converged
+
+
+def test_the_convergence_rule_in_a_report():
+    """A report states its margin, and its ok column applies it at the boundary."""
+    data = json.loads(json.dumps(_load("train.json")))
+    assert data["convergence_margin"] == config.CONVERGENCE_MARGIN == 0.25
+    data["predictions"] = {"1,0": 0.75, "0,0": 0.2501, "0,1": 0.7499, "1,1": 0.25}
+    table = {row[0]: row[-1] for row in _tokens(render.train(data))[1:5]}
+    assert table == {"1,0": "yes", "0,0": "NO", "0,1": "NO", "1,1": "yes"}
+    assert config.is_converged(list(data["predictions"].values())) is False
+    assert config.is_converged([0.75, 0.25, 0.75, 0.25]) is True
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.update(status="exploded"), "unknown check status 'exploded'"),
+    (lambda d: d.pop("steps"), "not a complete xor_gpu.check/1 summary"),
+    (lambda d: d["runs"]["cpu"].pop("weights_sha256"), "weights_sha256 missing"),
+])
+def test_a_broken_summary_is_bad_input(tmp_path, edit, fragment):
+    data = _load("check-cpu.json")
+    edit(data)
+    path = tmp_path / "s.json"
+    report.write_json(path, data)
+    with pytest.raises(ConfigError, match=fragment):
+        compare.compare([str(path)], compare.BUILTIN)
+
+
+def test_tolerances_refuse_what_is_not_a_finite_number():
+    for bad in (-1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ConfigError, match="atol must be a finite number >= 0"):
+            Tolerances(bad, 1e-3)
+    assert Tolerances(0, 0).admit(Difference(0.0, 0.0, True))
+    assert not Tolerances(1e-4, 1e-3).admit(Difference(1.0001e-4, 0.0, False))
