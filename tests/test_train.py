@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from xor_gpu import compare, report, train
-from xor_gpu.config import CPU_STEPS_PER_CALL, TrainConfig
+from xor_gpu.config import TrainConfig
+from xor_gpu.engines import CPU_STEPS_PER_CALL
 from xorlib import train_report
 
 # Short runs that converge like the seed config (lr x steps = 600); 2,000 steps sample the

@@ -9,6 +9,8 @@ a CPU or OpenCL run starts once, not twice.)
 import os
 import sys
 
+from xor_gpu import cuda_libs, engines
+
 MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
 
 
@@ -16,8 +18,6 @@ def wanted_env(devices, host=None):
     """{variable: value} to change in `host`'s environment before running on `devices`."""
     if not any(d.startswith("cuda") for d in devices):
         return {}
-    from xor_gpu import cuda_libs
-
     host = host or cuda_libs.Host()
     first = cuda_libs.loader_folders(host)
     paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
@@ -40,8 +40,6 @@ def reexec_if_needed(argv, devices):
 def reexec_for_engine(argv, engine):
     """Run `xor-gpu ARGS` in the engine's own Python when it is not this one (PyTensor and
     Theano need environments of their own)."""
-    from xor_gpu import engines
-
     python = engines.python_for(engine)
     if python != sys.executable:
         sys.stdout.flush()
