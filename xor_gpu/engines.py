@@ -97,11 +97,6 @@ def get(name):
     return ENGINES[name]
 
 
-def check_pair(engine, device):
-    """Refuse an engine on a device it cannot run on, before anything is trained."""
-    get(engine).check_device(device)
-
-
 def parse_runs(text):
     """[(engine, device)] from "theano:cpu,pytensor-jax:cpu,theano:opencl0:0"; each run once."""
     runs = []
