@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from xorlib import DEVICE, run_cli
-from xor_gpu import backend
+from xor_gpu import backend, compile_cache, host
 from xor_gpu.errors import DeviceError
 
 
@@ -18,7 +18,7 @@ def test_theano_flags_order_defaults_user_then_device():
     flags = backend.theano_flags("opencl0:0", "float32", user_flags="blas.ldflags=-lmyblas,device=cuda,floatX=float64")
     parts = flags.split(",")
     assert parts[-2:] == ["device=opencl0:0", "floatX=float32"]  # the command line wins
-    default = f"blas.ldflags={backend.default_blas_ldflags()}"
+    default = f"blas.ldflags={host.default_blas_ldflags()}"
     assert parts.index("blas.ldflags=-lmyblas") > parts.index(default)  # the user's override wins
     assert "print_active_device=False" in parts
 
@@ -63,7 +63,14 @@ def test_a_graph_computing_on_the_device_passes(device, ops):
     assert backend.verify_graph(_Function(*ops), device) == ops
 
 
-@pytest.mark.skipif(DEVICE != "cpu", reason="compiles the real model on the CPU; the cpu env runs it")
+def test_compiled_modules_are_kept_for_years_not_aged_out_after_24_days():
+    """Theano deletes a compiled module unused for cmodule.age_thresh_use seconds (24 days by
+    default): every run a month later would compile cold. Read back from Theano itself."""
+    theano = backend.import_theano("cpu", "float32")
+    assert theano.config.cmodule.age_thresh_use >= 10 * 365 * 24 * 3600
+    assert theano.config.compiledir.startswith(os.path.realpath(compile_cache.compiledir()))
+
+
 def test_the_real_cpu_graph_is_refused_for_a_gpu_device():
     """The model as compiled on the CPU, presented as a GPU run: exactly the silent fallback."""
     from xor_gpu.config import TrainConfig
@@ -83,7 +90,7 @@ def test_the_real_cpu_graph_is_refused_for_a_gpu_device():
 ])
 def test_theano_already_imported_with_other_settings_is_refused(second, fragment):
     code = textwrap.dedent(f"""
-        from xor_gpu import backend
+        from xor_gpu import backend, compile_cache, host
         from xor_gpu.errors import DeviceError
         backend.import_theano('cpu', 'float32')
         assert backend.import_theano('cpu', 'float32')  # the same settings again are fine
@@ -108,7 +115,7 @@ def test_heavy_ops_name_the_arithmetic_of_the_step():
 # process (ops without properties, and COp versions that follow PYTHONHASHSEED); these runs
 # are real processes on one compile cache, so the second one must find everything there.
 
-OPENBLAS_FLAGS = f"blas.ldflags=-l:{backend.OPENBLAS}"
+OPENBLAS_FLAGS = f"blas.ldflags=-l:{host.OPENBLAS}"
 
 
 def _train(tmp_path, name, *args, env=None):
@@ -127,8 +134,8 @@ def test_openblas_modules_are_compiled_once(tmp_path):
 
 
 def test_a_warm_run_compiles_nothing_whatever_the_hash_seed(tmp_path):
-    """Nothing fixes PYTHONHASHSEED any more (no re-exec): runs under different seeds share
-    the compile cache and train bitwise identically."""
+    """No environment pins PYTHONHASHSEED: runs under different hash seeds share the compile
+    cache, as backend._stable_cop_versions keys COp modules by a digest, not by hash()."""
     first = _train(tmp_path, "a.json", "--device", "cpu", env={"PYTHONHASHSEED": "1"})
     second = _train(tmp_path, "b.json", "--device", "cpu", env={"PYTHONHASHSEED": "2"})
     assert "DimShuffle" in second["ops"]  # a COp, whose version Theano takes from hash()
@@ -150,7 +157,7 @@ def test_a_second_run_on_the_device_compiles_nothing(device, tmp_path):
 def test_ops_given_props_keep_their_equality_hash_and_name():
     """Only the cache version changes: the ops compare, hash and print as before."""
     code = textwrap.dedent("""
-        from xor_gpu import backend
+        from xor_gpu import backend, compile_cache, host
         theano = backend.import_theano('cpu', 'float32')
         from theano.tensor.blas import Dot22, _dot22
         from theano.compile.ops import DeepCopyOp
@@ -175,7 +182,7 @@ def test_import_theano_imports_only_what_the_device_uses(device, loaded, absent)
         pytest.skip(f"needs {device}; the opencl env runs it")
     code = textwrap.dedent(f"""
         import sys
-        from xor_gpu import backend
+        from xor_gpu import backend, compile_cache, host
         backend.import_theano({device!r}, 'float32')
         print([m for m in {loaded!r} if m not in sys.modules], [m for m in {absent!r} if m in sys.modules])
         import scipy.special
@@ -189,13 +196,13 @@ def test_openblas_is_the_default_where_installed(monkeypatch, tmp_path):
     std, extra = tmp_path / "std", tmp_path / "extra"
     std.mkdir()
     extra.mkdir()
-    monkeypatch.setattr(backend, "_standard_folders", lambda: [str(std)])
+    monkeypatch.setattr(host, "standard_folders", lambda: [str(std)])
     monkeypatch.setenv("LD_LIBRARY_PATH", f"/nonexistent:{extra}")
-    assert backend.default_blas_ldflags() == ""  # numpy's C-API
-    (extra / backend.OPENBLAS).touch()  # an unpacked bundle: the linker needs its folder
-    assert backend.default_blas_ldflags() == f"-L{extra} -l:libopenblas.so.0"
-    (std / backend.OPENBLAS).touch()
-    assert backend.default_blas_ldflags() == "-l:libopenblas.so.0"
+    assert host.default_blas_ldflags() == ""  # numpy's C-API
+    (extra / host.OPENBLAS).touch()  # an unpacked bundle: the linker needs its folder
+    assert host.default_blas_ldflags() == f"-L{extra} -l:libopenblas.so.0"
+    (std / host.OPENBLAS).touch()
+    assert host.default_blas_ldflags() == "-l:libopenblas.so.0"
     assert "blas.ldflags=-l:libopenblas.so.0" in backend.theano_flags("cpu", "float32", user_flags="").split(",")
     assert backend.theano_flags("cpu", "float32", user_flags="blas.ldflags=").split(",")[-3] == "blas.ldflags="
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from xor_gpu import render
-from xor_gpu.config import CPU_STEPS_PER_CALL
+from xor_gpu.engines import CPU_STEPS_PER_CALL
 from xorlib import one_line_error, run_cli, train_report, without_cuda_gpu
 
 

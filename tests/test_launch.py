@@ -3,6 +3,7 @@
 exactly one re-exec, and none for the other devices."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -108,3 +109,57 @@ def test_the_cli_reexecs_into_the_environment_the_policy_chose(cu12, tmp_path):
     assert found["libraries"]["libnvrtc.so"] == "ok" and found["libraries"]["libcublas.so"] == "ok"
     assert found["cuda_libs"]["folder"] == folder
     assert found["cuda_libs"]["nvrtc"] == {"path": f"{cu12['lib']}/libnvrtc.so.12", "version": "12.0"}
+
+
+# --- the offline bundle's run: bundle/run.sh execs `python -I -m xor_gpu.launch bundle` ----
+
+@pytest.mark.parametrize("given, runs", [
+    ([], ["check", "--device", "cuda"]),
+    (["--out", "o"], ["check", "--device", "cuda", "--out", "o"]),
+    (["check", "--steps", "5"], ["check", "--device", "cuda", "--steps", "5"]),
+    (["check", "--device", "opencl0:0"], ["check", "--device", "opencl0:0"]),
+    (["--device=cpu", "--out", "o"], ["check", "--device=cpu", "--out", "o"]),
+    (["doctor"], ["doctor"]),  # other commands as given
+    (["train", "--json", "--device"], ["train", "--json", "--device"]),
+])
+def test_the_bundles_default_command_is_check_on_cuda(given, runs):
+    assert launch.bundle_command(given) == runs
+
+
+def test_the_bundles_environment_is_made_not_inherited():
+    caller = {"PATH": "/opt/gcc/bin:/usr/bin", "HOME": "/home/u", "CUDA_VISIBLE_DEVICES": "1", "TERM": "",
+              "LD_LIBRARY_PATH": "/opt/driver", "PYTHONPATH": "/poison", "PYTHONHOME": "/poison",
+              "THEANO_FLAGS": "device=cuda,floatX=float64", "XOR_GPU_COMPILEDIR": "/poison", "VIRTUAL_ENV": "/v"}
+    env = launch.bundle_env("/b/root", "/s", ["/c1", "/c2"], caller)
+    lib = f"/b/root/usr/lib/{os.uname().machine}-linux-gnu"
+    assert env == {
+        "PATH": "/opt/gcc/bin:/usr/bin", "HOME": "/home/u", "CUDA_VISIBLE_DEVICES": "1", "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8", "LD_LIBRARY_PATH": f"{lib}:/b/root/usr/lib:/opt/driver",
+        "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/s/mpl",
+        "XOR_GPU_COMPILEDIR": "/s/theano", "POCL_CACHE_DIR": "/s/pocl", "XOR_GPU_MANIFEST": "/b/MANIFEST.json",
+        "THEANO_FLAGS": f"gcc.cxxflags=-I/b/root/usr/include -L{lib} -L/b/root/usr/lib",
+        "XOR_GPU_CUDA_LIBS": "/c1:/c2"}
+    # No --cuda-libs: the caller's XOR_GPU_CUDA_LIBS goes on; nothing of PYTHONHASHSEED's.
+    env = launch.bundle_env("/b/root", "/s", [], {"XOR_GPU_CUDA_LIBS": "/n", "PYTHONHASHSEED": "0"})
+    assert env["XOR_GPU_CUDA_LIBS"] == "/n" and "PYTHONHASHSEED" not in env
+
+
+def test_the_bundle_entry_runs_the_command_in_that_environment(tmp_path):
+    """For real, as run.sh ends: the caches' folders made, the caller's Python variables gone,
+    the command run with its arguments."""
+    state = tmp_path / "state"
+    poison = tmp_path / "poison"
+    poison.mkdir()
+    (poison / "sitecustomize.py").write_text("raise SystemExit('the caller PYTHONPATH leaked')\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(poison),
+           "THEANO_FLAGS": "device=cuda", "XOR_GPU_COMPILEDIR": str(poison)}
+    proc = subprocess.run([sys.executable, "-I", "-B", "-m", "xor_gpu.launch", "bundle", str(tmp_path / "root"),
+                           str(state), f"--cuda-libs={tmp_path}", "--", "doctor", "--json", str(tmp_path / "d.json")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["mpl", "pocl", "theano"]
+    found = json.loads((tmp_path / "d.json").read_text())
+    assert found["compiledir"] == str(state / "theano")
+    assert found["cuda_libs"]["searched"][0] == str(tmp_path)
+    assert found["ld_library_path"].split(os.pathsep)[-2:] == [f"{tmp_path}/root/usr/lib/{os.uname().machine}-linux-gnu",
+                                                               f"{tmp_path}/root/usr/lib"]

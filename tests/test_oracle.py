@@ -3,7 +3,7 @@ reference for the Theano float32 trajectory, in this process on the CPU."""
 import numpy as np
 import pytest
 
-from xor_gpu import backend, model, oracle, train
+from xor_gpu import model, oracle, train
 from xor_gpu.config import TrainConfig
 
 # float32 Theano vs float64 numpy after 60,000 steps, measured: 5.7e-6 on predictions,
@@ -88,6 +88,3 @@ def test_oracle_detects_a_wrong_learning_rate(seed_run):
     predictions, _, _ = oracle.train(TrainConfig(lr=0.0101))
     assert np.max(np.abs(np.asarray(result.predictions) - predictions)) > 5 * ORACLE_ATOL
 
-
-def test_cpu_name_is_reported():
-    assert backend.cpu_name()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from xorlib import run_cli
-from xor_gpu import backend, report
+from xor_gpu import host, report
 
 
 def _report(tmp_path, name, *args, flags=None):
@@ -27,7 +27,7 @@ def test_the_report_names_the_blas_and_the_user_can_choose_numpys(tmp_path):
     numpy_blas = _report(tmp_path, "numpy.json", "--device", "cpu", flags="blas.ldflags=")
 
     blas = default["blas"]
-    assert blas["ldflags"] == f"-l:{backend.OPENBLAS}", "install libopenblas0 (scripts/bootstrap does)"
+    assert blas["ldflags"] == f"-l:{host.OPENBLAS}", "install libopenblas0 (scripts/bootstrap does)"
     assert os.path.isfile(blas["library"]) and blas["version"].startswith("OpenBLAS ")
     assert numpy_blas["blas"] == {"ldflags": "", "library": "numpy C-API", "version": None}
 

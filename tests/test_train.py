@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from xor_gpu import report, train
+from xor_gpu.config import TrainConfig
+from xor_gpu.engines import CPU_STEPS_PER_CALL
 from xor_gpu.results import Difference, TrainRun, check_same_config
-from xor_gpu.config import CPU_STEPS_PER_CALL, TrainConfig
 from xorlib import train_report
 
 # Short runs that converge like the seed config (lr x steps = 600); 2,000 steps sample the
@@ -72,9 +73,9 @@ def test_divergence_exits_4_with_one_line(nan_weights, monkeypatch, capsys):
 
 @pytest.mark.parametrize("k", [1, CPU_STEPS_PER_CALL])
 def test_a_second_run_compiles_nothing_new(tmp_path, k):
-    """The compile cache is warm: with PYTHONHASHSEED fixed by the CLI, a repeat run compiles
-    zero new modules, for one step per call and for the default (whose 53 steps also take
-    the one-step function for the 3 left over)."""
+    """The compile cache is warm: a repeat run, a new process with a hash seed of its own
+    (nothing pins PYTHONHASHSEED), compiles zero new modules, for one step per call and for
+    the default (whose 53 steps also take the one-step function for the 3 left over)."""
     args = ["--steps", "53", "--steps-per-call", str(k)]
     train_report(tmp_path, *args, name="a.json")
     assert train_report(tmp_path, *args, name="b.json")["new_compiled_modules"] == 0

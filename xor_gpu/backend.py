@@ -12,46 +12,12 @@ import platform
 import sys
 import warnings
 
-from xor_gpu.compile_cache import compiledir, rebuild_on_load_failure, repair
-from xor_gpu.config import check_device
+from xor_gpu import cuda_standin, host
+from xor_gpu.compile_cache import compiledir, count_compiled_modules, rebuild_on_load_failure, repair
+from xor_gpu.devices import check_device
 from xor_gpu.errors import DeviceError
 
-# Portable code generation: the same float results and the same compile-cache keys on any
-# CPU of the family. Theano otherwise expands -march=native into the cache key.
-PORTABLE_CXXFLAGS = {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-march=armv8-a"}
 TEN_YEARS = 10 * 365 * 24 * 3600  # compiled modules are kept, not aged out after 24 days
-
-
-# Debian's OpenBLAS, linked into Theano's modules by its soname: the runtime package
-# (libopenblas0-pthread, or any other libopenblas0-*) is enough, the -dev one is not needed.
-OPENBLAS = "libopenblas.so.0"
-NUMPY_BLAS = "numpy C-API"
-
-
-def _standard_folders():
-    """Where the linker and the loader look for shared libraries by themselves."""
-    machine = platform.machine()
-    return [f"/usr/lib/{machine}-linux-gnu", f"/lib/{machine}-linux-gnu", "/usr/lib64", "/usr/lib"]
-
-
-def _loader_path():
-    return [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-
-
-def default_blas_ldflags():
-    """Theano's blas.ldflags by default: OpenBLAS when installed, else empty (numpy's C-API).
-
-    Measured on the seed config, warm, side by side: OpenBLAS trains 1.9x as many steps/s as
-    Theano's calls through numpy's C-API with one step per call, 4.3x with ten. A folder that
-    only LD_LIBRARY_PATH names (the offline bundle's) is also given to the linker, which does
-    not read that variable.
-    """
-    if any(os.path.exists(os.path.join(f, OPENBLAS)) for f in _standard_folders()):
-        return f"-l:{OPENBLAS}"
-    for folder in _loader_path():
-        if os.path.exists(os.path.join(folder, OPENBLAS)):
-            return f"-L{folder} -l:{OPENBLAS}"
-    return ""
 
 
 def theano_flags(device, floatx, user_flags=None):
@@ -63,11 +29,11 @@ def theano_flags(device, floatx, user_flags=None):
     than replacing them; a -march of the user's still wins, as gcc takes the last one.
     """
     defaults = {
-        "blas.ldflags": default_blas_ldflags(),
+        "blas.ldflags": host.default_blas_ldflags(),
         "compiledir": compiledir(),
         "cmodule.age_thresh_use": str(TEN_YEARS),
         "print_active_device": "False",  # the report names the device; keep stderr for errors
-        "gcc.cxxflags": PORTABLE_CXXFLAGS.get(platform.machine(), ""),
+        "gcc.cxxflags": host.portable_cxxflags(),
     }
     user = os.environ.get("THEANO_FLAGS", "") if user_flags is None else user_flags
     parts = []
@@ -261,8 +227,6 @@ def _verify_context(theano, device, errors):
     if device == "cpu":
         return
     if device.startswith("cuda"):  # first: what fails on compile-only's stand-in is not the GPU's fault
-        from xor_gpu import cuda_standin
-
         cuda_standin.refuse_if_loaded()
     if not theano.gpuarray.pygpu_activated:
         cause = errors[-1] if errors else "pygpu support is not active"
@@ -284,20 +248,9 @@ def active_context(theano):
 def active_device(theano):
     """(device string, human-readable name) of what Theano actually runs on."""
     if theano.config.device == "cpu" or not theano.gpuarray.pygpu_activated:
-        return "cpu", cpu_name()
+        return "cpu", host.cpu_name()
     ctx = active_context(theano)
     return theano.config.device, ctx.devname.strip()
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def op_names(function):
@@ -326,6 +279,32 @@ def verify_graph(function, device):
     return names
 
 
+class Runtime:
+    """Theano as an engine (xor_gpu/engines.py): imported for one device and floatX, with
+    the checks and facts every run reports."""
+
+    counts_compiled_modules = True  # Theano's compile cache is ours (PyTensor's are its own)
+
+    def __init__(self, engine, device, floatx):
+        self.device = device
+        self.module, self.mode = import_theano(device, floatx), None
+
+    def compiled_modules(self):
+        return count_compiled_modules()
+
+    def verify_graph(self, function):
+        return verify_graph(function, self.device)
+
+    def active_device(self):
+        return active_device(self.module)
+
+    def versions(self):
+        return versions(self.module)
+
+    def blas(self):
+        return blas_info()
+
+
 def versions(theano=None):
     """python, numpy, theano, and pygpu when the run uses it (GPU devices; Theano imported it)."""
     import numpy
@@ -339,55 +318,8 @@ def versions(theano=None):
 
 
 def blas_info():
-    """The BLAS behind this process's Theano: {"ldflags", "library", "version"}.
-
-    library: the file the ldflags name, when this process loaded it (a CPU run; a GPU run
-    calls the device's BLAS and loads none: None); "numpy C-API" for empty ldflags.
-    version: OpenBLAS's own description (version, and the CPU kernels it chose), else None.
-    """
-    return blas_of(sys.modules["theano"].config.blas.ldflags)
-
-
-def blas_of(ldflags):
-    """blas_info() of a compiler that links with `ldflags` (Theano's or PyTensor's)."""
-    ldflags = ldflags.strip()
-    if not ldflags:
-        return {"ldflags": "", "library": NUMPY_BLAS, "version": None}
-    loaded = _loaded_files()
-    library = next((p for p in _linked_files(ldflags) if p in loaded), None)
-    return {"ldflags": ldflags, "library": library, "version": _openblas_config(library)}
-
-
-def _linked_files(ldflags):
-    """The real paths of the shared libraries that ldflags' -l options name."""
-    words = ldflags.split()
-    folders = [w[2:] for w in words if w.startswith("-L")] + _loader_path() + _standard_folders()
-    names = [w[3:] if w.startswith("-l:") else f"lib{w[2:]}.so" for w in words if w.startswith("-l")]
-    return [os.path.realpath(os.path.join(folder, name)) for name in names for folder in folders
-            if os.path.exists(os.path.join(folder, name))]
-
-
-def _loaded_files():
-    """The files mapped into this process (address, perms, offset, device, inode, path)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            rows = [line.rstrip("\n").split(None, 5) for line in f]
-    except OSError:
-        return set()
-    return {row[5] for row in rows if len(row) == 6 and row[5].startswith("/")}
-
-
-def _openblas_config(library):
-    if library is None:
-        return None
-    import ctypes
-
-    try:
-        config = ctypes.CDLL(library).openblas_get_config
-    except (OSError, AttributeError):  # not OpenBLAS
-        return None
-    config.restype = ctypes.c_char_p
-    return config().decode().strip()
+    """The BLAS behind this process's Theano (host.blas_of)."""
+    return host.blas_of(sys.modules["theano"].config.blas.ldflags)
 
 
 def _one_line(text):

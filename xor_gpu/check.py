@@ -98,7 +98,7 @@ class Check:
         report.write_json(os.path.join(self.out, "doctor.json"), findings)
         doctor_seconds = time.perf_counter() - started
         # The doctor's advice is about Theano's stack (pygpu, NVIDIA libraries for libgpuarray).
-        theano = self.config.engine == engines.DEFAULT
+        theano = engines.get(self.config.engine).libgpuarray
         problems = [f"{p} (fix: {fix})" for p, fix in
                     doctor.advice({**findings, "device": {"name": device, "error": None}})] if theano else []
 

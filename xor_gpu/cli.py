@@ -58,6 +58,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train on one device and print the truth table")
+    p.set_defaults(func=cmd_train)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cudaN or openclP:D (default cpu)")
     p.add_argument("--engine", default=engines.DEFAULT,
                    help=f"{', '.join(engines.ENGINES)} (default {engines.DEFAULT}; README: Engines)")
@@ -66,6 +67,7 @@ def build_parser():
     p.add_argument("--check", action="store_true", help="exit 5 unless every prediction converged")
 
     p = sub.add_parser("parity", help="train on several devices, each in its own process, and compare")
+    p.set_defaults(func=cmd_parity)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--devices", default="cpu,cuda",
                        help="Theano on these devices, comma-separated, first is the reference (default cpu,cuda)")
@@ -76,6 +78,7 @@ def build_parser():
     _add_tolerance_args(p)
 
     p = sub.add_parser("check", help="the whole proof on this machine: doctor, train, determinism, parity, reference")
+    p.set_defaults(func=cmd_check)
     p.add_argument("--device", required=True, help="cpu, cuda, cudaN or openclP:D")
     p.add_argument("--engine", default=engines.DEFAULT, help=f"{', '.join(engines.ENGINES)} (default {engines.DEFAULT})")
     p.add_argument("--out", default="xor-gpu-check", help="folder for the reports (default ./xor-gpu-check)")
@@ -85,6 +88,7 @@ def build_parser():
     _add_tolerance_args(p)
 
     p = sub.add_parser("compare", help="compare train, parity or check reports made anywhere with a reference")
+    p.set_defaults(func=cmd_compare)
     p.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports (train, parity or check summary)")
     p.add_argument("--reference", metavar="FILE",
                    help="reference report, or builtin (the committed seed reference); default: the first run")
@@ -92,6 +96,7 @@ def build_parser():
     _add_output_args(p)
 
     p = sub.add_parser("doctor", help="report the stack and whether a device is usable")
+    p.set_defaults(func=cmd_doctor)
     p.add_argument("--device", help="also check that this device trains (exit 3 if not)")
     p.add_argument("--json", metavar="PATH", help="write the findings as JSON")
     p.add_argument("--compile-only", action="store_true",
@@ -99,9 +104,11 @@ def build_parser():
     p.add_argument("--arch", metavar="sm_XY",
                    help="with --compile-only: the GPU architecture (default: this machine's GPU, else sm_90)")
 
-    sub.add_parser("link-pygpu", help="make Debian's pygpu importable in this Python environment")
+    p = sub.add_parser("link-pygpu", help="make Debian's pygpu importable in this Python environment")
+    p.set_defaults(func=cmd_link_pygpu)
 
     p = sub.add_parser("cuda-libs", help="make the folder of NVIDIA libraries libgpuarray loads; print it")
+    p.set_defaults(func=cmd_cuda_libs)
     p.add_argument("--from", dest="sources", action="append", metavar="DIR",
                    help="folder of libnvrtc/libcublas searched first (default: XOR_GPU_CUDA_LIBS); "
                         "the search goes on after it (README: CUDA libraries)")
@@ -229,8 +236,8 @@ def _progress(total, desc):
 
 
 def _devices_of(args):
-    if args.command in ("train", "check") and args.engine != engines.DEFAULT:
-        return []  # the CUDA libraries set up for libgpuarray are Theano's, not JAX's
+    if args.command in ("train", "check") and not engines.get(args.engine).libgpuarray:
+        return []  # the CUDA libraries set up are libgpuarray's, not JAX's
     if args.command in ("train", "check"):
         return [args.device]
     if args.command == "doctor" and args.compile_only:  # its child gets a folder of its own
@@ -248,7 +255,7 @@ def main(argv=None):
             config_from(args, args.device, engines.get(args.engine).name)
             launch.reexec_for_engine(argv, args.engine)
         launch.reexec_if_needed(argv, _devices_of(args))
-        return globals()[f"cmd_{args.command.replace('-', '_')}"](args)
+        return args.func(args)
     except XorGpuError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         child.write_error(exc, exc.exit_status)

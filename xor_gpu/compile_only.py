@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 
-from xor_gpu import cuda_libs, cuda_standin, report
+from xor_gpu import backend, cuda_libs, cuda_standin, report
+from xor_gpu.config import TrainConfig
+from xor_gpu.model import XorModel
 from xor_gpu import ptxas as ptxas_tool
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError
 
@@ -100,10 +102,6 @@ def _child_env(libs, root, cc, nvrtc):
 def child_main(out_path):
     """In the child: compile the seed graph for cuda on the stand-in and make one training
     call; write the device's name and the graph's ops, or the error, to `out_path`."""
-    from xor_gpu import backend
-    from xor_gpu.config import TrainConfig
-    from xor_gpu.model import XorModel
-
     cuda_standin.allowed = True
     result = {"ok": False}
     try:

@@ -10,6 +10,7 @@ import re
 import numpy as np
 
 from xor_gpu import engines
+from xor_gpu.devices import check_device
 from xor_gpu.errors import ConfigError
 
 # The XOR data set of the seed, rows in the seed's order.
@@ -22,30 +23,16 @@ TARGETS = (1, 0, 1, 0)
 CONVERGENCE_MARGIN = 0.25
 
 FLOATX_CHOICES = ("float32", "float64")
-# cpu; cuda or cudaN (NVIDIA via libgpuarray); openclP:D (OpenCL platform P, device D).
-DEVICE_PATTERN = re.compile(r"cpu|cuda\d*|opencl\d+:\d+")
 MAX_STEPS = 10**9
 MAX_HIDDEN = 4096
 MAX_STEPS_PER_CALL = 1000
 MAX_SEEDS = 1000  # seeds in one sweep (parity --seeds, train --seeds)
 MAX_SEED = 2**32 - 1  # numpy.random.RandomState's range
-# SGD steps per compiled call (xor_gpu/model.py) unless given: every value gives the same
-# result, bitwise; only the speed differs. Seed config, warm, OpenBLAS, 2-core machine,
-# medians of 7 interleaved runs: 1, 5, 10, 20, 50 steps per call trained 170k, 381k, 441k,
-# 465k, 496k steps/s after 0.12, 0.15, 0.17, 0.22, 0.45 s of compilation (the chain is
-# linked node by node), for 0.76, 0.60, 0.60, 0.68, 0.97 s of wall time: 10 has most of the
-# speed for little compilation.
-CPU_STEPS_PER_CALL = 10
 
 
-def default_steps_per_call(device, engine="theano"):
-    """On a GPU every step of a call builds kernels of its own (PoCL: 1.1 s more compilation
-    per step), and the device's calls bound the speed, not Python: on PoCL the four CLBlast
-    GEMM calls of a step take 85% of it (55-92 us each, an elementwise kernel 4-8 us), and 10
-    steps per call trained 0.83 times as fast as 1 (50: 0.90), even with one transfer of
-    the costs per call. PyTensor's engines compile one step per call (the chain of steps is
-    built from Theano's internals)."""
-    return CPU_STEPS_PER_CALL if device == "cpu" and engine == "theano" else 1
+def default_steps_per_call(device, engine=engines.DEFAULT):
+    """SGD steps per compiled call (xor_gpu/model.py) unless given (engines.py says why)."""
+    return engines.get(engine).default_steps_per_call(device)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +44,13 @@ class TrainConfig:
     steps: int = 60_000
     seed: int = 1234
     steps_per_call: int = None  # None: the device's default, default_steps_per_call()
-    engine: str = "theano"  # xor_gpu/engines.py
+    engine: str = engines.DEFAULT  # xor_gpu/engines.py
 
     def __post_init__(self):
         check_device(self.device)
-        engines.check_pair(self.engine, self.device)
-        if self.engine != "theano" and self.steps_per_call not in (None, 1):
-            raise ConfigError(f"--steps-per-call {self.steps_per_call}: engine {self.engine} runs one step per call")
+        engine = engines.get(self.engine)
+        engine.check_device(self.device)
+        engine.check_steps_per_call(self.steps_per_call)
         if self.floatx not in FLOATX_CHOICES:
             raise ConfigError(f"unsupported floatX {self.floatx!r}: choose one of {', '.join(FLOATX_CHOICES)}")
         _check_int("hidden", self.hidden, 1, MAX_HIDDEN)
@@ -120,14 +107,6 @@ def parse_seeds(text):
     if repeated:
         raise ConfigError(f"bad --seeds {text!r}: seed {repeated[0]} is given twice")
     return seeds
-
-
-def check_device(device):
-    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
-        raise ConfigError(
-            f"unknown device {device!r}: use cpu, cuda, cudaN (e.g. cuda0) or openclP:D (e.g. opencl0:0)"
-        )
-    return device
 
 
 def _check_int(name, value, low, high):

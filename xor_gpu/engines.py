@@ -1,6 +1,9 @@
-"""The engines that compile the network: Theano (the seed's) and PyTensor, its maintained
-successor, with each of PyTensor's backends. One model definition (xor_gpu/model.py)
-serves them all; plain Python here, so input is checked before anything is imported.
+"""The engine registry: Theano (the seed's) and PyTensor, its maintained successor, with
+each of PyTensor's backends, one entry each. An entry carries where the engine runs, its
+steps-per-call policy, and its runtime (import, compile mode, graph check, versions, BLAS);
+nothing outside this module tells engines apart by name. One model definition
+(xor_gpu/model.py) serves them all. The runtimes import their package only when started,
+so input is checked before Theano or PyTensor is imported.
 
 PyTensor needs numpy 2 and Theano numpy < 1.24: the two live in separate Python
 environments. A run of an engine whose package this Python cannot import goes to the
@@ -13,23 +16,72 @@ import re
 import subprocess
 import sys
 
+from xor_gpu import backend, pytensor_backend
+from xor_gpu.devices import check_device
 from xor_gpu.errors import ConfigError, DeviceError
+
+# SGD steps per compiled call on the CPU (xor_gpu/model.py) unless given: every value gives
+# the same result, bitwise; only the speed differs. Seed config, warm, OpenBLAS, 2-core
+# machine, medians of 7 interleaved runs: 1, 5, 10, 20, 50 steps per call trained 170k,
+# 381k, 441k, 465k, 496k steps/s after 0.12, 0.15, 0.17, 0.22, 0.45 s of compilation (the
+# chain is linked node by node), for 0.76, 0.60, 0.60, 0.68, 0.97 s of wall time: 10 has
+# most of the speed for little compilation.
+CPU_STEPS_PER_CALL = 10
 
 
 @dataclasses.dataclass(frozen=True)
 class Engine:
+    """One engine: where it runs, how many steps a compiled call may chain, its Python
+    package, and its runtime (a class of backend.py or pytensor_backend.py: the import,
+    compile mode, graph check, versions and BLAS of a run)."""
+
     name: str
     package: str  # the module it imports: theano or pytensor
     devices: str  # a regular expression over device names
-    linker: str = ""  # PyTensor's linker: cvm (its C backend), numba or jax
+    where: str  # the same, for people
+    runtime: type
+    chains_steps: bool = False  # compiles many steps into one call (Theano's graphs only)
+    libgpuarray: bool = False  # GPUs through pygpu/libgpuarray: the doctor's stack, cuda_libs' folders
     about: str = ""
+
+    def check_device(self, device):
+        """Refuse this engine on a device it cannot run on, before anything is trained."""
+        check_device(device)
+        if not re.fullmatch(self.devices, device):
+            raise ConfigError(f"engine {self.name} cannot run on {device}: it runs on {self.where}")
+
+    def default_steps_per_call(self, device):
+        """On a GPU every step of a call builds kernels of its own (PoCL: 1.1 s more compilation
+        per step), and the device's calls bound the speed, not Python: on PoCL the four CLBlast
+        GEMM calls of a step take 85% of it (55-92 us each, an elementwise kernel 4-8 us), and 10
+        steps per call trained 0.83 times as fast as 1 (50: 0.90), even with one transfer of
+        the costs per call. PyTensor's engines compile one step per call (the chain of steps is
+        built from Theano's internals)."""
+        return CPU_STEPS_PER_CALL if device == "cpu" and self.chains_steps else 1
+
+    def check_steps_per_call(self, steps_per_call):
+        if not self.chains_steps and steps_per_call not in (None, 1):
+            raise ConfigError(f"--steps-per-call {steps_per_call}: engine {self.name} runs one step per call")
+
+    def start(self, device, floatx):
+        """Import the engine bound to `device` (DeviceError when that is not the one in use)."""
+        return self.runtime(self.name, device, floatx)
+
+    def label(self, device):
+        """How a run is named in reports: the device alone for the default engine, as
+        `--devices` names them."""
+        return device if self.name == DEFAULT else f"{self.name}:{device}"
 
 
 ENGINES = {e.name: e for e in (
-    Engine("theano", "theano", r"cpu|cuda\d*|opencl\d+:\d+", about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
-    Engine("pytensor", "pytensor", r"cpu", "cvm", "PyTensor's C backend (the cvm linker), on the CPU"),
-    Engine("pytensor-numba", "pytensor", r"cpu", "numba", "PyTensor compiled by Numba, on the CPU"),
-    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "jax", "PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
+    Engine("theano", "theano", r"cpu|cuda\d*|opencl\d+:\d+", "cpu, cuda or opencl", backend.Runtime,
+           chains_steps=True, libgpuarray=True, about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
+    Engine("pytensor", "pytensor", r"cpu", "cpu only", pytensor_backend.CRuntime,
+           about="PyTensor's C backend (the cvm linker), on the CPU"),
+    Engine("pytensor-numba", "pytensor", r"cpu", "cpu only", pytensor_backend.NumbaRuntime,
+           about="PyTensor compiled by Numba, on the CPU"),
+    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "cpu or cuda", pytensor_backend.JaxRuntime,
+           about="PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
 )}
 DEFAULT = "theano"
 # How to get each package's environment, for the error when it is missing.
@@ -45,13 +97,6 @@ def get(name):
     return ENGINES[name]
 
 
-def check_pair(engine, device):
-    """Refuse an engine on a device it cannot run on, before anything is trained."""
-    if not re.fullmatch(get(engine).devices, device):
-        where = {"theano": "cpu, cuda or opencl", "pytensor-jax": "cpu or cuda"}.get(engine, "cpu only")
-        raise ConfigError(f"engine {engine} cannot run on {device}: it runs on {where}")
-
-
 def parse_runs(text):
     """[(engine, device)] from "theano:cpu,pytensor-jax:cpu,theano:opencl0:0"; each run once."""
     runs = []
@@ -59,11 +104,7 @@ def parse_runs(text):
         engine, sep, device = part.strip().partition(":")
         if not sep or not engine or not device:
             raise ConfigError(f"bad --runs {text!r}: each run is ENGINE:DEVICE, e.g. theano:cpu,pytensor:cpu")
-        get(engine)
-        from xor_gpu.config import check_device
-
-        check_device(device)
-        check_pair(engine, device)
+        get(engine).check_device(device)
         if (engine, device) in runs:
             raise ConfigError(f"bad --runs {text!r}: {engine}:{device} is given twice")
         runs.append((engine, device))
@@ -73,8 +114,7 @@ def parse_runs(text):
 
 
 def label(engine, device):
-    """How a run is named in reports: the device alone for Theano, as `--devices` names them."""
-    return device if engine == DEFAULT else f"{engine}:{device}"
+    return get(engine).label(device)
 
 
 def python_variable(engine):

@@ -1,13 +1,23 @@
-"""The process environment that must exist before Python and Theano start, set by one re-exec.
+"""The process environment a run needs before Python and Theano start, defined here only.
 
-Only CUDA devices need one: libgpuarray dlopens the unversioned libnvrtc.so / libcublas.so /
-libcuda.so, and the dynamic loader reads LD_LIBRARY_PATH only at process start. The folders
-come from `cuda_libs`, the one place that decides which libraries are used. (Any
-PYTHONHASHSEED will do: backend.py makes Theano's compile cache keys independent of it, so
-a CPU or OpenCL run starts once, not twice.)
+The CLI: only CUDA devices need a re-exec, as libgpuarray dlopens the unversioned
+libnvrtc.so / libcublas.so / libcuda.so and the dynamic loader reads LD_LIBRARY_PATH only at
+process start. The folders come from `cuda_libs`, the one place that decides which
+libraries are used. (Any PYTHONHASHSEED will do: backend.py makes Theano's compile cache
+keys independent of it, so a CPU or OpenCL run starts once, not twice.)
+
+The offline bundle: bundle/run.sh finds the bundle's Python (unpacking the archive once) and
+runs `python -I -B -m xor_gpu.launch bundle ...` (isolated from the caller's Python
+variables, writing no bytecode into the bundle). That makes the whole environment of the run
+(`bundle_env`: the caller's variables that may pass, the bundle's caches, libraries and
+compiler flags) and the default command, then execs `python -m xor_gpu COMMAND ARGS`.
 """
+import argparse
 import os
+import platform
 import sys
+
+from xor_gpu import cuda_libs, engines
 
 MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
 
@@ -16,8 +26,6 @@ def wanted_env(devices, host=None):
     """{variable: value} to change in `host`'s environment before running on `devices`."""
     if not any(d.startswith("cuda") for d in devices):
         return {}
-    from xor_gpu import cuda_libs
-
     host = host or cuda_libs.Host()
     first = cuda_libs.loader_folders(host)
     paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
@@ -40,10 +48,81 @@ def reexec_if_needed(argv, devices):
 def reexec_for_engine(argv, engine):
     """Run `xor-gpu ARGS` in the engine's own Python when it is not this one (PyTensor and
     Theano need environments of their own)."""
-    from xor_gpu import engines
-
     python = engines.python_for(engine)
     if python != sys.executable:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(python, [python, "-m", "xor_gpu", *argv])
+
+
+# --- the offline bundle -------------------------------------------------------------------
+
+# The caller's variables a bundle run keeps: PATH (g++ from a compiler module, a python3 that
+# holds NVIDIA wheels), the GPU selection and OpenCL setup of a node, and the package's own
+# switches. Its Python variables, THEANO_FLAGS and XOR_GPU_COMPILEDIR do not pass.
+BUNDLE_PASSES = ("HOME", "PATH", "USER", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+                 "NVIDIA_VISIBLE_DEVICES", "CUDA_HOME", "CUDA_PATH", "OCL_ICD_VENDORS", "OCL_ICD_FILENAMES",
+                 "POCL_DEVICES", "XOR_GPU_DEBUG", "XOR_GPU_REQUIRE_GPU")
+BUNDLE_COMMAND = ("check", "--device", "cuda")  # what a GPU node runs when given no command
+
+
+def bundle_env(root, state, cuda_libs=(), environ=None):
+    """The whole environment of a run of the bundle unpacked at `root`, its caches in `state`."""
+    environ = os.environ if environ is None else environ
+    libs = [f"{root}/usr/lib/{platform.machine()}-linux-gnu", f"{root}/usr/lib"]
+    caller = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    env = {name: environ[name] for name in BUNDLE_PASSES if environ.get(name)}
+    env.update({
+        "TMPDIR": environ.get("TMPDIR") or "/tmp",
+        "LANG": "C.UTF-8",
+        # The bundle's libraries first; a driver the caller finds through its own path after them.
+        "LD_LIBRARY_PATH": os.pathsep.join(libs + caller),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",  # the unpacked bundle stays as archived
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{state}/mpl",
+        "XOR_GPU_COMPILEDIR": f"{state}/theano",
+        "POCL_CACHE_DIR": f"{state}/pocl",
+        "XOR_GPU_MANIFEST": f"{os.path.dirname(root)}/MANIFEST.json",
+        # Debian's pyconfig.h needs the bundle's headers, and Theano's own -L names the build
+        # machine's LIBDIR: the bundle's folders come first.
+        "THEANO_FLAGS": f"gcc.cxxflags=-I{root}/usr/include {' '.join(f'-L{lib}' for lib in libs)}",
+    })
+    cuda = os.pathsep.join(cuda_libs) or environ.get("XOR_GPU_CUDA_LIBS", "")
+    if cuda:
+        env["XOR_GPU_CUDA_LIBS"] = cuda
+    return env
+
+
+def bundle_command(args):
+    """COMMAND ARGS for xor-gpu: `check --device cuda` by default; check on cuda unless ARGS
+    name a device."""
+    if not args or args[0].startswith("-"):
+        args = [BUNDLE_COMMAND[0], *args]
+    named = any(a == "--device" or a.startswith("--device=") for a in args[1:])
+    if args[0] == BUNDLE_COMMAND[0] and not named:
+        args = [*BUNDLE_COMMAND, *args[1:]]
+    return args
+
+
+def bundle_main(argv):
+    """`python -m xor_gpu.launch bundle ROOT STATE [--cuda-libs DIR]... [-- COMMAND ARGS]`:
+    run.sh's last step, in the bundle's Python."""
+    parser = argparse.ArgumentParser(prog="python -m xor_gpu.launch")
+    parser.add_argument("what", choices=["bundle"])
+    parser.add_argument("root", help="the unpacked bundle's root folder")
+    parser.add_argument("state", help="the folder of its caches")
+    parser.add_argument("--cuda-libs", action="append", default=[], metavar="DIR")
+    split = argv.index("--") if "--" in argv else len(argv)  # the command's own arguments follow
+    args = parser.parse_args(argv[:split])
+    for folder in ("mpl", "pocl", "theano"):
+        os.makedirs(os.path.join(args.state, folder), exist_ok=True)
+    command = bundle_command(argv[split + 1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    env = bundle_env(args.root, args.state, args.cuda_libs)
+    os.execve(sys.executable, [sys.executable, "-m", "xor_gpu", *command], env)
+
+
+if __name__ == "__main__":
+    bundle_main(sys.argv[1:])

@@ -1,31 +1,97 @@
 """PyTensor as an engine: its flags, the import, each backend's compile mode, and the proof
 that the device in use is the one requested (the same duties as backend.py for Theano).
+One class per PyTensor backend; the engine registry (xor_gpu/engines.py) names them.
 
 PyTensor 3's default mode compiles with Numba; its C backend (the one Theano had) must be
 asked for: Mode(linker="cvm"). It links the BLAS Theano links (OpenBLAS when installed),
 so that the two C engines compute the same way.
 """
+import importlib
 import os
 import platform
-import sys
 
-from xor_gpu import engines
-from xor_gpu.backend import PORTABLE_CXXFLAGS, blas_of, cpu_name, default_blas_ldflags, op_names
+from xor_gpu import host
+from xor_gpu.backend import op_names
 from xor_gpu.errors import DeviceError
 
 
-def import_pytensor(engine, device, floatx):
-    """Import PyTensor for `engine` on `device`; for pytensor-jax, JAX must see that device."""
-    if engine == "pytensor-jax":
-        # JAX takes a GPU when it sees one and quietly runs on the CPU when not: pin the
-        # platform, then check what it found.
-        os.environ["JAX_PLATFORMS"] = "cpu" if device == "cpu" else "cuda"
+class CRuntime:
+    """PyTensor's C backend (the cvm linker), on the CPU."""
+
+    linker = "cvm"
+    linker_class = "VMLinker"  # the class of function.maker.linker when compiled by `linker`
+    packages = ("numpy",)  # reported with their versions, besides python and pytensor
+    counts_compiled_modules = False  # PyTensor's caches are its own: not counted
+
+    def __init__(self, engine, device, floatx):
+        self.engine, self.device = engine, device
+        self._before_import(floatx)
+        self.module = import_pytensor(floatx)
+        self._after_import()
+        from pytensor.compile.mode import Mode
+
+        self.mode = Mode(linker=self.linker, optimizer="fast_run")
+
+    def _before_import(self, floatx):
+        pass
+
+    def _after_import(self):
+        pass
+
+    def compiled_modules(self):
+        return None
+
+    def verify_graph(self, function):
+        """The compiled function runs on the linker asked for (never a quiet fallback)."""
+        return verify_linker(function, self.linker_class, self.engine)
+
+    def active_device(self):
+        """(device, its name) as the engine sees it."""
+        return "cpu", host.cpu_name()
+
+    def versions(self):
+        found = {"python": platform.python_version(), "pytensor": self.module.__version__}
+        for name in self.packages:
+            found[name] = importlib.import_module(name).__version__
+        return found
+
+    def blas(self):
+        """The BLAS of the C backend ("ldflags", "library", "version")."""
+        return host.blas_of(self.module.config.blas__ldflags)
+
+
+class NumbaRuntime(CRuntime):
+    """PyTensor compiled by Numba, on the CPU."""
+
+    linker, linker_class, packages = "numba", "NumbaLinker", ("numpy", "numba")
+
+    def blas(self):  # Numba and JAX bring their own
+        return {"ldflags": None, "library": f"{self.linker}'s own", "version": None}
+
+
+class JaxRuntime(NumbaRuntime):
+    """PyTensor compiled by JAX: the CPU, or an NVIDIA GPU. JAX takes a GPU when it sees one
+    and quietly runs on the CPU when not: the platform is pinned, then what it found checked."""
+
+    linker, linker_class, packages = "jax", "JAXLinker", ("numpy", "jax", "jaxlib")
+
+    def _before_import(self, floatx):
+        os.environ["JAX_PLATFORMS"] = "cpu" if self.device == "cpu" else "cuda"
         if floatx == "float64":
             os.environ["JAX_ENABLE_X64"] = "1"
+
+    def _after_import(self):
+        self.jax_device = verify_jax(self.device, jax_devices)
+
+    def active_device(self):
+        return self.device, f"{self.jax_device.device_kind} (JAX {self.jax_device.platform})"
+
+
+def import_pytensor(floatx):
+    """Import PyTensor with our flags: the BLAS Theano links and portable code (bits that do not
+    depend on the CPU model); the user's flags come after ours, floatX last."""
     user = os.environ.get("PYTENSOR_FLAGS", "")
-    # As for Theano: the same BLAS and portable code (bits that do not depend on the CPU
-    # model); the user's flags come after ours, device and floatX last.
-    defaults = f"blas__ldflags={default_blas_ldflags()},gcc__cxxflags={PORTABLE_CXXFLAGS.get(platform.machine(), '')}"
+    defaults = f"blas__ldflags={host.default_blas_ldflags()},gcc__cxxflags={host.portable_cxxflags()}"
     os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (defaults, user, f"floatX={floatx}") if f)
     try:
         import pytensor
@@ -33,68 +99,32 @@ def import_pytensor(engine, device, floatx):
         raise DeviceError(f"cannot import PyTensor: {exc}") from None
     finally:
         os.environ["PYTENSOR_FLAGS"] = user
-    if engine == "pytensor-jax":
-        _verify_jax(device)
     return pytensor
 
 
-def _verify_jax(device):
-    try:
-        import jax
+def jax_devices():
+    import jax
 
-        found = jax.devices()
+    return jax.devices()
+
+
+def verify_jax(device, devices=jax_devices):
+    """The first device `devices()` (JAX's list) returns, when it is of the platform `device`
+    asks for; DeviceError otherwise (JAX found nothing, or only the CPU for a GPU run)."""
+    wanted = "cpu" if device == "cpu" else "gpu"
+    try:
+        found = devices()
     except Exception as exc:  # noqa: BLE001 - JAX raises RuntimeError and others for a missing GPU
         raise DeviceError(f"device {device} is not usable by pytensor-jax: JAX found no "
-                          f"{'GPU' if device != 'cpu' else 'CPU'} ({' '.join(str(exc).split())[:300]})") from None
-    wanted = "cpu" if device == "cpu" else "gpu"
+                          f"{wanted.upper()} ({' '.join(str(exc).split())[:300]})") from None
     if not found or found[0].platform != wanted:
         raise DeviceError(f"device {device} requested but JAX runs on {found[0].platform if found else 'nothing'}")
+    return found[0]
 
 
-def mode(engine):
-    """The compile mode of `engine`'s backend."""
-    from pytensor.compile.mode import Mode
-
-    return Mode(linker=engines.get(engine).linker, optimizer="fast_run")
-
-
-LINKER_CLASSES = {"cvm": "VMLinker", "numba": "NumbaLinker", "jax": "JAXLinker"}
-
-
-def verify_graph(function, engine):
-    """The compiled function runs on the linker asked for (never a quiet fallback)."""
-    linker = type(function.maker.linker).__name__
-    if linker != LINKER_CLASSES[engines.get(engine).linker]:
-        raise DeviceError(f"engine {engine} requested but PyTensor compiled with {linker}")
+def verify_linker(function, linker_class, engine):
+    """`function`'s op names, when it was compiled by `linker_class`; DeviceError otherwise."""
+    compiled_by = type(function.maker.linker).__name__
+    if compiled_by != linker_class:
+        raise DeviceError(f"engine {engine} requested but PyTensor compiled with {compiled_by}")
     return op_names(function)
-
-
-def active_device(engine, device):
-    """(device, its name) as the engine sees it."""
-    if engine == "pytensor-jax":
-        import jax
-
-        found = jax.devices()[0]
-        return device, f"{found.device_kind} (JAX {found.platform})"
-    return "cpu", cpu_name()
-
-
-def versions(engine):
-    import numpy
-
-    import pytensor
-
-    found = {"python": platform.python_version(), "pytensor": pytensor.__version__, "numpy": numpy.__version__}
-    for name in {"pytensor-numba": ["numba"], "pytensor-jax": ["jax", "jaxlib"]}.get(engine, []):
-        found[name] = sys.modules[name].__version__ if name in sys.modules else __import__(name).__version__
-    return found
-
-
-def blas_info(engine):
-    """The BLAS of the C backend ("ldflags", "library", "version"); Numba and JAX bring their own."""
-    linker = engines.get(engine).linker
-    if linker != "cvm":
-        return {"ldflags": None, "library": f"{linker}'s own", "version": None}
-    import pytensor
-
-    return blas_of(pytensor.config.blas__ldflags)

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from xor_gpu import backend, compile_cache
+from xor_gpu import engines
 from xor_gpu.config import TARGETS, is_converged
 from xor_gpu.errors import Diverged
 from xor_gpu.model import XorModel
@@ -32,7 +32,7 @@ class TrainResult:
     new_compiled_modules: int  # None: not counted (PyTensor's engines)
     ops: list
     versions: dict
-    blas: dict  # backend.blas_info(): what the CPU's BLAS calls went to
+    blas: dict  # host.blas_of(): what the CPU's BLAS calls went to
     final_weights: dict  # {"W1": nested lists, "W2": ...} in floatX, as floats
     weights_sha256: str  # of the final weights' bytes: equal digests = bitwise-equal training
 
@@ -77,7 +77,7 @@ def plan(steps, steps_per_call):
 def run(config, progress=None):
     """Train on config.device. `progress(n)` is called as steps complete (a tqdm update).
 
-    Raises backend.DeviceError before any step when the device is not the one asked for,
+    Raises DeviceError before any step when the device is not the one asked for,
     and Diverged at the first non-finite sampled loss.
     """
     return run_seeds(config, [config.seed], progress)[0]
@@ -88,55 +88,25 @@ def run_seeds(config, seeds, progress=None):
     its own initial weights in the same compiled functions, which is bitwise the same as a
     process of its own (tests/test_train.py), at a fraction of the cost."""
     config = config.replace(seed=seeds[0]).resolved()
-    engine = _Engine(config)
-    modules_before = compile_cache.count_compiled_modules() if engine.theano else 0
+    runtime = engines.get(config.engine).start(config.device, config.floatx)
+    modules_before = runtime.compiled_modules()
     start = time.perf_counter()
-    model = XorModel(engine.module, config, engine.mode)
+    model = XorModel(runtime.module, config, runtime.mode)
     calls = [(model.steps_function(k), k, n) for k, n in plan(config.steps, config.steps_per_call)]
     compile_seconds = time.perf_counter() - start
-    ops = [engine.verify_graph(function) for function, _, _ in calls][0]
+    ops = [runtime.verify_graph(function) for function, _, _ in calls][0]
     # Theano's compile cache is counted; PyTensor's caches are its own (None: not counted).
-    new_modules = compile_cache.count_compiled_modules() - modules_before if engine.theano else None
-    active, name = engine.active_device()
+    new_modules = runtime.compiled_modules() - modules_before if runtime.counts_compiled_modules else None
+    active, name = runtime.active_device()
     results = []
     for seed in seeds:
         model.start_from(seed)
         result = _train(model, calls, config.replace(seed=seed), progress)
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
-            new_compiled_modules=new_modules, ops=ops, versions=engine.versions(), blas=engine.blas()))
-        compile_seconds, new_modules = 0, 0 if engine.theano else None  # paid once, by the first seed
+            new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas()))
+        compile_seconds, new_modules = 0, 0 if runtime.counts_compiled_modules else None  # paid by the first seed
     return results
-
-
-class _Engine:
-    """config.engine's module, compile mode and device checks: Theano's (backend.py) or
-    PyTensor's (pytensor_backend.py), behind one set of names."""
-
-    def __init__(self, config):
-        self.name, self.device, self.theano = config.engine, config.device, config.engine == "theano"
-        if self.theano:
-            self.module, self.mode = backend.import_theano(config.device, config.floatx), None
-        else:
-            from xor_gpu import pytensor_backend as pb
-
-            self.pb = pb
-            self.module = pb.import_pytensor(config.engine, config.device, config.floatx)
-            self.mode = pb.mode(config.engine)
-
-    def verify_graph(self, function):
-        if self.theano:
-            return backend.verify_graph(function, self.device)
-        return self.pb.verify_graph(function, self.name)
-
-    def active_device(self):
-        return backend.active_device(self.module) if self.theano else self.pb.active_device(self.name, self.device)
-
-    def versions(self):
-        return backend.versions(self.module) if self.theano else self.pb.versions(self.name)
-
-    def blas(self):
-        return backend.blas_info() if self.theano else self.pb.blas_info(self.name)
 
 
 def _train(model, calls, config, progress):

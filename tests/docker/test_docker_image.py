@@ -57,7 +57,7 @@ def test_container_user_is_not_root(images, target):
 @pytest.mark.parametrize("target", ["cpu", "cuda"])
 def test_image_environment(images, target):
     env = dict(e.split("=", 1) for e in inspect(images[target])["Config"]["Env"])
-    assert env["PYTHONHASHSEED"] == "0"
+    assert "PYTHONHASHSEED" not in env  # any value will do (xor_gpu/launch.py)
     assert env["XOR_GPU_COMPILEDIR"].startswith("/home/xor/.cache/")
     assert env["POCL_CACHE_DIR"].startswith("/home/xor/.cache/")
     assert "-march=native" not in env.get("THEANO_FLAGS", "")

@@ -1,0 +1,121 @@
+"""The import graph of the xor_gpu package, drawn from the code: each module's lines, its
+layer (0: imports no xor_gpu module; n: one more than its deepest import), import cycles,
+and the imports of xor_gpu modules made inside functions.
+
+    python benchmarks/import_graph.py [--json]
+"""
+import argparse
+import ast
+import json
+import pathlib
+import sys
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "xor_gpu"
+
+
+def _imported(node, package=PACKAGE):
+    """The xor_gpu modules an import statement names."""
+    if isinstance(node, ast.Import):
+        return [a.name.split(".")[1] for a in node.names if a.name.startswith("xor_gpu.")]
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "xor_gpu":
+        if node.module == "xor_gpu":
+            return [a.name for a in node.names
+                    if (package / f"{a.name}.py").exists() or (package / a.name / "__init__.py").exists()]
+        return [node.module.split(".")[1]]
+    return []
+
+
+def graph(package=PACKAGE):
+    """{module: {"lines", "imports", "late_imports"}}: imports at module level, and inside functions."""
+    modules = {}
+    # Top-level modules and the subpackages' __init__ (e.g. cuda_standin), named by their folder.
+    for path in sorted([*package.glob("*.py"), *package.glob("*/__init__.py")]):
+        name = path.parent.name if path.name == "__init__.py" else path.stem
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {m for node in tree.body for m in _imported(node, package)}
+        late = set()
+        for func in ast.walk(tree):
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                late |= {m for node in ast.walk(func) for m in _imported(node, package)}
+        modules[name] = {"lines": len(path.read_text(encoding="utf-8").splitlines()),
+                         "imports": sorted(top - {name}), "late_imports": sorted(late - {name})}
+    return modules
+
+
+def cycles(modules, late=True):
+    """Strongly connected components of more than one module (Tarjan), over all imports."""
+    edges = {m: set(v["imports"]) | (set(v["late_imports"]) if late else set()) for m, v in modules.items()}
+    index, low, stack, found, counter = {}, {}, [], [], [0]
+
+    def visit(m):
+        index[m] = low[m] = counter[0]
+        counter[0] += 1
+        stack.append(m)
+        for n in edges.get(m, ()):
+            if n not in index:
+                visit(n)
+                low[m] = min(low[m], low[n])
+            elif n in stack:
+                low[m] = min(low[m], index[n])
+        if low[m] == index[m]:
+            component = []
+            while True:
+                n = stack.pop()
+                component.append(n)
+                if n == m:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for m in sorted(edges):
+        if m not in index:
+            visit(m)
+    return sorted(found)
+
+
+def layers(modules):
+    """{module: layer} over module-level imports (a module in a cycle gets None)."""
+    out = {}
+
+    def layer(m, seen=()):
+        if m in seen:
+            return None
+        if m not in out:
+            below = [layer(n, (*seen, m)) for n in modules[m]["imports"] if n in modules]
+            out[m] = None if None in below else 1 + max(below, default=-1)
+        return out[m]
+
+    for m in modules:
+        layer(m)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the graph as JSON")
+    args = parser.parse_args(argv)
+    modules = graph()
+    depth = layers(modules)
+    summary = {"modules": len(modules), "lines": sum(v["lines"] for v in modules.values()),
+               "imports": sum(len(v["imports"]) + len(v["late_imports"]) for v in modules.values()),
+               "layers": 1 + max((d for d in depth.values() if d is not None), default=-1),
+               "cycles": cycles(modules),
+               "late_imports": {m: v["late_imports"] for m, v in modules.items() if v["late_imports"]}}
+    if args.json:
+        print(json.dumps({"summary": summary, "modules": modules, "layer": depth}, indent=1))
+        return 0
+    for m in sorted(modules, key=lambda m: (depth[m] is None, depth[m] or 0, m)):
+        v = modules[m]
+        late = f"  (in functions: {', '.join(v['late_imports'])})" if v["late_imports"] else ""
+        print(f"{depth[m] if depth[m] is not None else '-':>2} {m:<18} {v['lines']:>4}  {', '.join(v['imports'])}{late}")
+    print(f"{summary['modules']} modules, {summary['lines']} lines, {summary['imports']} imports of xor_gpu "
+          f"modules, {summary['layers']} layers")
+    print(f"cycles: {summary['cycles'] or 'none'}")
+    late = sum(len(v) for v in summary["late_imports"].values())
+    print(f"imports inside functions: {late} ({', '.join(f'{m} {len(v)}' for m, v in summary['late_imports'].items())})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

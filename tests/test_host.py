@@ -1,0 +1,59 @@
+"""Host introspection: the CPU's name, the portable compiler flags, and the BLAS library a C
+engine links, found on disk and then in this process's memory map."""
+import ctypes.util
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from xor_gpu import host
+
+
+def test_cpu_name_is_the_model_name_of_proc_cpuinfo():
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    assert host.cpu_name() == (names[0] if names else platform.processor() or platform.machine())
+
+
+def test_portable_flags_never_ask_for_the_building_cpu():
+    flags = host.portable_cxxflags()
+    assert "native" not in flags
+    assert flags == {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-march=armv8-a"}.get(platform.machine(), "")
+
+
+def test_empty_ldflags_mean_numpys_c_api():
+    assert host.blas_of("  ") == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None}
+
+
+def test_linked_files_follow_the_l_options_folders_first(monkeypatch, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "libfast.so").write_bytes(b"")
+    (second / "libother.so.3").write_bytes(b"")
+    monkeypatch.setattr(host, "standard_folders", lambda: [str(second)])
+    monkeypatch.setenv("LD_LIBRARY_PATH", "")
+    assert host.linked_files(f"-L{first} -lfast -l:libother.so.3 -lmissing") == [
+        str(first / "libfast.so"), str(second / "libfast.so"), str(second / "libother.so.3")]
+    # Found on disk but not loaded by this process: no library, no version.
+    assert host.blas_of(f"-L{first} -lfast") == {"ldflags": f"-L{first} -lfast", "library": None, "version": None}
+
+
+def test_a_loaded_openblas_is_found_in_the_memory_map_with_its_version():
+    """In a fresh process: before OpenBLAS is loaded it is not reported, after, it is, with
+    OpenBLAS's own description of itself."""
+    assert host.default_blas_ldflags() == f"-l:{host.OPENBLAS}", "install libopenblas0 (scripts/bootstrap does)"
+    code = ("import ctypes, json, sys; from xor_gpu import host\n"
+            "before = host.blas_of(sys.argv[1])\n"
+            "ctypes.CDLL('libopenblas.so.0')\n"
+            "print(json.dumps([before, host.blas_of(sys.argv[1])]))")
+    proc = subprocess.run([sys.executable, "-c", code, f"-l:{host.OPENBLAS}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    before, after = json.loads(proc.stdout)
+    assert before["library"] is None and before["version"] is None
+    assert os.path.realpath(after["library"]) == after["library"] and "openblas" in after["library"]
+    assert after["version"].startswith("OpenBLAS ")
+    assert host.openblas_config(ctypes.util.find_library("c")) is None  # not OpenBLAS

@@ -1,0 +1,82 @@
+"""The package's structure, drawn from its code (benchmarks/import_graph.py): no import
+cycles, xor_gpu modules imported inside functions only by the CLI's lazy command loading,
+and engine names compared only in the engine registry."""
+import ast
+import importlib.util
+import pathlib
+
+from xor_gpu import engines
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "xor_gpu"
+
+
+def _import_graph():
+    spec = importlib.util.spec_from_file_location("import_graph", REPO / "benchmarks" / "import_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_graph_sees_every_import(tmp_path):
+    """The drawing itself: module-level and function-level imports, both spellings, a cycle."""
+    (tmp_path / "a.py").write_text("from xor_gpu import b\n")
+    (tmp_path / "b.py").write_text("import os\n\ndef f():\n    from xor_gpu.a import x\n")
+    (tmp_path / "c.py").write_text("import xor_gpu.b\n")
+    graph = _import_graph()
+    modules = graph.graph(tmp_path)
+    assert {m: (v["imports"], v["late_imports"]) for m, v in modules.items()} == {
+        "a": (["b"], []), "b": ([], ["a"]), "c": (["b"], [])}
+    assert graph.cycles(modules) == [["a", "b"]] and graph.cycles(modules, late=False) == []
+    assert graph.layers(modules) == {"a": 1, "b": 0, "c": 1}
+
+
+def test_no_import_cycles():
+    graph = _import_graph()
+    assert graph.cycles(graph.graph()) == []
+
+
+def test_xor_gpu_modules_are_imported_inside_functions_only_by_the_cli():
+    late = {m: set(v["late_imports"]) for m, v in _import_graph().graph().items() if v["late_imports"]}
+    late.pop("cli")
+    assert late == {}
+
+
+def _engine_comparisons(tree):
+    """(line, text) of each comparison with an engine's name (or the default engine), and of
+    each table keyed by engine names."""
+    names = set(engines.ENGINES)
+
+    def engine_name(node):
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(engine_name(e) for e in node.elts)
+        return isinstance(node, ast.Attribute) and node.attr == "DEFAULT"
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(op, (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)) for op in node.ops) and any(
+                    engine_name(s) for s in sides if not isinstance(s, (ast.Tuple, ast.List, ast.Set))):
+                yield node.lineno, ast.unparse(node)
+            elif any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) and any(
+                    isinstance(s, (ast.Tuple, ast.List, ast.Set)) and engine_name(s) for s in node.comparators):
+                yield node.lineno, ast.unparse(node)
+        elif isinstance(node, ast.Dict) and sum(engine_name(k) for k in node.keys if k is not None) > 1:
+            yield node.lineno, ast.unparse(node)[:60]
+
+
+def test_engine_names_are_compared_only_in_the_registry():
+    found = [f"{path.name}:{line}: {text}" for path in sorted(PACKAGE.glob("*.py")) if path.name != "engines.py"
+             for line, text in _engine_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
+    assert found == []
+
+
+def test_the_engine_check_finds_each_way_of_comparing():
+    code = ('if config.engine == "theano": pass\n'
+            'x = engine != engines.DEFAULT\n'
+            'y = name in ("pytensor-jax", "pytensor-numba")\n'
+            'z = {"theano": 1, "pytensor-jax": 2}.get(engine)\n'
+            'ok = "pytensor" in versions and engine == "cuda"\n')
+    assert [line for line, _ in _engine_comparisons(ast.parse(code))] == [1, 2, 3, 4]
