@@ -19,6 +19,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
 from sybil import Document
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
@@ -90,8 +91,10 @@ def _first_command(b):
 
 
 def repo_copy(dest):
-    """The working tree as a fresh clone has it (tracked and new files, nothing ignored), at
-    DEST: blocks that write into the current folder run there, never in the repository."""
+    """A fresh clone of this repository at DEST (its commit, so versions and manifests name it)
+    with the working tree's changes on top (tracked and new files, nothing ignored): blocks
+    that write into the current folder run there, never in the repository."""
+    subprocess.run(["git", "clone", "-q", "--shared", str(REPO), str(dest)], check=True, capture_output=True)
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
@@ -99,15 +102,25 @@ def repo_copy(dest):
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
+        elif not source.exists():
+            (dest / name).unlink(missing_ok=True)  # deleted in the working tree
     return dest
+
+
+def user_path():
+    """PATH without this tox env's bin: a user's shell has no test env on it."""
+    ours = str(pathlib.Path(sys.prefix) / "bin")
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != ours)
 
 
 def run_block(b, cwd, env=None, timeout=1800):
     """Run the block as written with bash (-e: any failing command fails the block; -x: the
-    output shows each command). Returns the CompletedProcess; the caller asserts."""
+    output shows each command), outside this tox env (user_path(), no VIRTUAL_ENV) unless ENV
+    says otherwise. Returns the CompletedProcess; the caller asserts."""
+    base = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     return subprocess.run(["bash", "-e", "-o", "pipefail", "-x", "-c", b.text], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          env={**os.environ, **(env or {})})
+                          env={**base, "PATH": user_path(), **(env or {})})
 
 
 def explain(b, proc):
