@@ -7,6 +7,7 @@ with its id is not run anywhere, and fails here.
 """
 import configparser
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -87,3 +88,16 @@ def test_envs_still_awaited():
     landed = [env for env in AWAITED if f"testenv:{env}" in sections]
     assert not landed, f"tox.ini now has {landed}: remove them from AWAITED in tests/test_docs.py"
 
+
+
+def test_every_shell_block_passes_shellcheck():
+    """Also the blocks no env here runs (GPU, cluster): a typo there still fails a test."""
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing (scripts/bootstrap installs it)"
+    problems = []
+    for b in all_shell_blocks():
+        proc = subprocess.run([shellcheck, "--shell=bash", "--severity=warning", "-"], input=b.text,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            problems.append(f"{b}:\n{proc.stdout}")
+    assert not problems, "\n".join(problems)

@@ -24,6 +24,8 @@ COMPOSE = block("docker", "docker compose run --rm train ")
 CI_RECIPE = block("docker", "docker compose build train")
 CUDA_BUILD = block("docker", "scripts/docker-build cuda")
 REFERENCE = block("docker", "scripts/docker-build cpu")
+BUILD_ALL = block("docker", "scripts/docker-build all")
+AROUND = block("docker", "mkdir -p out && chown 1000:1000 out")
 IMAGE = "xor-gpu-doc"
 
 
@@ -105,6 +107,20 @@ def test_cuda_build_runs_as_written(doc, user, main_job):
     assert sh("docker", "image", "inspect", "-f", "{{.Config.User}}", f"{IMAGE}:cuda").stdout.strip() == "xor"
 
 
+@pytest.mark.parametrize("doc", [BUILD_ALL], ids=str)
+def test_build_of_both_images_runs_as_written(doc, user, main_job):
+    """docs/docker.md's build: both images, their manifests naming the clone's commit."""
+    tree, env = user
+    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
+    proc = run_block(doc, tree, env, timeout=2400)
+    assert proc.returncode == 0, explain(doc, proc)
+    commit = sh("git", "rev-parse", "--short=12", "HEAD", cwd=tree).stdout.strip()
+    for target in ("cpu", "cuda"):
+        manifest = json.loads(sh("docker", "run", "--rm", "--network", "none", "--entrypoint", "cat",
+                                 f"{IMAGE}:{target}", "/etc/xor_gpu/manifest.json").stdout)
+        assert manifest["target"] == target and manifest["vcs_ref"].startswith(commit), manifest.get("vcs_ref")
+
+
 @pytest.mark.parametrize("doc", [REFERENCE], ids=str)
 def test_regenerating_the_reference_reproduces_it(doc, user, main_job):
     """docs/reference.md's recipe, in the clone: the new file is the committed one's training,
@@ -117,3 +133,16 @@ def test_regenerating_the_reference_reproduces_it(doc, user, main_job):
     committed = load(REPO / "xor_gpu" / "reference" / "seed-cpu-float32.json")
     assert new["weights_sha256"] == committed["weights_sha256"]
     assert new["predictions"] == committed["predictions"]
+
+
+@pytest.mark.parametrize("doc", [AROUND], ids=str)
+def test_out_folder_and_dropping_the_volumes_run_as_written(doc, user, main_job):
+    """Last: `docker compose down -v` drops this project's cache volumes (made by the runs above)."""
+    tree, env = user
+    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
+    volumes = ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}"]
+    assert sh(*volumes).stdout.split(), "no volumes to drop: the runs above made none"
+    proc = run_block(doc, tree, env)
+    assert proc.returncode == 0, explain(doc, proc)
+    assert (tree / "out").stat().st_uid == 1000
+    assert sh(*volumes).stdout.split() == []
