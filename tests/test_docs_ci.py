@@ -7,6 +7,7 @@ import re
 import pytest
 
 from docblocks import REPO, block
+from xorlib import strict
 
 TEST_COMMAND = block("cpu", "scripts/bootstrap --docker && .venv/bin/tox")
 # .ci/run's own lines besides the command: strict mode, the repo root, timing and stopping the
@@ -34,3 +35,16 @@ def test_ci_sets_nothing_a_readme_user_lacks():
     settings = [line for line in ci if re.match(r"(export\s+|env\s+|declare\s+-x\s+)?[A-Za-z_][A-Za-z0-9_]*=", line)
                 and line != "SECONDS=0"]
     assert not settings, f".ci/run sets {settings}; a README user has none of them"
+
+
+@pytest.mark.parametrize("env, expected", [({}, False), ({"CI": "true"}, True),
+                                           ({"CI": "true", "XOR_GPU_REQUIRE_DOCKER": "0"}, False),
+                                           ({"XOR_GPU_REQUIRE_DOCKER": "1"}, True), ({"CI": "false"}, False)])
+def test_ci_makes_docker_and_engine_skips_failures(monkeypatch, env, expected):
+    """What .ci/run used to export now follows CI=true, which CI systems set; the explicit
+    variable still wins either way."""
+    for name in ("CI", "XOR_GPU_REQUIRE_DOCKER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert strict("XOR_GPU_REQUIRE_DOCKER") is expected
