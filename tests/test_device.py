@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from xorlib import DEVICE, run_cli, train_report
+from xorlib import DEVICE, run_cli, strict, train_report
 from xor_gpu.backend import HEAVY_OPS
 from xor_gpu.launch import wanted_env
 
@@ -101,9 +101,9 @@ def _pytensor_runs():
     if python and os.access(python, os.X_OK):
         return ["pytensor:cpu", "pytensor-numba:cpu", "pytensor-jax:cpu"]
     message = f"no PyTensor Python ({python or 'XOR_GPU_PYTENSOR_PYTHON is not set'}): run tox -e pytensor first"
-    if os.environ.get("XOR_GPU_REQUIRE_ENGINES") == "1":
-        pytest.fail(f"{message}, and XOR_GPU_REQUIRE_ENGINES=1 requires it")
-    pytest.skip(f"{message}; set XOR_GPU_REQUIRE_ENGINES=1 to make this a failure")
+    if strict("XOR_GPU_REQUIRE_ENGINES"):
+        pytest.fail(f"{message}, and XOR_GPU_REQUIRE_ENGINES=1 (or CI) requires it")
+    pytest.skip(f"{message}; set XOR_GPU_REQUIRE_ENGINES=1 (CI does) to make this a failure")
 
 
 @pytest.mark.skipif(DEVICE == "cpu", reason="a sweep compares the CPU with a second device; the opencl and gpu envs run it")

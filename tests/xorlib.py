@@ -32,6 +32,14 @@ def require_gpu():
     return os.environ.get("XOR_GPU_REQUIRE_GPU") == "1"
 
 
+def strict(variable):
+    """Whether a missing Docker / PyTensor env fails instead of skipping: the variable
+    (XOR_GPU_REQUIRE_DOCKER, XOR_GPU_REQUIRE_ENGINES) when set, else whether this runs in CI
+    (CI=true, set by CI systems). Not for the GPU: CI machines have none."""
+    value = os.environ.get(variable) or ("1" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "0")
+    return value == "1"
+
+
 def run_cli(*args, env=None, check=None):
     """Run `python -m xor_gpu ARGS` in a fresh process (Theano binds a device per process)."""
     proc = subprocess.run([sys.executable, "-m", "xor_gpu", *map(str, args)], capture_output=True,

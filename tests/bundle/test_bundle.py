@@ -1,4 +1,5 @@
-"""The offline GPU bundle (bundle/): built as CI builds it, then run for real from an empty
+"""The offline GPU bundle (bundle/): built as the README says (its command, run as written in
+a fresh clone), then run for real from an empty
 folder on OpenCL (PoCL on the CPU) through `xor-gpu check`, with the host's Python hidden
 and poisoned.
 
@@ -23,6 +24,8 @@ from unittest import mock
 
 import pytest
 
+from docblocks import block, explain, repo_copy, run_block
+
 pytestmark = pytest.mark.bundle
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -34,6 +37,7 @@ DEVICE = "opencl0:0"
 STEPS = 40000  # converges (the seed config's loss passes 0.25 near step 30,000)
 LEFT_OUT = {"scipy"}  # Theano imports it only optionally; see bundle/build.py
 HIDDEN_TOOLS = ("python", "python3", "python3.11", "pip", "pip3")
+BUILD_BLOCK = block("bundle", "python3 bundle/build.py")  # the README's build command
 
 
 def _tail(text, n=6000):
@@ -112,17 +116,31 @@ def test_build_refuses_bad_options_with_one_line(tmp_path):
 # --- the archive ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def archive(tmp_path_factory):
+def documented_build(tmp_path_factory):
+    """The README's build command, as written, in a fresh clone: its dist/ is the archive the
+    tests below examine and dry-run."""
+    tree = repo_copy(tmp_path_factory.mktemp("clone"))
+    return tree, run_block(BUILD_BLOCK, tree, timeout=1800)
+
+
+@pytest.mark.parametrize("doc", [BUILD_BLOCK], ids=str)
+def test_documented_build_runs_as_written(doc, documented_build):
+    tree, proc = documented_build
+    assert proc.returncode == 0, explain(doc, proc)
+    names = sorted(p.name for p in (tree / "dist").iterdir())
+    assert names == ["xor_gpu-bundle-run.sh", "xor_gpu-bundle.tar.gz", "xor_gpu-bundle.tar.gz.sha256"], names
+
+
+@pytest.fixture(scope="session")
+def archive(request):
     prebuilt = os.environ.get("XOR_GPU_BUNDLE")
     if prebuilt:
         path = pathlib.Path(prebuilt).resolve()
         assert path.is_file(), f"XOR_GPU_BUNDLE={prebuilt}: no such file"
         return path
-    path = tmp_path_factory.mktemp("bundle-build") / "xor_gpu-bundle.tar.gz"
-    proc = subprocess.run([sys.executable, str(BUILD), "--out", str(path)], capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, f"bundle/build.py failed:\n{_tail(proc.stderr)}"
-    return path
+    tree, proc = request.getfixturevalue("documented_build")
+    assert proc.returncode == 0, explain(BUILD_BLOCK, proc)
+    return tree / "dist" / "xor_gpu-bundle.tar.gz"
 
 
 @pytest.fixture(scope="session")

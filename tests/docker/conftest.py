@@ -3,7 +3,8 @@ jupyter/docker-stacks' tests): the images are built with scripts/docker-build an
 compose service runs for real.
 
 Tests that need Docker skip, saying why, only when no Docker daemon answers; with
-XOR_GPU_REQUIRE_DOCKER=1 (set in CI) that is a failure instead. Each test session uses its
+XOR_GPU_REQUIRE_DOCKER=1, or in CI (CI=true) unless XOR_GPU_REQUIRE_DOCKER=0, that is a
+failure instead. Each test session uses its
 own compose project (own named volumes), removed at the end.
 """
 import os
@@ -12,16 +13,17 @@ import uuid
 import pytest
 
 from dockerlib import BUILD_TIMEOUT, IMAGE, REPO, Compose, docker_unavailable, sh, tail
+from xorlib import strict
 
 
 @pytest.fixture(scope="session")
 def docker():
-    """Gate for every test that needs the engine: skip, or fail under XOR_GPU_REQUIRE_DOCKER=1."""
+    """Gate for every test that needs the engine: skip, or fail under XOR_GPU_REQUIRE_DOCKER=1 / CI."""
     reason = docker_unavailable()
     if reason:
-        if os.environ.get("XOR_GPU_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"{reason}, and XOR_GPU_REQUIRE_DOCKER=1 requires Docker")
-        pytest.skip(f"{reason}; set XOR_GPU_REQUIRE_DOCKER=1 to make this a failure")
+        if strict("XOR_GPU_REQUIRE_DOCKER"):
+            pytest.fail(f"{reason}, and XOR_GPU_REQUIRE_DOCKER=1 (or CI) requires Docker")
+        pytest.skip(f"{reason}; set XOR_GPU_REQUIRE_DOCKER=1 (CI does) to make this a failure")
     version = sh("docker", "compose", "version", "--short", check=False)
     if version.returncode != 0 or not version.stdout.strip().lstrip("v").startswith("2."):
         pytest.fail("a Docker daemon answers but `docker compose` v2 is missing "

@@ -1,7 +1,7 @@
 """`docker compose run` for real: the train service trains the seed config and writes its
 report and plot to the bind-mounted out folder, arguments pass through, runs are warm
-(nothing compiled: the compile cache baked into the image reaches the named volume), and
-the test service runs the tox envs inside the image.
+(nothing compiled: the compile cache baked into the image reaches the named volume). The
+test service (tox inside the image) runs in test_docs_docker.py, as the README writes it.
 
 Warm is counted two ways, both must be 0: the report's new_compiled_modules (module folders
 created in the compiledir while the functions compiled, counted inside the process, so it
@@ -104,18 +104,3 @@ def test_container_runs_as_the_image_user_and_without_network(compose):
     out = compose("run", "--rm", "-T", "--entrypoint", "sh", "train", "-c", "id -u; ls /sys/class/net").stdout
     assert out.split() == ["1000", "lo"], f"expected uid 1000 and only the loopback interface: {out}"
 
-
-def test_test_service_passes(compose):
-    """docker compose run --rm test -e cpu,gpu: the whole suite in the image's Python and venv;
-    on a host without an NVIDIA GPU the gpu env's device tests skip and say why. The service's
-    default also runs the opencl env: here OpenCL in the image is proven by the check service
-    (test above) and the suite's OpenCL tests run in the host's opencl env, on the same
-    Debian pygpu and PoCL, so the image's copy of them (about 2 minutes) is not repeated."""
-    proc, wall = timed_run(compose, "test", "-e", "cpu,gpu", timeout=2400)
-    print(f"docker compose run test -e cpu,gpu: {wall:.0f} s")
-    out = proc.stdout + proc.stderr
-    for env in ("cpu", "gpu"):
-        assert f"  {env}: OK" in out, out[-3000:]
-    runtimes = sh("docker", "info", "--format", "{{json .Runtimes}}").stdout
-    if "nvidia" not in runtimes:
-        assert "SKIPPED" in out and "no usable CUDA GPU" in out, out[-3000:]

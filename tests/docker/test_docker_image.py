@@ -1,6 +1,9 @@
 """The images: built from docker/Dockerfile by scripts/docker-build, pinned, non-root, with
 a manifest of what they hold, baked warm caches and (cuda) the NVIDIA libraries wired."""
+import hashlib
 import json
+import os
+import pathlib
 import re
 
 import pytest
@@ -119,6 +122,39 @@ def test_cuda_image_wires_the_nvidia_libraries(images):
     assert in_image(images["cuda"], "python", "-c", code).stdout.strip() == "12.4"
     links = in_image(images["cuda"], "readlink", "/opt/cuda-libs/libcuda.so").stdout.strip()
     assert links == "/usr/lib/x86_64-linux-gnu/libcuda.so.1"
+
+
+def pip_ca():
+    """The CA bundle compose hands to the builds: an exported XOR_GPU_PIP_CA, else .env's
+    (scripts/bootstrap writes it), else none."""
+    if os.environ.get("XOR_GPU_PIP_CA"):
+        return os.environ["XOR_GPU_PIP_CA"]
+    env_file = REPO / ".env"
+    lines = env_file.read_text(encoding="utf-8").splitlines() if env_file.exists() else []
+    found = [line.split("=", 1)[1] for line in lines if line.startswith("XOR_GPU_PIP_CA=")]
+    return found[-1] if found else None
+
+
+def test_builds_get_the_pip_ca_from_env_file(docker):
+    """compose resolves the pip_ca secret to the CA bootstrap chose: the same source for
+    scripts/docker-build, these tests and a plain `docker compose build`."""
+    secret = compose_config()["secrets"]["pip_ca"]["file"]
+    assert secret == (pip_ca() or "/dev/null")
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
+def test_pip_ca_is_in_no_layer(images, target):
+    """The CA bundle pip used during the build is in no file of the image: no file of its
+    size has its digest (the image's own /etc/ssl/certs bundle is Debian's, without the proxy's CA)."""
+    ca = pip_ca()
+    if not ca:
+        pytest.skip("no pip CA on this host (no TLS-intercepting proxy): nothing that could leak")
+    data = pathlib.Path(ca).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    out = in_image(images[target], "sh", "-c",
+                   f"find / -xdev -type f -size {len(data)}c -exec sha256sum {{}} + 2>/dev/null; true").stdout
+    leaked = [line for line in out.splitlines() if line.startswith(digest)]
+    assert not leaked, f"the build's CA bundle {ca} is in the image: {leaked}"
 
 
 def test_gpu_services_reserve_an_nvidia_gpu(docker):
