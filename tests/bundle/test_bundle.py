@@ -23,11 +23,11 @@ from unittest import mock
 
 import pytest
 
+from bundlelib import BUILD, RUN, build_archive, runner_beside
+
 pytestmark = pytest.mark.bundle
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = REPO / "bundle" / "build.py"
-RUN = REPO / "bundle" / "run.sh"
 MAX_BYTES = 64 * 2**20  # a size a cluster's home quota and a copy to each node handle easily
 MAX_LAUNCHER_LINES = 80  # the launcher stays a launcher: the logic lives in the package
 DEVICE = "opencl0:0"
@@ -108,16 +108,7 @@ def test_build_refuses_bad_options_with_one_line(tmp_path):
 
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory):
-    prebuilt = os.environ.get("XOR_GPU_BUNDLE")
-    if prebuilt:
-        path = pathlib.Path(prebuilt).resolve()
-        assert path.is_file(), f"XOR_GPU_BUNDLE={prebuilt}: no such file"
-        return path
-    path = tmp_path_factory.mktemp("bundle-build") / "xor_gpu-bundle.tar.gz"
-    proc = subprocess.run([sys.executable, str(BUILD), "--out", str(path)], capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, f"bundle/build.py failed:\n{_tail(proc.stderr)}"
-    return path
+    return build_archive(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -244,8 +235,7 @@ def dry_run(archive, tmp_path_factory):
     dist = base / "dist"
     dist.mkdir()
     shutil.copy(archive, dist / "xor_gpu-bundle.tar.gz")
-    built_runner = archive.with_name("xor_gpu-bundle-run.sh")
-    shutil.copy(built_runner if built_runner.exists() else RUN, dist / "xor_gpu-bundle-run.sh")
+    shutil.copy(runner_beside(archive), dist / "xor_gpu-bundle-run.sh")
     env, marker = _hidden_host_python(base)
     runner = ["bash", str(dist / "xor_gpu-bundle-run.sh")]
     out = base / "work" / "out"
