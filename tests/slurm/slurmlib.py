@@ -82,8 +82,8 @@ class SlurmCluster:
     def env(self, **extra):
         return {**os.environ, "SLURM_CONF": str(self.conf), **extra}
 
-    def run(self, *args, timeout=60):
-        return subprocess.run(args, env=self.env(), capture_output=True, text=True, timeout=timeout)
+    def run(self, *args, cwd=None, timeout=60):
+        return subprocess.run(args, env=self.env(), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
     def start(self, timeout=60):
         root = self.root

@@ -11,19 +11,22 @@ reports every node.
 """
 import json
 import pathlib
+import socket
 import time
 
 import pytest
 
-from slurmlib import KILL_WAIT
+from bundlelib import REPO
 from docblocks import explain, run_block, shell_blocks
 
 pytestmark = pytest.mark.slurm
 
 DEVICES = ["cpu", "opencl0:0", "cuda", "opencl0:0"]  # task N checks DEVICES[N]
 KILLED = 3  # the task whose time limit is cut to one minute
-NODE = "localhost"
+NODE = "localhost"  # the Slurm node; summaries record the host's name
+HOST = socket.gethostname()
 FLEET_TIMEOUT = 1200
+SBATCH = sorted((REPO / "bundle" / "slurm").glob("*.sbatch"))
 
 
 def _json(path):
@@ -65,6 +68,13 @@ def fleet(cluster, submit_dir, tmp_path_factory):
             "results": submit / "results"}
 
 
+def _ended(job):
+    """(state, exit status) of an ended job; squeue's exit_code is the wait status
+    (a signal in the low bits, the exit status above)."""
+    code = job["exit_code"]
+    return job["job_state"], (code >> 8 if code & 0x7F == 0 else f"signal {code & 0x7F}")
+
+
 def _task_log(fleet, task):
     path = fleet["submit"] / f"xor_gpu_check-{fleet['job']}_{task}.out"
     return path.read_text(errors="replace")[-4000:] if path.exists() else f"(no {path.name})"
@@ -80,59 +90,81 @@ def test_documented_block_is_the_sequence_run(fleet, block):
 def test_array_tasks_end_in_the_states_their_devices_lead_to(fleet):
     tasks = fleet["tasks"]
     assert sorted(tasks) == list(range(len(DEVICES))), sorted(tasks)
-    states = {n: (t["job_state"], t["exit_code"]) for n, t in tasks.items()}
+    states = {n: _ended(t) for n, t in tasks.items()}
     for n in (0, 1):  # cpu and PoCL: every step passed
         assert states[n] == ("COMPLETED", 0), (n, states, _task_log(fleet, n))
-    assert states[2][0] == "FAILED" and states[2][1] == 3, (states, _task_log(fleet, 2))  # cuda unusable
+    assert states[2] == ("FAILED", 3), (states, _task_log(fleet, 2))  # cuda: unusable without a driver
     assert states[KILLED][0] == "TIMEOUT" and tasks[KILLED]["state_reason"] == "TimeLimit", states
+    assert "DUE TO TIME LIMIT" in _task_log(fleet, KILLED)
     assert tasks[KILLED]["time_limit"] == 1, tasks[KILLED]["time_limit"]
     assert all(t["nodes"] == NODE for t in tasks.values())
 
 
+def _summary(fleet, task):
+    folder = fleet["results"] / f"{fleet['job']}_{task}-{NODE}"
+    assert (folder / "summary.json").is_file(), (task, sorted(p.name for p in folder.iterdir()), _task_log(fleet, task))
+    return _json(folder / "summary.json")
+
+
 def test_every_task_leaves_its_folder(fleet):
-    """Task N: results/<job>_<N>-<node>/ with its check.log; a summary.json that says what happened."""
+    """Task N: results/<job>_<N>-<node>/ with its check.log; the summaries of the tasks that ran
+    to their end say so."""
     folders = sorted(p.name for p in fleet["results"].iterdir() if p.is_dir())
     assert folders == [f"{fleet['job']}_{n}-{NODE}" for n in range(len(DEVICES))], folders
-    summaries = {}
-    for n, device in enumerate(DEVICES):
-        folder = fleet["results"] / f"{fleet['job']}_{n}-{NODE}"
-        assert (folder / "check.log").is_file(), (n, sorted(p.name for p in folder.iterdir()))
-        assert (folder / "summary.json").is_file(), (n, sorted(p.name for p in folder.iterdir()), _task_log(fleet, n))
-        summaries[n] = _json(folder / "summary.json")
-        assert summaries[n]["schema"] == "xor_gpu.check/1" and summaries[n]["device"]["requested"] == device
-        assert summaries[n]["config"]["engine"] == "theano" and summaries[n]["config"]["steps"] == 60000
+    for n in (0, 1, 2):
+        assert (fleet["results"] / f"{fleet['job']}_{n}-{NODE}" / "check.log").is_file(), n
+        summary = _summary(fleet, n)
+        assert summary["schema"] == "xor_gpu.check/1" and summary["device"]["requested"] == DEVICES[n]
+        assert summary["config"]["engine"] == "theano" and summary["config"]["steps"] == 60000
     for n in (0, 1):
-        assert summaries[n]["passed"] is True and summaries[n]["status"] == "passed", summaries[n]["steps"]
-        assert summaries[n]["device"]["active"] == DEVICES[n]
-    assert summaries[2]["status"] == "unusable" and summaries[2]["exit_status"] == 3
-    assert "cuda" in summaries[2]["reason"]
-    killed = summaries[KILLED]
+        summary = _summary(fleet, n)
+        assert summary["passed"] is True and summary["exit_status"] == 0, summary["steps"]
+        assert summary["device"]["active"] == DEVICES[n]
+    assert _summary(fleet, 2)["passed"] is False and _summary(fleet, 2)["exit_status"] == 3
+
+
+def test_summaries_say_how_each_task_ended(fleet):
+    """status passed / unusable (with the reason) / interrupted: the killed task's summary is
+    complete JSON with the steps done before Slurm's SIGTERM."""
+    assert [_summary(fleet, n)["status"] for n in range(3)] == ["passed", "passed", "unusable"]
+    assert "cuda" in _summary(fleet, 2)["reason"]
+    assert (fleet["results"] / f"{fleet['job']}_{KILLED}-{NODE}" / "check.log").is_file()
+    killed = _summary(fleet, KILLED)
     assert killed["status"] == "interrupted" and killed["interrupted_by"] == "SIGTERM", killed.get("status")
-    assert killed["passed"] is False and killed["steps"], killed["steps"]  # the steps done before the signal
+    assert killed["passed"] is False and killed["steps"], killed["steps"]
 
 
-def test_comparison_runs_after_every_task_and_reports_each_node(fleet):
+def _compare_log(fleet, job):
+    return (fleet["submit"] / f"xor_gpu_compare-{job['job_id']}.out").read_text(errors="replace")
+
+
+def test_comparison_runs_once_after_every_task(fleet):
     assert len(fleet["compare"]) == 1, fleet["compare"]
     compare = fleet["compare"][0]
     ended = max(t["end_time"] for t in fleet["tasks"].values())
     assert compare["start_time"] >= ended, (compare["start_time"], ended)  # afterany: also after failures
-    assert compare["dependency"] == "" or "afterany" in compare["dependency"], compare["dependency"]
-    log = (fleet["submit"] / f"xor_gpu_compare-{compare['job_id']}.out").read_text(errors="replace")
+    assert _compare_log(fleet, compare).startswith("xor_gpu_compare: "), _compare_log(fleet, compare)[-3000:]
+    print(f"compare (job {compare['job_id']}, {_ended(compare)}):\n{_compare_log(fleet, compare)}")
+
+
+def test_comparison_reports_each_node_and_fails(fleet):
+    """Not PASS everywhere: the comparison exits 5 (a verdict failed), with every node in its JSON
+    and a closing line that counts the statuses."""
+    compare = fleet["compare"][0]
+    log = _compare_log(fleet, compare)
     assert f"{len(DEVICES)} reports of job {fleet['job']}" in log, log[-3000:]
-    # Not PASS everywhere: the comparison exits 5 (a verdict failed), with every node in its JSON.
-    assert (compare["job_state"], compare["exit_code"]) == ("FAILED", 5), (compare["job_state"], log[-3000:])
+    assert _ended(compare) == ("FAILED", 5), (_ended(compare), log[-3000:])
     result = _json(fleet["results"] / f"{fleet['job']}-compare.json")
     nodes = result["nodes"]
     assert [n["report"] for n in nodes] == [str(fleet["results"] / f"{fleet['job']}_{n}-{NODE}" / "summary.json")
                                            for n in range(len(DEVICES))]
-    assert [(n["device"], n["status"]) for n in nodes] == [
-        ("cpu", "PASS"), ("opencl0:0", "PASS"), ("cuda", "UNUSABLE"), ("opencl0:0", "INTERRUPTED")]
+    assert [(n["node"], n["device"], n["status"]) for n in nodes] == [
+        (HOST, "cpu", "PASS"), (HOST, "opencl0:0", "PASS"), (HOST, "cuda", "UNUSABLE"), (HOST, "opencl0:0", "INTERRUPTED")]
     assert nodes[2]["reason"] and "cuda" in nodes[2]["reason"]
     assert result["status_counts"] == {"PASS": 2, "FAIL": 0, "UNUSABLE": 1, "INTERRUPTED": 1}
     closing = [line for line in log.splitlines() if line.startswith("fleet: ")]
     assert closing and closing[-1].startswith(f"fleet: {len(DEVICES)} nodes: 2 PASS"), log[-3000:]
     assert (fleet["results"] / f"{fleet['job']}-compare.png").stat().st_size > 0
-    print(f"compare (job {compare['job_id']}, exit {compare['exit_code']}):\n{log}")
 
 
 def test_unknown_device_fails_the_task_before_anything_is_written(cluster, submit_dir, tmp_path):
@@ -142,17 +174,14 @@ def test_unknown_device_fails_the_task_before_anything_is_written(cluster, submi
     home = tmp_path / "home"
     home.mkdir()
     proc = cluster.run("sbatch", "--parsable", "--array=0", "--export=ALL,XOR_GPU_DEVICE=tpu0,HOME=" + str(home),
-                       str(submit / "xor_gpu_check_array.sbatch"))
+                       "xor_gpu_check_array.sbatch", cwd=submit)
     assert proc.returncode == 0, proc.stderr
     job = int(proc.stdout.strip().split(";")[0])
-    deadline = time.monotonic() + 120
-    while True:
-        task = next(j for j in cluster.jobs() if j["array_job_id"] == job)
-        if task["job_state"] not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING") or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert (task["job_state"], task["exit_code"]) == ("FAILED", 2), task["job_state"]
-    log = (submit / f"xor_gpu_check-{job}_0.out").read_text()
-    assert log.splitlines() == ["xor_gpu_check: error: unknown device 'tpu0' in XOR_GPU_DEVICE: "
-                                "cpu, cuda, cudaN or openclP:D"], log
-    assert not (submit / "results").exists() and list(home.iterdir()) == []
+    task = next(j for j in cluster.wait_for_jobs(120) if j["array_job_id"] == job)
+    assert _ended(task) == ("FAILED", 2), _ended(task)
+    log = submit / f"xor_gpu_check-{job}_0.out"
+    assert log.read_text().splitlines() == ["xor_gpu_check: error: unknown device 'tpu0' in XOR_GPU_DEVICE: "
+                                            "cpu, cuda, cudaN or openclP:D"], log.read_text()
+    copied = ["xor_gpu-bundle.tar.gz", "xor_gpu-bundle-run.sh", *(p.name for p in SBATCH)]
+    assert sorted(p.name for p in submit.iterdir()) == sorted([log.name, *copied])
+    assert list(home.iterdir()) == []
