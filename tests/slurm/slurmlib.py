@@ -24,7 +24,7 @@ import time
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "mungekey")
-KILL_WAIT = 10  # seconds between a time limit's SIGTERM and its SIGKILL
+KILL_WAIT = 30  # seconds between a time limit's SIGTERM and its SIGKILL (the check writes its summary)
 CONF = """\
 ClusterName=xorgpu
 SlurmctldHost=localhost
