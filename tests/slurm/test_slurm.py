@@ -125,13 +125,15 @@ def test_every_task_leaves_its_folder(fleet):
 
 def test_summaries_say_how_each_task_ended(fleet):
     """status passed / unusable (with the reason) / interrupted: the killed task's summary is
-    complete JSON with the steps done before Slurm's SIGTERM."""
+    complete JSON with the steps done before Slurm's SIGTERM (none when it came during the
+    first) and says when it came."""
     assert [_summary(fleet, n)["status"] for n in range(3)] == ["passed", "passed", "unusable"]
     assert "cuda" in _summary(fleet, 2)["reason"]
     assert (fleet["results"] / f"{fleet['job']}_{KILLED}-{NODE}" / "check.log").is_file()
     killed = _summary(fleet, KILLED)
     assert killed["status"] == "interrupted" and killed["interrupted_by"] == "SIGTERM", killed.get("status")
-    assert killed["passed"] is False and killed["steps"], killed["steps"]
+    assert killed["passed"] is False and killed["exit_status"] == 143 and "SIGTERM" in killed["reason"], killed
+    assert all(step["status"] == "passed" for step in killed["steps"]), killed["steps"]
 
 
 def _compare_log(fleet, job):
