@@ -59,8 +59,13 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
 
+def program(name):
+    """The path of a daemon or client (the daemons are in /usr/sbin, not on every user's PATH)."""
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
 def missing_programs():
-    return [p for p in DAEMONS + CLIENTS if not shutil.which(p, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")]
+    return [p for p in DAEMONS + CLIENTS if not program(p)]
 
 
 def _free_port():
@@ -95,7 +100,7 @@ class SlurmCluster:
                                          kill_wait=KILL_WAIT))
         (root / "gres.conf").write_text(f"Name=gpu File={root}/gpus/gpu[0-3]\n")
         key = root / "munge" / "munge.key"
-        subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True, capture_output=True)
+        subprocess.run([program("mungekey"), "--create", f"--keyfile={key}"], check=True, capture_output=True)
         munge = root / "munge"
         self._spawn("munged", ["munged", "--foreground", "--force", f"--socket={munge}/munge.socket",
                                f"--key-file={key}", f"--pid-file={munge}/munged.pid",
@@ -107,7 +112,7 @@ class SlurmCluster:
 
     def _spawn(self, name, argv):
         log = open(self.root / "log" / f"{name}.stderr", "w")
-        self.procs[name] = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+        self.procs[name] = subprocess.Popen([program(argv[0]), *argv[1:]], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
 

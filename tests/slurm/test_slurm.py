@@ -1,5 +1,5 @@
 """The fleet check on a real Slurm (Debian's slurmctld/slurmd 22.05 and munge, one node on
-localhost, tests/slurm/cluster.py), with the real offline bundle, run the way README.md and
+localhost, tests/slurm/slurmlib.py), with the real offline bundle, run the way README.md and
 docs/gpu-validation.md show it: their `doc-test: slurm` block, as written, from a folder
 holding dist/'s two files and bundle/slurm/*.sbatch.
 
@@ -57,6 +57,8 @@ def fleet(cluster, submit_dir, tmp_path_factory):
     array = [j for j in cluster.jobs() if j["name"] == "xor_gpu_check"]
     assert array, f"the block submitted no xor_gpu_check job:\n{proc.stderr}"
     job = array[0]["array_job_id"]
+    # One task's limit cut to a minute (as a user or admin may cut a job's): a check on PoCL
+    # with cold caches takes longer, so Slurm's time limit ends it.
     cut = cluster.run("scontrol", "update", f"JobId={job}_{KILLED}", "TimeLimit=1")
     assert cut.returncode == 0, cut.stderr
     jobs = cluster.wait_for_jobs(FLEET_TIMEOUT)
