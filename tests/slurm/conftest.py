@@ -1,4 +1,4 @@
-"""A real one-node Slurm for the session (tests/slurm/cluster.py), always stopped at the end,
+"""A real one-node Slurm for the session (tests/slurm/slurmlib.py), always stopped at the end,
 and a submit folder as the documentation asks for: dist/'s two files from a bundle built
 like the bundle env builds it, and bundle/slurm/*.sbatch."""
 import os
