@@ -335,6 +335,20 @@ def test_array_task_takes_its_device_and_engine(launcher, tmp_path, params, devi
     assert args[2:7] == ["check", "--device", device, "--engine", engine], args
 
 
+def test_array_accepts_the_devices_the_package_accepts(launcher):
+    from xor_gpu.config import check_device
+    from xor_gpu.errors import ConfigError
+
+    for device in ("cpu", "cuda", "cuda12", "opencl0:0", "opencl10:2", "gpu", "opencl0", "cuda:0", "CPU", "cpu0", " cpu"):
+        try:
+            accepted = check_device(device) == device
+        except ConfigError:
+            accepted = False
+        proc, args = launcher("xor_gpu_check_array.sbatch", **TASK, XOR_GPU_DEVICE=device)
+        assert (proc.returncode == 0) == accepted, (device, accepted, proc.stderr)
+        assert accepted == (args is not None and args[4] == device), (device, args)
+
+
 def test_array_accepts_every_engine_of_the_package(launcher):
     from xor_gpu import engines
 
