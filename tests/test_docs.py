@@ -15,10 +15,6 @@ import pytest
 
 from docblocks import ENVS, MARKER, NOT_HERE, REPO, all_shell_blocks, documents
 
-# Envs named by markers that this tree has no tox env for yet, with where they come from.
-# When tox.ini gains the env, test_envs_still_awaited fails: drop it here, and its blocks are
-# checked like every other env's.
-AWAITED = {"slurm": "the slurm env (a one-node Slurm from Debian's packages) runs the sbatch blocks"}
 # The bench env is not run by CI (slow and noisy, see benchmarks/README.md); its block runs
 # the bench env itself.
 NOT_IN_CI = {"bench"}
@@ -73,7 +69,7 @@ def test_every_marker_sits_directly_above_a_shell_block():
     assert not stray, f"doc-test markers not directly above a shell block: {stray}"
 
 
-@pytest.mark.parametrize("env", sorted(set(ENVS) - set(AWAITED) - NOT_IN_CI))
+@pytest.mark.parametrize("env", sorted(set(ENVS) - NOT_IN_CI))
 def test_every_block_marked_for_an_env_is_run_by_its_tests(env):
     blocks = [b for b in all_shell_blocks() if b.marker == env]
     if not blocks:
@@ -82,11 +78,6 @@ def test_every_block_marked_for_an_env_is_run_by_its_tests(env):
     missing = [str(b) for b in blocks if not any(f"[{b}]" in i or f"-{b}]" in i or f"[{b}-" in i for i in ids)]
     assert not missing, f"blocks marked doc-test: {env} that no test of the {env} env runs: {missing}"
 
-
-def test_envs_still_awaited():
-    sections = tox_envs().sections()
-    landed = [env for env in AWAITED if f"testenv:{env}" in sections]
-    assert not landed, f"tox.ini now has {landed}: remove them from AWAITED in tests/test_docs.py"
 
 
 

@@ -35,6 +35,7 @@ CONTRACT = {
     "device": {"container": DEBIAN, "matrix": [{"env": "cpu"}, {"env": "cpu,pytensor,opencl"}],
                "env": {"XOR_GPU_REQUIRE_ENGINES": "1"}, "runs": [BOOTSTRAP, ".venv/bin/tox -e {env}"]},
     "docker": {"env": {"XOR_GPU_REQUIRE_DOCKER": "1"}, "runs": ["tox -e docker"]},
+    "slurm": {"container": DEBIAN, "runs": [f"{BOOTSTRAP} --slurm", ".venv/bin/tox -e slurm"]},
     "gpu": {"runs-on": ["self-hosted", "gpu"], "env": {"XOR_GPU_REQUIRE_GPU": "1"},
             "runs": [BOOTSTRAP, ".venv/bin/tox -e gpu",
                      CHECK.format(env="gpu", device="cuda", name="cuda")],
@@ -227,6 +228,8 @@ MUTATIONS = {
                               "gpu {}: does not run '.venv/bin/tox exec -e gpu -- xor-gpu check"),
     "gpu without a GPU label": (lambda w: w["jobs"]["gpu"].update({"runs-on": "self-hosted"}), "gpu: runs-on"),
     "gpu may skip": (lambda w: w["jobs"]["gpu"]["env"].pop("XOR_GPU_REQUIRE_GPU"), "XOR_GPU_REQUIRE_GPU"),
+    "slurm without Slurm's packages": (lambda w: _step(w, "slurm", running="bootstrap").update(run=BOOTSTRAP),
+                                       "slurm {}: does not run 'scripts/bootstrap --slurm'"),
     "docker may skip": (lambda w: w["jobs"]["docker"]["env"].pop("XOR_GPU_REQUIRE_DOCKER"),
                         "XOR_GPU_REQUIRE_DOCKER"),
     "compare not after gpu": (lambda w: w["jobs"]["compare"].update(needs=["check"]), "needs lacks 'gpu'"),
@@ -304,12 +307,70 @@ def launcher(tmp_path):
     return run
 
 
-def test_array_task_checks_cuda_into_its_own_folder(launcher, tmp_path):
-    proc, args = launcher("xor_gpu_check_array.sbatch", SLURM_ARRAY_JOB_ID="812",
-                          SLURM_ARRAY_TASK_ID="2", SLURMD_NODENAME="gpu07")
+def test_array_resources_start_on_a_small_node():
+    options = sbatch_options(SLURM / "xor_gpu_check_array.sbatch")
+    assert int(options["cpus-per-task"]) <= 2 and options["mem"] == "4G", options
+    assert "sbatch --cpus-per-task=4" in (SLURM / "xor_gpu_check_array.sbatch").read_text(encoding="utf-8")
+
+
+TASK = {"SLURM_ARRAY_JOB_ID": "812", "SLURM_ARRAY_TASK_ID": "2", "SLURMD_NODENAME": "gpu07"}
+
+
+def test_array_task_checks_cuda_with_theano_into_its_own_folder(launcher, tmp_path):
+    proc, args = launcher("xor_gpu_check_array.sbatch", **TASK)
     assert proc.returncode == 0, proc.stderr
-    assert args == ["--cache", "/scratch/c", "check", "--device", "cuda",
+    assert args == ["--cache", "/scratch/c", "check", "--device", "cuda", "--engine", "theano",
                     "--out", f"{tmp_path}/results/812_2-gpu07"]
+
+
+@pytest.mark.parametrize("params, device, engine", [
+    ({"XOR_GPU_DEVICE": "opencl0:0"}, "opencl0:0", "theano"),
+    ({"XOR_GPU_DEVICE": "cuda1", "XOR_GPU_ENGINE": "pytensor-jax"}, "cuda1", "pytensor-jax"),
+    ({"XOR_GPU_DEVICE": "cpu,opencl0:0,cuda,opencl1:0"}, "cuda", "theano"),  # task 2 takes the third
+    ({"XOR_GPU_ENGINE": "pytensor"}, "cuda", "pytensor"),
+])
+def test_array_task_takes_its_device_and_engine(launcher, tmp_path, params, device, engine):
+    proc, args = launcher("xor_gpu_check_array.sbatch", **TASK, **params)
+    assert proc.returncode == 0, proc.stderr
+    assert args[2:7] == ["check", "--device", device, "--engine", engine], args
+
+
+def test_array_accepts_the_devices_the_package_accepts(launcher):
+    from xor_gpu.config import check_device
+    from xor_gpu.errors import ConfigError
+
+    for device in ("cpu", "cuda", "cuda12", "opencl0:0", "opencl10:2", "gpu", "opencl0", "cuda:0", "CPU", "cpu0", " cpu"):
+        try:
+            accepted = check_device(device) == device
+        except ConfigError:
+            accepted = False
+        proc, args = launcher("xor_gpu_check_array.sbatch", **TASK, XOR_GPU_DEVICE=device)
+        assert (proc.returncode == 0) == accepted, (device, accepted, proc.stderr)
+        assert accepted == (args is not None and args[4] == device), (device, args)
+
+
+def test_array_accepts_every_engine_of_the_package(launcher):
+    from xor_gpu import engines
+
+    for name, engine in engines.ENGINES.items():
+        device = "cpu" if re.fullmatch(engine.devices, "cpu") else "cuda"
+        proc, args = launcher("xor_gpu_check_array.sbatch", **TASK, XOR_GPU_ENGINE=name, XOR_GPU_DEVICE=device)
+        assert proc.returncode == 0 and args[5:7] == ["--engine", name], (name, proc.stderr)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"XOR_GPU_DEVICE": "gpu"}, "unknown device 'gpu' in XOR_GPU_DEVICE"),
+    ({"XOR_GPU_DEVICE": "opencl0"}, "unknown device 'opencl0' in XOR_GPU_DEVICE"),
+    ({"XOR_GPU_DEVICE": "cpu,cuda"}, "names 2 devices: none for task 2"),
+    ({"XOR_GPU_DEVICE": "cuda,cuda,,cuda"}, "unknown device '' in XOR_GPU_DEVICE"),
+    ({"XOR_GPU_ENGINE": "torch"}, "unknown engine 'torch' in XOR_GPU_ENGINE"),
+])
+def test_array_refuses_an_unknown_device_or_engine_with_one_line(launcher, tmp_path, params, message):
+    proc, args = launcher("xor_gpu_check_array.sbatch", **TASK, **params)
+    assert proc.returncode == 2 and args is None, (proc.returncode, args)
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("xor_gpu_check: error: ") and message in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runner.sh"], "something was written"
 
 
 def test_compare_gets_every_task_of_its_array_job(launcher, tmp_path):

@@ -24,13 +24,12 @@ from unittest import mock
 
 import pytest
 
+from bundlelib import BUILD, RUN, prebuilt, runner_beside
 from docblocks import block, explain, repo_copy, run_block
 
 pytestmark = pytest.mark.bundle
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = REPO / "bundle" / "build.py"
-RUN = REPO / "bundle" / "run.sh"
 MAX_BYTES = 64 * 2**20  # a size a cluster's home quota and a copy to each node handle easily
 MAX_LAUNCHER_LINES = 50  # the launcher finds a Python and execs: the logic lives in xor_gpu/launch.py
 DEVICE = "opencl0:0"
@@ -133,10 +132,8 @@ def test_documented_build_runs_as_written(doc, documented_build):
 
 @pytest.fixture(scope="session")
 def archive(request):
-    prebuilt = os.environ.get("XOR_GPU_BUNDLE")
-    if prebuilt:
-        path = pathlib.Path(prebuilt).resolve()
-        assert path.is_file(), f"XOR_GPU_BUNDLE={prebuilt}: no such file"
+    path = prebuilt()
+    if path:
         return path
     tree, proc = request.getfixturevalue("documented_build")
     assert proc.returncode == 0, explain(BUILD_BLOCK, proc)
@@ -267,8 +264,7 @@ def dry_run(archive, tmp_path_factory):
     dist = base / "dist"
     dist.mkdir()
     shutil.copy(archive, dist / "xor_gpu-bundle.tar.gz")
-    built_runner = archive.with_name("xor_gpu-bundle-run.sh")
-    shutil.copy(built_runner if built_runner.exists() else RUN, dist / "xor_gpu-bundle-run.sh")
+    shutil.copy(runner_beside(archive), dist / "xor_gpu-bundle-run.sh")
     env, marker = _hidden_host_python(base)
     runner = ["bash", str(dist / "xor_gpu-bundle-run.sh")]
     out = base / "work" / "out"
