@@ -256,6 +256,11 @@ def plot_runs(path, runs, title, reference=None, atol=None, rtol=None, missing=(
                           fontsize=10, loc="left")
         _prediction_panel(axes[2], ref, others, atol)
         axes[2].set_title(f"final predictions: max difference to {ref_label} (log)", fontsize=10, loc="left")
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path):
+    """The PNG, written atomically; the figure is closed even when the write fails."""
     try:
         _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
     finally:
@@ -281,11 +286,7 @@ def _notes_only(path, title, missing):
     for i, line in enumerate(missing):
         fig.text(0.02, 0.75 - i * 0.25 / (1.0 + 0.25 * len(missing)), f"no run: {line}", color=OVER,
                  fontsize=9, fontweight="bold", gid="no-run")
-    try:
-        _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
-    finally:
-        plt.close(fig)
-    return fig
+    return _save(plt, fig, path)
 
 
 def plot_seeds(path, result):
@@ -333,8 +334,4 @@ def plot_seeds(path, result):
     config = result.config
     fig.suptitle(f"XOR parity over {len(seeds)} seeds, {config['floatx']}, {config['steps']:,} steps",
                  fontsize=12, fontweight="bold")
-    try:
-        _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
-    finally:
-        plt.close(fig)
-    return fig
+    return _save(plt, fig, path)
