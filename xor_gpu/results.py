@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from xor_gpu.config import INPUTS
-from xor_gpu.errors import CheckFailed, ConfigError, DeviceError
+from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError
 
 TRAIN_SCHEMA = "xor_gpu.train/1"
 SEEDS_SCHEMA = "xor_gpu.train-seeds/1"  # train --seeds: one train report per seed
@@ -344,7 +344,7 @@ SKIPPED = "skipped"
 
 def status_of_exit(exit_status):
     """A summary written before "status" existed: its status from its exit status."""
-    return {0: PASSED, DeviceError.exit_status: UNUSABLE}.get(exit_status, FAILED)
+    return {EXIT_OK: PASSED, DeviceError.exit_status: UNUSABLE}.get(exit_status, FAILED)
 
 
 @dataclasses.dataclass
