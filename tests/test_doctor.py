@@ -1,16 +1,12 @@
 """`xor-gpu doctor` on this machine: real libraries, real OpenCL, real device probes. What it
 found is read from its JSON report; the printed text is checked only to name it."""
-import json
-
-from xorlib import run_cli, without_cuda_gpu
+from xorlib import cli_report, without_cuda_gpu
 from xor_gpu import host
 from xor_gpu.doctor import advice, opencl_devices
 
 
 def doctor(tmp_path, *args, check=0):
-    path = tmp_path / "doctor.json"
-    proc = run_cli("doctor", "--json", path, *args, check=check)
-    return json.loads(path.read_text()), proc
+    return cli_report(tmp_path, "doctor", *args, name="doctor.json", check=check)
 
 
 def test_doctor_reports_the_stack(tmp_path):

@@ -50,8 +50,13 @@ def one_line_error(proc, status, fragment):
     assert "Traceback" not in proc.stderr
 
 
-def train_report(tmp_path, *args, name="report.json"):
+def cli_report(tmp_path, command, *args, name="report.json", env=None, check=0):
+    """(the JSON report of `xor-gpu COMMAND --json PATH ARGS`, the process)."""
     path = tmp_path / name
-    run_cli("train", "--json", path, *args, check=0)
+    proc = run_cli(command, "--json", path, *args, env=env, check=check)
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        return json.load(f), proc
+
+
+def train_report(tmp_path, *args, name="report.json", env=None):
+    return cli_report(tmp_path, "train", *args, name=name, env=env)[0]
