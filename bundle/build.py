@@ -36,11 +36,16 @@ import zipfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
+# The exit statuses are the package's own (xor_gpu.errors, standard library only), read from
+# the working tree the wheel is built from: the build runs without xor_gpu installed.
+sys.path.insert(0, str(REPO))
+from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, XorGpuError  # noqa: E402
+
 NAME = "xor_gpu-bundle"
 # Debian bookworm packages, unpacked with dpkg -x (no root needed where the bundle runs).
 # libpython3.11-dev: only its headers and the libpython3.11.so link are kept.
 # OpenBLAS (with the Fortran runtime it links) is the BLAS the package links Theano's CPU
-# modules with (backend.default_blas_ldflags); its LAPACK and reference-BLAS copies are dropped.
+# modules with (host.default_blas_ldflags); its LAPACK and reference-BLAS copies are dropped.
 DEBS = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libpython3.11",
         "libpython3.11-dev", "python3-distutils", "python3-pygpu", "libgpuarray3", "libgpuarray-dev",
         "libclblast1", "ocl-icd-libopencl1", "libopenblas0-pthread", "libgfortran5", "libquadmath0"]
@@ -55,7 +60,7 @@ SOURCE_FILES = ["setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "READM
 DEFAULT_EPOCH = 946684800  # 2000-01-01, outside a git checkout
 
 
-class BuildError(Exception):
+class BuildError(XorGpuError):
     """A failed step: one line for the user; the work folder is kept for its logs."""
 
 
@@ -307,7 +312,7 @@ def write_beside(out):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
         print(f"build.py: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(ConfigError.exit_status)
 
 
 def parse_args(argv):
@@ -362,18 +367,18 @@ def main(argv=None):
         epoch = source_date_epoch()
     except BuildError as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_status
     work = pathlib.Path(tempfile.mkdtemp(prefix="xor_gpu-bundle-build."))
     try:
         mib = build(args, work, epoch)
     except (BuildError, OSError, subprocess.CalledProcessError) as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)
         log(f"staging and logs kept in {work}")
-        return 1
+        return BuildError.exit_status
     except KeyboardInterrupt:
         shutil.rmtree(work, ignore_errors=True)
         print("build.py: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if args.keep_work:
         log(f"staging kept in {work}")
     else:
@@ -381,8 +386,8 @@ def main(argv=None):
     if mib > MAX_MIB:
         print(f"build.py: error: the archive is {mib:.1f} MiB, over the {MAX_MIB} MiB budget (a size a cluster's "
               "home quota and a copy to each node handle easily): leave something out, e.g. --no-plot", file=sys.stderr)
-        return 1
-    return 0
+        return BuildError.exit_status
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from xorlib import one_line_error, run_cli, without_cuda_gpu
+from xorlib import one_line_error, run_cli, stub_run, without_cuda_gpu
 from xor_gpu import parity
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, DeviceError
@@ -40,21 +40,15 @@ def test_an_unusable_device_exits_3_and_records_why(tmp_path):
     assert report["failures"]["cuda"]["exit_status"] == 3
 
 
-def _run(predictions, losses, sha="a" * 64, converged=True):
-    keys = ("1,0", "0,0", "0,1", "1,1")
-    return {"predictions": dict(zip(keys, predictions)), "loss_history": {"every": 1, "values": losses},
-            "weights_sha256": sha, "converged": converged}
-
-
-REF = _run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5])
+REF = stub_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5])
 
 
 @pytest.mark.parametrize("other, error, fragment", [
-    (_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5]), None, None),
-    (_run([0.9 + 5e-5, 0.1, 0.9, 0.1], [1.0, 0.5 * (1 + 5e-4)], sha="b" * 64), None, None),
-    (_run([0.9 + 2e-4, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64), CheckFailed, "differ by more than the tolerance"),
-    (_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5 * (1 + 2e-3)], sha="b" * 64), CheckFailed, "differ by more than"),
-    (_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=False), CheckFailed, "not every device converged"),
+    (stub_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5]), None, None),
+    (stub_run([0.9 + 5e-5, 0.1, 0.9, 0.1], [1.0, 0.5 * (1 + 5e-4)], sha="b" * 64), None, None),
+    (stub_run([0.9 + 2e-4, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64), CheckFailed, "differ by more than the tolerance"),
+    (stub_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5 * (1 + 2e-3)], sha="b" * 64), CheckFailed, "differ by more than"),
+    (stub_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=False), CheckFailed, "not every device converged"),
 ])
 def test_verdict_on_plain_data(other, error, fragment):
     result = parity.assess(TrainConfig(), ["cpu", "opencl0:0"], {"cpu": REF, "opencl0:0": other}, {},

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from xor_gpu.results import Tolerances, relative_loss_differences as relative_differences
-from xor_gpu.plots import loss_axis_scale, margin_text, plot_runs
-from xorlib import train_report
+from xor_gpu import sweep
+from xor_gpu.config import TrainConfig
+from xor_gpu.plots import loss_axis_scale, margin_text, plot_runs, plot_seeds
+from xorlib import CLOSE, STALLED_FAR, stub_sweep, train_report
 
 ATOL, RTOL = 1e-4, 1e-3
 
@@ -181,13 +183,8 @@ def test_fleet_of_20_against_an_outside_reference(tmp_path, reports):
 def test_seed_sweep_draws_every_seed_against_atol(tmp_path):
     """parity --seeds: one point per seed on the log axis, exact zeros on the strip below,
     hollow points for seeds that converged nowhere, the atol line."""
-    from test_sweep import CLOSE, STALLED_FAR, _sweep
-    from xor_gpu import sweep
-    from xor_gpu.config import TrainConfig
-    from xor_gpu.plots import plot_seeds
-
-    same = {**CLOSE, "predictions": dict(_sweep(CLOSE)["cpu"]["runs"]["0"]["predictions"])}
-    reports = _sweep(CLOSE, STALLED_FAR, same)
+    same = {**CLOSE, "predictions": dict(stub_sweep(CLOSE)["cpu"]["runs"]["0"]["predictions"])}
+    reports = stub_sweep(CLOSE, STALLED_FAR, same)
     reports["cpu"]["runs"]["1"]["converged"] = False
     data = sweep.assess(TrainConfig(), ["cpu", "opencl0:0"], [0, 1, 2], reports, {}, Tolerances(ATOL, RTOL))
     fig = plot_seeds(tmp_path / "sweep.png", data)

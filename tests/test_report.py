@@ -8,14 +8,13 @@ import sys
 
 import pytest
 
-from xorlib import run_cli
+from xorlib import train_report
 from xor_gpu import host, report
 
 
 def _report(tmp_path, name, *args, flags=None):
     env = {"THEANO_FLAGS": f"{os.environ.get('THEANO_FLAGS', '')},{flags}"} if flags is not None else None
-    run_cli("train", "--json", tmp_path / name, *args, env=env, check=0)
-    return json.loads((tmp_path / name).read_text())
+    return train_report(tmp_path, *args, name=name, env=env)
 
 
 def test_the_report_names_the_blas_and_the_user_can_choose_numpys(tmp_path):

@@ -2,13 +2,14 @@
 made by xor_gpu 0.1.0 with the commands its README lists): each loads, writes back the same
 JSON, renders the same figures and compares the same. Then the rules the results pin: the
 convergence margin at its boundary, and bad report files."""
+import dataclasses
 import json
 import pathlib
 
 import pytest
 
 from xor_gpu import compare, config, render, report, results
-from xor_gpu.errors import ConfigError
+from xor_gpu.errors import CheckFailed, ConfigError, DeviceError, Interrupted
 from xor_gpu.results import CheckSummary, Difference, Parity, Sweep, Tolerances, TrainRun
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"
@@ -71,6 +72,28 @@ def test_a_summary_without_status_gets_it_from_its_exit_status(name, status, exi
     written = summary.to_dict()
     assert {k: written[k] for k in data} == data  # every field of 0.1.0 written back as it was
     assert written["status"] == status
+
+
+@pytest.mark.parametrize("name, error", [
+    ("check-cpu.json", None), ("check-failed.json", CheckFailed), ("check-cuda.json", DeviceError)])
+def test_a_summarys_verdict_is_its_error_with_its_exit_status(name, error):
+    """How `check` ends: the summary written, its verdict raised (the CLI returns its status)."""
+    summary = CheckSummary.from_dict(_load(name))
+    if error is None:
+        assert summary.verdict() is None and summary.exit_status == 0
+        return
+    with pytest.raises(error) as raised:
+        summary.verdict()
+    assert type(raised.value) is error and str(raised.value) == summary.reason
+    assert raised.value.exit_status == summary.exit_status
+
+
+def test_an_interrupted_summarys_verdict_is_the_signals_exit_status():
+    summary = dataclasses.replace(CheckSummary.from_dict(_load("check-cpu.json")), status="interrupted",
+                                  exit_status=143, interrupted_by="SIGTERM")
+    with pytest.raises(Interrupted) as raised:
+        summary.verdict()
+    assert raised.value.exit_status == 143 and str(raised.value) == "interrupted by SIGTERM"
 
 
 @pytest.mark.parametrize("paths, printed", [

@@ -6,9 +6,8 @@ import os
 
 import pytest
 
-from test_parity import _run
-from xorlib import one_line_error, run_cli
-from xor_gpu import sweep
+from xorlib import CLOSE, FAR, STALLED_FAR, one_line_error, run_cli, stub_sweep
+from xor_gpu import render, sweep
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, DeviceError
 from xor_gpu.results import Failure, Tolerances
@@ -34,26 +33,11 @@ def test_bad_seeds_exit_2_with_one_line_and_write_nothing(tmp_path, command, arg
     assert os.listdir(tmp_path) == []
 
 
-def _sweep(*others):
-    """Sweep reports of the reference device (every seed converged, REF's numbers) and of a
-    second device whose run of seed i is others[i]."""
-    ref = {"runs": {}}
-    dev = {"runs": {}}
-    for i, other in enumerate(others):
-        ref["runs"][str(i)] = {**_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=other["converged"]),
-                               "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "cpu"}}
-        dev["runs"][str(i)] = {**other, "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "d"}}
-    return {"cpu": ref, "opencl0:0": dev}
-
-
-CLOSE = _run([0.9 + 5e-5, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64)
-FAR = _run([0.9 + 2e-4, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64)
-STALLED_FAR = _run([0.6, 0.5, 0.5, 0.4], [1.0, 0.9], sha="c" * 64, converged=False)
 
 
 def test_seeds_that_converge_nowhere_are_reported_not_failed():
     """Seed 1 stalls on both devices, far apart: listed, and parity still passes."""
-    reports = _sweep(CLOSE, STALLED_FAR)
+    reports = stub_sweep(CLOSE, STALLED_FAR)
     reports["cpu"]["runs"]["1"]["converged"] = False
     result = sweep.assess(TrainConfig(), DEVICES, [0, 1], reports, {}, TOL)
     result.verdict()
@@ -68,7 +52,7 @@ def test_seeds_that_converge_nowhere_are_reported_not_failed():
     ((CLOSE, {**CLOSE, "converged": False}), "devices disagree on convergence on seed 1"),
 ])
 def test_a_seed_beyond_tolerance_or_in_disagreement_fails_with_exit_5(others, fragment):
-    reports = _sweep(*others)
+    reports = stub_sweep(*others)
     for key, other in enumerate(others):
         reports["cpu"]["runs"][str(key)]["converged"] = True
     result = sweep.assess(TrainConfig(), DEVICES, list(range(len(others))), reports, {}, TOL)
@@ -79,7 +63,7 @@ def test_a_seed_beyond_tolerance_or_in_disagreement_fails_with_exit_5(others, fr
 
 
 def test_a_device_that_cannot_run_is_a_device_error():
-    result = sweep.assess(TrainConfig(), DEVICES, [0, 1], {"cpu": _sweep(CLOSE)["cpu"]},
+    result = sweep.assess(TrainConfig(), DEVICES, [0, 1], {"cpu": stub_sweep(CLOSE)["cpu"]},
                         {"opencl0:0": Failure(3, "no platform")}, TOL)
     data = result.to_dict()
     assert data["matrix"] == {} and not data["passed"]
@@ -97,4 +81,5 @@ def test_train_seeds_on_the_cpu_reports_each_seed(tmp_path):
     assert data["schema"] == "xor_gpu.train-seeds/1" and data["seeds"] == [3, 1]
     assert [data["runs"][s]["converged"] for s in ("3", "1")] == [True, False]
     assert [data["runs"][s]["config"]["seed"] for s in ("3", "1")] == [3, 1]
-    assert "1 of 2 seeds converged on cpu" in proc.stdout
+    assert proc.stdout.strip() == render.seeds(data)  # the text is the report's (xor_gpu.render)
+    assert render.seeds(data).splitlines()[-1].startswith("1 of 2 seeds converged on cpu")

@@ -58,8 +58,39 @@ def one_line_error(proc, status, fragment):
     assert "Traceback" not in proc.stderr
 
 
-def train_report(tmp_path, *args, name="report.json"):
+def cli_report(tmp_path, command, *args, name="report.json", env=None, check=0):
+    """(the JSON report of `xor-gpu COMMAND --json PATH ARGS`, the process)."""
     path = tmp_path / name
-    run_cli("train", "--json", path, *args, check=0)
+    proc = run_cli(command, "--json", path, *args, env=env, check=check)
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        return json.load(f), proc
+
+
+def train_report(tmp_path, *args, name="report.json", env=None):
+    return cli_report(tmp_path, "train", *args, name=name, env=env)[0]
+
+
+# --- reports of runs, holding only what the differences and verdicts read ----------------------
+
+def stub_run(predictions, losses, sha="a" * 64, converged=True):
+    keys = ("1,0", "0,0", "0,1", "1,1")
+    return {"predictions": dict(zip(keys, predictions)), "loss_history": {"every": 1, "values": losses},
+            "weights_sha256": sha, "converged": converged}
+
+
+def stub_sweep(*others):
+    """Sweep reports of the reference device (every seed converged, predictions 0.9/0.1) and of
+    a second device whose run of seed i is others[i]."""
+    ref = {"runs": {}}
+    dev = {"runs": {}}
+    for i, other in enumerate(others):
+        ref["runs"][str(i)] = {**stub_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=other["converged"]),
+                               "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "cpu"}}
+        dev["runs"][str(i)] = {**other, "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "d"}}
+    return {"cpu": ref, "opencl0:0": dev}
+
+
+# A second device's runs against stub_sweep's reference (atol 1e-4): inside, beyond, and stalled.
+CLOSE = stub_run([0.9 + 5e-5, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64)
+FAR = stub_run([0.9 + 2e-4, 0.1, 0.9, 0.1], [1.0, 0.5], sha="b" * 64)
+STALLED_FAR = stub_run([0.6, 0.5, 0.5, 0.4], [1.0, 0.9], sha="c" * 64, converged=False)

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from xor_gpu import child, compare, cuda_libs, doctor, engines, parity, plots, render, report
+from xor_gpu import child, compare, cuda_libs, doctor, engines, parity, pipeline, plots, render, report
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
 from xor_gpu.results import (CONFIG_FIELDS, FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary,
                              Difference, Failure, Step, Tolerances)
@@ -75,8 +75,7 @@ class Check:
     def step(self, name, status, seconds, summary, **figures):
         step = Step(name, status, round(seconds, 2), summary, figures)
         self.steps.append(step)
-        number = STEPS.index(name) + 1
-        self.log(f"[{number}/{len(STEPS)}] {name:<12} {status.upper():<8} {summary} ({step.seconds:.1f} s)")
+        self.log(render.check_step(STEPS.index(name) + 1, len(STEPS), step))
         if status == FAILED and self.failure is None:
             self.failure = CheckFailed(f"check failed at {name}: {summary}")
 
@@ -116,9 +115,7 @@ class Check:
         r = first.report
         self.runs[device] = r
         report.write_json(os.path.join(self.out, "train.json"), r)
-        self.step("train", PASSED if r["converged"] else FAILED, first.seconds,
-                  f"{'converged' if r['converged'] else 'did NOT converge'}, final loss {r['final_loss']:.6g}, "
-                  f"{r['steps_per_second']:,.0f} steps/s on {r['device']['name']}",
+        self.step("train", PASSED if r["converged"] else FAILED, first.seconds, render.check_train(r),
                   converged=r["converged"], final_loss=r["final_loss"], steps_per_second=r["steps_per_second"],
                   weights_sha256=r["weights_sha256"])
 
@@ -130,10 +127,9 @@ class Check:
     def determinism(self, first, second):
         if not second.ok:
             return self.step("determinism", FAILED, second.seconds, f"the repeat failed: {second.error}")
-        same = second.report["weights_sha256"] == first["weights_sha256"]
-        self.step("determinism", PASSED if same else FAILED, second.seconds,
-                  "two runs ended with bitwise-identical weights" if same else
-                  f"two runs differ: {render.difference(Difference.between(first, second.report))}",
+        diff = Difference.between(first, second.report)  # bitwise equal: the same weights digest
+        same = diff.bitwise_equal
+        self.step("determinism", PASSED if same else FAILED, second.seconds, render.check_determinism(diff),
                   bitwise_equal=same, weights_sha256=[first["weights_sha256"], second.report["weights_sha256"]])
 
     def parity(self, device, dev_report):
@@ -148,14 +144,14 @@ class Check:
             failures["cpu"] = Failure(cpu.exit_status, cpu.error)
         reports[device] = dev_report
         result = parity.assess(self.config, ["cpu", device], reports, failures, self.tolerances)
-        report.write_json(os.path.join(self.out, "parity.json"), result.to_dict())
+        pipeline.write(result, os.path.join(self.out, "parity.json"))
         if failures:
             return self.step("parity", FAILED, time.perf_counter() - started, f"the CPU run failed: {cpu.error}")
         if self.plots:
             parity.plot(os.path.join(self.out, "parity.png"), result)
         diff = result.differences[device]
         self.step("parity", PASSED if result.passed else FAILED, time.perf_counter() - started,
-                  f"{device} vs cpu: {render.difference(diff, self.tolerances)}", **diff.to_dict())
+                  render.against(device, "cpu", diff, self.tolerances), **diff.to_dict())
 
     def reference(self):
         self.doing = "reference"
@@ -165,13 +161,12 @@ class Check:
                              "the committed reference is for the seed config; this check runs another")
         diffs = {name: Difference.between(self.ref.report, run) for name, run in self.runs.items()}
         ok = all(self.tolerances.admit(d) for d in diffs.values())
-        text = "; ".join(f"{name}: {render.difference(d)}" for name, d in diffs.items())
         if self.plots:
             plots.plot_runs(os.path.join(self.out, "check.png"), self.runs,
                             f"{self.config.device} check against the reference",
                             reference=(self.ref.label, self.ref.report), atol=self.tolerances.atol,
                             rtol=self.tolerances.rtol)
-        self.step("reference", PASSED if ok else FAILED, time.perf_counter() - started, text or "no run to compare",
+        self.step("reference", PASSED if ok else FAILED, time.perf_counter() - started, render.check_reference(diffs),
                   differences=diffs)
 
     def status(self):
@@ -220,14 +215,11 @@ def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol
         finally:
             signals.hold()
             check.interrupted = signals.caught
-            summary = check.summary()
-            report.write_json(os.path.join(out, "summary.json"), summary.to_dict())
-            check.log(f"RESULT: {summary.status.upper()}; summary in {os.path.join(out, 'summary.json')}")
+            summary, path = check.summary(), os.path.join(out, "summary.json")
+            pipeline.write(summary, path)
+            check.log(render.check_result(summary, path))
             check.log.save()
-    if check.interrupted:
-        raise check.interrupted
-    if check.failure:
-        raise check.failure
+    summary.verdict()
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ from xor_gpu import backend, cuda_libs, cuda_standin, report
 from xor_gpu.config import TrainConfig
 from xor_gpu.model import XorModel
 from xor_gpu import ptxas as ptxas_tool
-from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError
+from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, XorGpuError
 
 SCHEMA = "xor_gpu.compile-only/1"
 DEFAULT_ARCH = "sm_90"
@@ -119,7 +119,7 @@ def child_main(out_path):
         result["error"] = f"{type(exc).__name__}: {exc}"
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(result, f)
-    return 0 if result["ok"] else 1
+    return EXIT_OK if result["ok"] else XorGpuError.exit_status
 
 
 def _run_child(env, root):

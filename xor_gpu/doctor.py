@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import child, compile_cache, cuda_libs, report
+from xor_gpu import child, compile_cache, cuda_libs, host, report
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
 
@@ -114,6 +114,8 @@ def collect(device=None):
         "numpy": numpy.__version__,
         "theano": _version("theano"),
         "xor_gpu": _version("xor_gpu"),
+        "cpu": host.cpu_name(),
+        "blas": host.installed_blas(),  # what the C engines link (xor_gpu.host)
     }
     try:
         import pygpu.gpuarray
@@ -170,6 +172,9 @@ def advice(f):
 
 def format_findings(f):
     lines = [f"{key:<15} {f[key]}" for key in ("python", "numpy", "theano", "xor_gpu", "pygpu")]
+    blas = f["blas"]
+    lines.append(f"{'cpu':<15} {f['cpu']}")
+    lines.append(f"{'blas':<15} {blas['library'] or 'not found'} ({blas['version'] or blas['ldflags'] or 'no ldflags'})")
     lines.append(f"{'opencl':<15} {'; '.join(f['opencl_devices']) or 'none'}")
     gpus = ", ".join(f["cuda_gpus"]) or "no GPU"
     lines.append(f"{'cuda driver':<15} {f['cuda_driver'] + ' (' + gpus + ')' if f['cuda_driver'] else 'none'}")

@@ -64,11 +64,22 @@ def blas_of(ldflags):
     calls the device's BLAS and loads none: None); "numpy C-API" for empty ldflags.
     version: OpenBLAS's own description (version, and the CPU kernels it chose), else None.
     """
+    loaded = loaded_files()
+    return _blas(ldflags, lambda path: path in loaded)
+
+
+def installed_blas():
+    """The BLAS a C engine links here by default, as found on disk before any run loads it
+    (`xor-gpu doctor` imports no engine): {"ldflags", "library", "version"} as blas_of()."""
+    return _blas(default_blas_ldflags(), lambda path: True)
+
+
+def _blas(ldflags, counts):
+    """{"ldflags", "library", "version"}: library, the first file ldflags name that counts."""
     ldflags = ldflags.strip()
     if not ldflags:
         return {"ldflags": "", "library": NUMPY_BLAS, "version": None}
-    loaded = loaded_files()
-    library = next((p for p in linked_files(ldflags) if p in loaded), None)
+    library = next((p for p in linked_files(ldflags) if counts(p)), None)
     return {"ldflags": ldflags, "library": library, "version": openblas_config(library)}
 
 

@@ -1,7 +1,8 @@
 """The path parity, the seed sweep and compare share: collect the runs (each in its own
 process), build the result (xor_gpu.results: differences and verdict), then finish: print
 its table (xor_gpu.render), write its report, draw its plot, and raise its verdict's error,
-whose exit status the CLI returns."""
+whose exit status the CLI returns. `check` ends the same way (write, then the verdict), its
+summary written while SIGTERM and SIGINT wait."""
 import sys
 
 from xor_gpu import child, engines, render, report
@@ -33,10 +34,16 @@ def finish(result, text, json_path=None, draw=None, passed=None):
     then the verdict: its error is raised, else the `passed` line is printed."""
     if text:
         print(text)
-    if json_path:
-        report.write_json(json_path, result.to_dict())
+    write(result, json_path)
     if draw:
         draw()
     result.verdict()
     print(passed or render.passed(type(result).__name__.lower()))
     return EXIT_OK
+
+
+def write(result, json_path):
+    """The result's JSON report, written atomically; `check` writes its summary this way while
+    signals wait, then raises its verdict as finish() does."""
+    if json_path:
+        report.write_json(json_path, result.to_dict())

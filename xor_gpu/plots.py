@@ -229,11 +229,6 @@ def plot_runs(path, runs, title, reference=None, atol=None, rtol=None, missing=(
     missing: a line for each node that has no run to draw (an unusable device, an
     interrupted check), written in red under the figure's title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ref_label, ref, others = _split(runs, reference)
     if not others and ref is not None:  # the reference alone: nothing to compare it with
         ref_label, ref, others = None, None, {ref_label: ref}
@@ -244,7 +239,7 @@ def plot_runs(path, runs, title, reference=None, atol=None, rtol=None, missing=(
     # Inches: the log axis grows with its legend (one line per run), the bars with the runs.
     log_axis = max(2.2, 0.15 * n)
     heights = [3.0] if ref is None else [3.0, log_axis + _strip_inches(n) + 0.5, 0.9 + 0.3 * n]
-    fig = plt.figure(figsize=(_width(others), sum(heights) + 0.6), layout="constrained")
+    fig = _figure(figsize=(_width(others), sum(heights) + 0.6), layout="constrained")
     axes = fig.subplots(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
     fig.suptitle(title, fontsize=12, fontweight="bold")
     _no_runs(axes[0], missing)
@@ -256,11 +251,24 @@ def plot_runs(path, runs, title, reference=None, atol=None, rtol=None, missing=(
                           fontsize=10, loc="left")
         _prediction_panel(axes[2], ref, others, atol)
         axes[2].set_title(f"final predictions: max difference to {ref_label} (log)", fontsize=10, loc="left")
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
-def _save(plt, fig, path):
-    """The PNG, written atomically; the figure is closed even when the write fails."""
+def _figure(**kwargs):
+    """A new figure on matplotlib's Agg backend (no display needed); matplotlib is optional and
+    imported only when a plot is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.figure(**kwargs)
+
+
+def _save(fig, path):
+    """Write the figure as a PNG atomically (report._atomic), then free it; returns it."""
+    import matplotlib.pyplot as plt
+
     try:
         _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
     finally:
@@ -276,27 +284,18 @@ def _no_runs(ax, missing):
 
 
 def _notes_only(path, title, missing):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(7.5, 1.0 + 0.25 * len(missing)), layout="constrained")
+    fig = _figure(figsize=(7.5, 1.0 + 0.25 * len(missing)), layout="constrained")
     fig.suptitle(title, fontsize=12, fontweight="bold")
     for i, line in enumerate(missing):
         fig.text(0.02, 0.75 - i * 0.25 / (1.0 + 0.25 * len(missing)), f"no run: {line}", color=OVER,
                  fontsize=9, fontweight="bold", gid="no-run")
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def plot_seeds(path, result):
     """parity --seeds: per seed, each device's max |prediction difference| to the reference
     device (log), against atol. Filled: the seed converged on every device; hollow: on none;
     a red X: the devices disagree. Exact zeros sit on a strip below (a log axis has no 0)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     seeds, devices, ref = result.seeds, result.devices[1:], result.reference
@@ -304,7 +303,7 @@ def plot_seeds(path, result):
     kind = {**{s: "everywhere" for s in groups["converged_everywhere"]},
             **{s: "nowhere" for s in groups["converged_nowhere"]}, **{s: "disagree" for s in groups["disagree"]}}
     colors, nonzero = _colors(len(devices)), []
-    fig = plt.figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
+    fig = _figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
                      layout="constrained")
     ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, _strip_inches(len(devices)) + 0.3])
     for row, (device, color) in enumerate(zip(devices, colors)):
@@ -334,4 +333,4 @@ def plot_seeds(path, result):
     config = result.config
     fig.suptitle(f"XOR parity over {len(seeds)} seeds, {config['floatx']}, {config['steps']:,} steps",
                  fontsize=12, fontweight="bold")
-    return _save(plt, fig, path)
+    return _save(fig, path)

@@ -72,9 +72,13 @@ def parity(result):
              ["converged", "", *(yes(runs[d]["converged"]) for d in devices)]]
     lines = table(["input", "target", *devices], rows, "<>" + ">" * len(devices))
     lines += [f"{d}: {runs[d]['device']['name']}" for d in devices]
-    lines += [f"{d} vs {result.reference}: {difference(diff, result.tolerances)}"
-              for d, diff in result.differences.items()]
+    lines += [against(d, result.reference, diff, result.tolerances) for d, diff in result.differences.items()]
     return "\n".join(lines)
+
+
+def against(label, reference, diff, tolerances):
+    """One run against the reference run, within the tolerances: "opencl0:0 vs cpu: max ..."."""
+    return f"{label} vs {reference}: {difference(diff, tolerances)}"
 
 
 def sweep(result):
@@ -140,6 +144,34 @@ def comparison(result):
         lines += ["no training runs to compare", ""]
     lines += fleet(result.nodes)
     return "\n".join(lines)
+
+
+def check_step(number, total, step):
+    """check's progress line of a finished step: "[2/5] train        PASSED   converged, ..."."""
+    return (f"[{number}/{total}] {step.name:<12} {step.status.upper():<8} {step.summary} "
+            f"({step.seconds:.1f} s)")
+
+
+def check_train(report):
+    """The train step's summary: did the seed config converge, and how fast."""
+    return (f"{'converged' if report['converged'] else 'did NOT converge'}, final loss {report['final_loss']:.6g}, "
+            f"{report['steps_per_second']:,.0f} steps/s on {report['device']['name']}")
+
+
+def check_determinism(diff):
+    """The determinism step's summary: the repeat against the first run."""
+    return ("two runs ended with bitwise-identical weights" if diff.bitwise_equal else
+            f"two runs differ: {difference(diff)}")
+
+
+def check_reference(diffs):
+    """The reference step's summary: each run against the committed reference."""
+    return "; ".join(f"{name}: {difference(d)}" for name, d in diffs.items()) or "no run to compare"
+
+
+def check_result(summary, path):
+    """check's closing line, in its log."""
+    return f"RESULT: {summary.status.upper()}; summary in {path}"
 
 
 def passed(what):

@@ -9,11 +9,12 @@ earlier releases, which must keep loading).
 import dataclasses
 import json
 import math
+import signal
 
 import numpy as np
 
 from xor_gpu.config import INPUTS
-from xor_gpu.errors import CheckFailed, ConfigError, DeviceError
+from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted
 
 TRAIN_SCHEMA = "xor_gpu.train/1"
 SEEDS_SCHEMA = "xor_gpu.train-seeds/1"  # train --seeds: one train report per seed
@@ -31,6 +32,10 @@ DEFAULT_ATOL = 1e-4  # max |prediction difference| against the reference
 DEFAULT_RTOL = 1e-3  # max |loss difference| / |reference loss| over the sampled history
 
 CONFIG_FIELDS = ("floatx", "hidden", "lr", "steps", "seed")  # what makes runs comparable
+
+# Why a parity failed: in its error, and as the reason of its node in compare's fleet.
+NOT_CONVERGED = "not every device converged"
+BEYOND_TOLERANCE = "devices differ by more than the tolerance"
 
 
 def row_key(row):
@@ -177,12 +182,15 @@ class Failure:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def of(self, label):
+        return f"{label} failed (exit {self.exit_status}): {self.error}"
+
 
 def raise_for_failures(failures):
     """Runs that did not finish: DeviceError when a device could not be used (a setup problem,
     as in `train`), else CheckFailed."""
     if failures:
-        text = "; ".join(f"{d} failed (exit {f.exit_status}): {f.error}" for d, f in failures.items())
+        text = "; ".join(f.of(d) for d, f in failures.items())
         raise (DeviceError if any(f.exit_status == DeviceError.exit_status for f in failures.values())
                else CheckFailed)(text)
 
@@ -222,10 +230,12 @@ class Parity:
     def verdict(self):
         """Raise the error of a failed parity (DeviceError when a device could not be used)."""
         raise_for_failures(self.failures)
-        problems = [text for ok, text in ((self.converged, "not every device converged"),
-                                          (self.within, "devices differ by more than the tolerance")) if not ok]
-        if problems:
-            raise CheckFailed(f"parity failed: {'; '.join(problems)}")
+        if self.problems():
+            raise CheckFailed(f"parity failed: {'; '.join(self.problems())}")
+
+    def problems(self):
+        """Why the verdict fails, other than a failed run: [] when it passes."""
+        return [text for ok, text in ((self.converged, NOT_CONVERGED), (self.within, BEYOND_TOLERANCE)) if not ok]
 
     def to_dict(self):
         return {"schema": PARITY_SCHEMA, "config": self.config, "devices": self.devices,
@@ -306,7 +316,7 @@ class Sweep:
         groups = self.groups()
         problems = [f"{what} on seed{'s' if len(seeds) > 1 else ''} {_seed_list(seeds)}"
                     for what, seeds in (("devices disagree on convergence", groups["disagree"]),
-                                        ("devices differ by more than the tolerance", groups["beyond_tolerance"]))
+                                        (BEYOND_TOLERANCE, groups["beyond_tolerance"]))
                     if seeds]
         if problems:
             raise CheckFailed(f"parity failed: {'; '.join(problems)}")
@@ -344,7 +354,7 @@ SKIPPED = "skipped"
 
 def status_of_exit(exit_status):
     """A summary written before "status" existed: its status from its exit status."""
-    return {0: PASSED, DeviceError.exit_status: UNUSABLE}.get(exit_status, FAILED)
+    return {EXIT_OK: PASSED, DeviceError.exit_status: UNUSABLE}.get(exit_status, FAILED)
 
 
 @dataclasses.dataclass
@@ -388,6 +398,13 @@ class CheckSummary:
     @property
     def passed(self):
         return self.status == PASSED
+
+    def verdict(self):
+        """Raise the error the check ended with, whose exit status is the summary's."""
+        if self.status == INTERRUPTED:
+            raise Interrupted(signal.Signals[self.interrupted_by])
+        if self.status != PASSED:
+            raise (DeviceError if self.status == UNUSABLE else CheckFailed)(self.reason)
 
     def to_dict(self):
         return {"schema": CHECK_SCHEMA, "status": self.status, "passed": self.passed,
@@ -540,9 +557,7 @@ class Node:
             except (KeyError, TypeError, AttributeError) as exc:
                 raise ConfigError(f"{path}: not a complete {PARITY_SCHEMA} report ({exc!r})") from None
             failed = next(iter(parity.failures.items()), None)
-            reason = (f"{failed[0]} failed (exit {failed[1].exit_status}): {failed[1].error}" if failed else
-                      None if parity.passed else "not every device converged" if not parity.converged else
-                      "devices differ by more than the tolerance")
+            reason = failed[1].of(failed[0]) if failed else next(iter(parity.problems()), None)
             names = [r["device"]["name"] for r in parity.runs.values() if r["device"]["requested"] != "cpu"]
             return cls(str(path), origin.get("host"), ",".join(parity.devices), names[0] if names else None,
                        None, None, None, "PASS" if parity.passed else "FAIL",
