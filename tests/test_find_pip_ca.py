@@ -126,3 +126,26 @@ def test_bootstrap_stops_on_a_missing_ca_before_anything(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "bootstrap: error: PIP_CERT names the CA bundle /nope, which does not exist or is empty; fix or unset PIP_CERT"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scripts"]
+
+
+@pytest.mark.parametrize("env_file", [None, "XOR_GPU_PIP_CA={ca}\n"], ids=["no .env", ".env"])
+def test_docker_build_hands_over_to_compose_with_or_without_env_file(env_file, ca, tmp_path):
+    """A machine without a proxy has no .env: the build must still run (it once exited 2,
+    silently). `docker` is a stand-in that records its arguments."""
+    tree = tmp_path / "tree"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "docker-build", tree / "scripts" / "docker-build")
+    if env_file:
+        (tree / ".env").write_text(env_file.format(ca=ca))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "docker-calls"
+    (bin_dir / "docker").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (bin_dir / "docker").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "XOR_GPU_PIP_CA"}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    proc = subprocess.run(["bash", str(tree / "scripts" / "docker-build"), "cpu"], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"pip CA: {ca if env_file else 'none'}," in proc.stdout, proc.stdout
+    assert calls.read_text().splitlines()[-1] == "compose --profile gpu build train"
