@@ -34,15 +34,19 @@ def wanted_env(devices, host=None):
     return {}
 
 
+def _exec_xor_gpu(python, argv, env):
+    """Replace this process by `python -m xor_gpu ARGV` in `env`, what was printed flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(python, [python, "-m", "xor_gpu", *argv], env)
+
+
 def reexec_if_needed(argv, devices):
     if os.environ.get(MARK):
         return
     changes = wanted_env(devices)
     if changes:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        env = {**os.environ, **changes, MARK: "1"}
-        os.execve(sys.executable, [sys.executable, "-m", "xor_gpu", *argv], env)
+        _exec_xor_gpu(sys.executable, argv, {**os.environ, **changes, MARK: "1"})
 
 
 def reexec_for_engine(argv, engine):
@@ -50,9 +54,7 @@ def reexec_for_engine(argv, engine):
     Theano need environments of their own)."""
     python = engines.python_for(engine)
     if python != sys.executable:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(python, [python, "-m", "xor_gpu", *argv])
+        _exec_xor_gpu(python, argv, dict(os.environ))
 
 
 # --- the offline bundle -------------------------------------------------------------------
@@ -117,11 +119,8 @@ def bundle_main(argv):
     args = parser.parse_args(argv[:split])
     for folder in ("mpl", "pocl", "theano"):
         os.makedirs(os.path.join(args.state, folder), exist_ok=True)
-    command = bundle_command(argv[split + 1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
     env = bundle_env(args.root, args.state, args.cuda_libs)
-    os.execve(sys.executable, [sys.executable, "-m", "xor_gpu", *command], env)
+    _exec_xor_gpu(sys.executable, bundle_command(argv[split + 1:]), env)
 
 
 if __name__ == "__main__":
