@@ -24,7 +24,7 @@ from unittest import mock
 
 import pytest
 
-from bundlelib import BUILD, RUN, prebuilt, runner_beside
+from bundlelib import BUILD, RUN, prebuilt, runner_beside, tail
 from docblocks import block, explain, repo_copy, run_block
 
 pytestmark = pytest.mark.bundle
@@ -37,10 +37,6 @@ STEPS = 40000  # converges (the seed config's loss passes 0.25 near step 30,000)
 LEFT_OUT = {"scipy"}  # Theano imports it only optionally; see bundle/build.py
 HIDDEN_TOOLS = ("python", "python3", "python3.11", "pip", "pip3")
 BUILD_BLOCK = block("bundle", "python3 bundle/build.py")  # the README's build command
-
-
-def _tail(text, n=6000):
-    return text[-n:]
 
 
 def _load_build():
@@ -288,7 +284,7 @@ def _json(path):
 
 def test_dry_run_check_passes(dry_run):
     proc = dry_run["check"]
-    assert proc.returncode == 0, f"exit {proc.returncode}:\n{_tail(proc.stdout + proc.stderr)}"
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{tail(proc.stdout + proc.stderr)}"
     summary = _json(dry_run["out"] / "summary.json")
     assert summary["schema"] == "xor_gpu.check/1" and summary["passed"] is True
     assert summary["device"]["requested"] == summary["device"]["active"] == DEVICE
@@ -317,8 +313,8 @@ def test_dry_run_uses_only_the_bundles_python(dry_run):
 
 def test_repeat_runs_reuse_the_unpacked_bundle(dry_run, archive, members):
     again = dry_run["again"]
-    assert dry_run["check"].stderr.count("run.sh: unpacking") == 1, _tail(dry_run["check"].stderr)
-    assert again.returncode == 0, _tail(again.stdout + again.stderr)
+    assert dry_run["check"].stderr.count("run.sh: unpacking") == 1, tail(dry_run["check"].stderr)
+    assert again.returncode == 0, tail(again.stdout + again.stderr)
     assert "run.sh: unpacking" not in again.stderr
     now = dry_run["unpacked"].stat()
     assert (now.st_ino, now.st_mtime_ns) == (dry_run["first_stat"].st_ino, dry_run["first_stat"].st_mtime_ns)
@@ -339,8 +335,8 @@ def test_default_command_is_check_on_cuda(dry_run, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([*dry_run["runner"], "--out", str(out)], env=dry_run["env"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 3, _tail(proc.stdout + proc.stderr)
-    assert proc.stderr.splitlines()[-1].startswith("xor-gpu: error: device cuda is not usable"), _tail(proc.stderr)
+    assert proc.returncode == 3, tail(proc.stdout + proc.stderr)
+    assert proc.stderr.splitlines()[-1].startswith("xor-gpu: error: device cuda is not usable"), tail(proc.stderr)
     summary = _json(out / "summary.json")
     assert summary["device"]["requested"] == "cuda" and summary["passed"] is False
     assert "run.sh: unpacking" not in proc.stderr
@@ -354,7 +350,7 @@ def test_launcher_runs_in_place_inside_an_unpacked_bundle(dry_run, tmp_path):
     proc = subprocess.run(["bash", str(bundle / "run.sh"), "--cache", str(cache), "doctor", "--json",
                            str(tmp_path / "doctor.json")], env=dry_run["env"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
     assert "run.sh: unpacking" not in proc.stderr
     doctor = _json(tmp_path / "doctor.json")
     assert doctor["python"].endswith(f"({bundle}/root/usr/bin/python3.11)")
@@ -372,7 +368,7 @@ def test_launcher_passes_cuda_folders_and_the_callers_library_path_on(dry_run, t
     proc = subprocess.run([*dry_run["runner"], "--cuda-libs", str(given[0]), "--cuda-libs", str(given[1]), "doctor",
                            "--json", str(tmp_path / "doctor.json")], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
     doctor = _json(tmp_path / "doctor.json")
     assert doctor["cuda_libs"]["searched"][:2] == [str(d) for d in given], doctor["cuda_libs"]
     root = dry_run["unpacked"] / "root"
@@ -391,7 +387,7 @@ def test_a_login_node_compiles_every_cuda_kernel_from_the_bundle(archive, tmp_pa
     proc = subprocess.run(["bash", str(RUN), "--bundle", str(archive), *libs, "doctor", "--device", "cuda",
                            "--compile-only", "--arch", "sm_80", "--json", str(out)],
                           env=env, cwd=tmp_path / "work", capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
     data = _json(out)
     assert data["executed"] is False and data["libgpuarray_arch"] == "compute_80"
     assert data["nvrtc"]["path"].startswith(str(nvidia)) and data["ptxas"]["path"].startswith(str(nvidia))

@@ -49,6 +49,16 @@ def main_job(user):
     return run_block(MAIN_JOB, tree, env, timeout=2400)
 
 
+def run_after_main_job(doc, user, main_job, timeout=2400):
+    """Run DOC in the user's clone, once the main job (which built the image there) passed;
+    (tree, the finished process) when the block exited 0."""
+    tree, env = user
+    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
+    proc = run_block(doc, tree, env, timeout=timeout)
+    assert proc.returncode == 0, explain(doc, proc)
+    return tree, proc
+
+
 def load(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -73,10 +83,7 @@ def test_quick_start_main_job_runs_as_written(doc, user, main_job):
 def test_compose_commands_run_as_written(doc, user, main_job):
     """Including `docker compose run --rm test`: the cpu, opencl and gpu envs in the cuda image;
     on a host without an NVIDIA GPU the gpu env's device tests skip and say why."""
-    tree, env = user
-    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
-    proc = run_block(doc, tree, env, timeout=3600)
-    assert proc.returncode == 0, explain(doc, proc)
+    tree, proc = run_after_main_job(doc, user, main_job, timeout=3600)
     report = load(tree / "out" / "report.json")  # the second train: arguments passed through
     assert report["config"]["steps"] == 1000 and report["device"]["active"] == "opencl0:0"
     summary = load(tree / "out" / "check" / "summary.json")
@@ -91,29 +98,20 @@ def test_compose_commands_run_as_written(doc, user, main_job):
 
 @pytest.mark.parametrize("doc", [CI_RECIPE], ids=str)
 def test_ci_recipe_runs_as_written(doc, user, main_job):
-    tree, env = user
-    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
-    proc = run_block(doc, tree, env, timeout=2400)
-    assert proc.returncode == 0, explain(doc, proc)
+    tree, _ = run_after_main_job(doc, user, main_job)
     assert load(tree / "out" / "report.json")["converged"] is True  # written by `train --check`
 
 
 @pytest.mark.parametrize("doc", [CUDA_BUILD], ids=str)
 def test_cuda_build_runs_as_written(doc, user, main_job):
-    tree, env = user
-    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
-    proc = run_block(doc, tree, env, timeout=2400)
-    assert proc.returncode == 0, explain(doc, proc)
+    run_after_main_job(doc, user, main_job)
     assert sh("docker", "image", "inspect", "-f", "{{.Config.User}}", f"{IMAGE}:cuda").stdout.strip() == "xor"
 
 
 @pytest.mark.parametrize("doc", [BUILD_ALL], ids=str)
 def test_build_of_both_images_runs_as_written(doc, user, main_job):
     """docs/docker.md's build: both images, their manifests naming the clone's commit."""
-    tree, env = user
-    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
-    proc = run_block(doc, tree, env, timeout=2400)
-    assert proc.returncode == 0, explain(doc, proc)
+    tree, _ = run_after_main_job(doc, user, main_job)
     commit = sh("git", "rev-parse", "--short=12", "HEAD", cwd=tree).stdout.strip()
     for target in ("cpu", "cuda"):
         manifest = json.loads(sh("docker", "run", "--rm", "--network", "none", "--entrypoint", "cat",
@@ -125,10 +123,7 @@ def test_build_of_both_images_runs_as_written(doc, user, main_job):
 def test_regenerating_the_reference_reproduces_it(doc, user, main_job):
     """docs/reference.md's recipe, in the clone: the new file is the committed one's training,
     bit for bit (same final weights and predictions)."""
-    tree, env = user
-    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
-    proc = run_block(doc, tree, env, timeout=2400)
-    assert proc.returncode == 0, explain(doc, proc)
+    tree, _ = run_after_main_job(doc, user, main_job)
     new = load(tree / "xor_gpu" / "reference" / "seed-cpu-float32.json")
     committed = load(REPO / "xor_gpu" / "reference" / "seed-cpu-float32.json")
     assert new["weights_sha256"] == committed["weights_sha256"]
