@@ -275,6 +275,15 @@ def test_doctor_names_the_policy_reason_when_nothing_is_usable(libs, tmp_path):
     assert not [p for p in problems if p.startswith(("libcuda.so", "libnvrtc.so", "libcublas.so"))]
 
 
+@pytest.mark.parametrize("encoded, version", [(90100, "9.1.0"), (8907, "8.9.7")])
+def test_cudnn_is_found_where_the_nvidia_libraries_are_searched_with_its_version(tmp_path, encoded, version):
+    """What Theano would find if a user enabled it; runs leave it off (backend.CUDNN_DEFAULT)."""
+    assert cuda_libs.find_cudnn(host(tmp_path)) is None
+    path = stand_in.cudnn(tmp_path / "lib", encoded)
+    assert cuda_libs.find_cudnn(host(tmp_path, {"XOR_GPU_CUDA_LIBS": str(tmp_path / "lib")})) == {
+        "library": str(path), "version": version}
+
+
 def test_cuda_libs_command(libs, tmp_path):
     proc = run_cli("cuda-libs", "--from", libs["cu12"][0], "--from", libs["cu12"][1], "--dest", tmp_path / "l",
                    check=0)

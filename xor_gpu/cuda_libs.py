@@ -138,7 +138,7 @@ def _all_folders(host):
     yield _toolkit_libs(_local_toolkits(host))
     yield _wheel_libs(_other_python_roots(host))
     yield [os.path.dirname(path) for name, path in host.ldconfig_entries()
-           if re.match(r"lib(nvrtc|cublas)\.so", name)]
+           if re.match(r"lib(nvrtc|cublas|cudnn)\.so", name)]
     yield _path_list(env.get("LD_LIBRARY_PATH"))
 
 
@@ -321,11 +321,18 @@ def _link(name, target, folder):
     os.replace(tmp, os.path.join(folder, name))
 
 
+def cache_home(environ=None):
+    """The user's cache folder (XDG_CACHE_HOME, else ~/.cache): the offline bundle points it
+    into its own --cache folder."""
+    environ = os.environ if environ is None else environ
+    return environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+
+
 def _make_folder(policy, dest=None):
     links = _wanted_links(policy)
     if dest is None:
         key = hashlib.sha256(repr(sorted(links.items())).encode()).hexdigest()[:12]
-        dest = os.path.join(os.path.expanduser("~"), ".cache", "xor_gpu", "cuda-libs", key)
+        dest = os.path.join(cache_home(), "xor_gpu", "cuda-libs", key)
     os.makedirs(dest, exist_ok=True)
     for name in os.listdir(dest):  # an earlier choice's links go: the loader would still find them by name
         path = os.path.join(dest, name)
@@ -388,6 +395,31 @@ def describe(sources=None, host=None):
         "problem": why,
         "fix": fix,
     }
+
+
+# --- cuDNN ------------------------------------------------------------------------------
+
+def _cudnn_version(path):
+    """cudnnGetVersion() as "major.minor.patch" (cuDNN 9 encodes it as major*10000+minor*100+patch,
+    earlier releases as major*1000+minor*100+patch)."""
+    lib = ctypes.CDLL(path)
+    lib.cudnnGetVersion.restype = ctypes.c_size_t
+    v = lib.cudnnGetVersion()
+    major, rest = (v // 10000, v % 10000) if v >= 9_0000 else (v // 1000, v % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def find_cudnn(host=None):
+    """{"library", "version"} of the first libcudnn.so.* in the folders the NVIDIA libraries are
+    searched in (search_folders), or None. Theano uses cuDNN only when asked to (dnn.enabled,
+    xor_gpu/backend.py); this says what it would find."""
+    for folder in search_folders(host):
+        for path in _files(folder, "cudnn"):
+            try:
+                return {"library": path, "version": _cudnn_version(path)}
+            except (OSError, AttributeError):
+                continue  # not loadable here: the next one
+    return None
 
 
 def _library_line(library):

@@ -7,8 +7,10 @@ asked for: Mode(linker="cvm"). It links the BLAS Theano links (OpenBLAS when ins
 so that the two C engines compute the same way.
 """
 import importlib
+import importlib.metadata
 import os
 import platform
+import re
 
 from xor_gpu import host
 from xor_gpu.backend import op_names
@@ -56,8 +58,11 @@ class CRuntime:
         return found
 
     def blas(self):
-        """The BLAS of the C backend ("ldflags", "library", "version")."""
+        """The BLAS of the C backend ("ldflags", "library", "version", "kernels")."""
         return host.blas_of(self.module.config.blas__ldflags)
+
+    def cudnn(self, ops):
+        return None  # Theano's choice; JAX decides for itself, and this network has no convolution
 
 
 class NumbaRuntime(CRuntime):
@@ -66,7 +71,7 @@ class NumbaRuntime(CRuntime):
     linker, linker_class, packages = "numba", "NumbaLinker", ("numpy", "numba")
 
     def blas(self):  # Numba and JAX bring their own
-        return {"ldflags": None, "library": f"{self.linker}'s own", "version": None}
+        return {"ldflags": None, "library": f"{self.linker}'s own", "version": None, "kernels": None}
 
 
 class JaxRuntime(NumbaRuntime):
@@ -86,6 +91,15 @@ class JaxRuntime(NumbaRuntime):
     def active_device(self):
         return self.device, f"{self.jax_device.device_kind} (JAX {self.jax_device.platform})"
 
+    def versions(self):
+        """As the other engines', and JAX's CUDA plugin on a GPU (jax-cuda13-plugin, say)."""
+        found = super().versions()
+        for dist in importlib.metadata.distributions() if self.device != "cpu" else ():
+            name = dist.metadata["Name"] or ""
+            if re.fullmatch(r"jax[-_]cuda\d+[-_]plugin", name):
+                found[name] = dist.version
+        return found
+
 
 def import_pytensor(floatx):
     """Import PyTensor with our flags: the BLAS Theano links and portable code (bits that do not
@@ -99,6 +113,7 @@ def import_pytensor(floatx):
         raise DeviceError(f"cannot import PyTensor: {exc}") from None
     finally:
         os.environ["PYTENSOR_FLAGS"] = user
+    host.load_blas(pytensor.config.blas__ldflags)  # the OpenBLAS kernels Theano's runs use
     return pytensor
 
 

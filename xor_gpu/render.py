@@ -25,6 +25,16 @@ def difference(diff, tolerances=None):
             f"{', bitwise equal' if diff.bitwise_equal else ''}")
 
 
+def cudnn(record):
+    """What a CUDA run did with cuDNN, in words (record: backend.cudnn_of's)."""
+    if not record:
+        return "not used (not a CUDA run)"
+    found = f"cuDNN {record['version']} found" if record.get("library") else "no cuDNN found"
+    if not record["enabled"]:
+        return f"off ({found}; THEANO_FLAGS=dnn.enabled=True to use it)"
+    return f"{'used' if record['used'] else 'enabled, not used'} ({found})"
+
+
 def _modules(count):
     return "" if count is None else f" ({count} new modules)"
 
@@ -48,6 +58,8 @@ def train(report):
         f"converged       {yes(report['converged'])} (every prediction within {0.5 - margin:g} of its target)",
         f"weights sha256  {report['weights_sha256'][:16]}",
     ]
+    if report.get("cudnn"):
+        lines.insert(-2, f"cudnn           {cudnn(report['cudnn'])}")
     return "\n".join(lines)
 
 
@@ -111,10 +123,10 @@ def _node_status(node):
 
 def fleet(nodes):
     """One row per report given (a machine, a Slurm task), its status, and a closing count."""
-    rows = [[n.report, n.node or "?", n.device or "?", n.gpu or "-", n.driver or "-", n.nvrtc or "-",
-             n.cublas or "-", n.runs, _node_status(n)] for n in nodes]
-    lines = table(["report", "node", "device", "gpu", "driver", "nvrtc", "cublas", "runs", "status"], rows,
-                  "<<<<<<<><")
+    rows = [[n.report, n.node or "?", n.device or "?", n.gpu or "-", n.driver or "-", n.libraries or "-",
+             n.runs, _node_status(n)] for n in nodes]
+    lines = table(["report", "node", "device", "gpu", "driver", "gpu libraries", "runs", "status"], rows,
+                  "<<<<<<><")
     counts = {s: sum(n.status == s for n in nodes) for s in NODE_STATUSES}
     lines.append(f"fleet: {len(nodes)} node{'s' if len(nodes) != 1 else ''}: "
                  + ", ".join(f"{n} {s}" for s, n in counts.items()))
