@@ -8,10 +8,11 @@ import socket
 import pytest
 
 from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
-from xor_gpu import compare
+from xor_gpu import compare, host
 from xor_gpu.results import CONFIG_FIELDS, Difference, Parity, Tolerances
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
+H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # checks run on an NVIDIA H200 node
 
 SHORT = ("--steps", "2000", "--lr", "0.3")  # converges like the seed config (lr x steps = 600)
 
@@ -43,7 +44,7 @@ def test_honest_reports_from_different_processes_pass_and_are_bitwise_equal(repo
     assert row["bitwise_equal"] is True and row["max_abs_prediction_diff"] == 0.0 and row["converged"]
     assert result["nodes"] == [
         {"report": str(folder / name), "node": socket.gethostname(), "device": "cpu", "gpu": None, "driver": None,
-         "nvrtc": None, "cublas": None, "status": "PASS", "failed_step": None, "reason": None}
+         "nvrtc": None, "cublas": None, "status": "PASS", "failed_step": None, "reason": None, "libraries": None}
         for name in ("a.json", "b.json")]
     assert result["status_counts"] == {"PASS": 2, "FAIL": 0, "UNUSABLE": 0, "INTERRUPTED": 0}
     assert proc.stdout.splitlines()[-1] == "compare: PASS"
@@ -58,6 +59,9 @@ def test_a_live_seed_run_matches_the_committed_reference(reports):
     diff = Difference.between(json.load(open(compare.builtin_reference_path())), seed)
     assert diff.max_abs_prediction_diff <= compare.DEFAULT_ATOL
     print(f"live cpu run vs committed reference: {diff}")
+    # With the pinned OpenBLAS kernels (every x86-64 CPU with AVX2 and FMA): the same bits.
+    if seed["blas"]["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}:
+        assert diff.bitwise_equal, (seed["blas"], seed["weights_sha256"])
 
 
 def test_one_prediction_moved_by_2e_4_fails_with_exit_5(reports, tmp_path):
@@ -140,6 +144,7 @@ def test_the_committed_reference_is_the_seed_config_made_in_the_image():
     seed = TrainConfig().to_dict()  # float32, 3 hidden, lr 0.01, 60,000 steps, seed 1234
     assert {f: ref["config"][f] for f in CONFIG_FIELDS} == {f: seed[f] for f in CONFIG_FIELDS}
     assert ref["device"]["active"] == "cpu" and ref["versions"]["theano"] == "1.0.5"
+    assert ref["blas"]["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}
     assert ref["origin"]["package"]["kind"] == "image" and ref["origin"]["package"]["name"] == "xor-gpu:cpu"
     weights = [np.asarray(ref["final_weights"][k], dtype=np.float32) for k in ("W1", "W2")]
     assert weights_digest(weights) == ref["weights_sha256"]
@@ -219,3 +224,33 @@ def test_a_summary_with_an_unknown_status_is_bad_input(fleet, tmp_path):
     proc = run_cli("compare", path, "--reference", "builtin", "--json", out / "c.json", "--plot", out / "c.png")
     one_line_error(proc, 2, f"{path}: unknown check status 'exploded'")
     assert os.listdir(out) == [] and proc.stdout == ""
+
+
+def test_a_fleet_with_a_real_cuda_13_node_beside_the_cpu_reference(tmp_path, monkeypatch):
+    """The checks an NVIDIA H200 node wrote (driver 580, CUDA 13.0, NVRTC 13.0, cuBLAS 13.1;
+    Theano from the offline bundle, and PyTensor's JAX engine): every run within tolerance of
+    the committed CPU reference, none bitwise equal (GPU and CPU never are; that node's CPU ran
+    OpenBLAS's Prescott kernels), and each node named with the GPU libraries it used."""
+    monkeypatch.chdir(H200)
+    out = tmp_path / "fleet.json"
+    proc = run_cli("compare", "check-cuda-theano.json", "check-cuda-pytensor-jax.json", "--reference", "builtin",
+                   "--json", out, check=0)
+    result = json.loads(out.read_text())
+    assert [r["label"] for r in result["rows"]] == [
+        "check-cuda-theano.json[cuda]", "check-cuda-theano.json[cpu]",
+        "check-cuda-pytensor-jax.json[cuda]", "check-cuda-pytensor-jax.json[cpu]"]
+    assert all(r["passed"] and not r["bitwise_equal"] for r in result["rows"])
+    assert max(r["max_abs_prediction_diff"] for r in result["rows"]) < 1e-6
+    theano, jax = result["nodes"]
+    assert (theano["gpu"], theano["driver"], theano["nvrtc"], theano["cublas"]) == ("NVIDIA H200", "13.0", "13.0",
+                                                                                     "13.1.0")
+    assert theano["libraries"] == "NVRTC 13.0, cuBLAS 13.1.0" and theano["status"] == "PASS"
+    # JAX never loads libgpuarray's NVRTC and cuBLAS: the row names what it did use.
+    assert (jax["nvrtc"], jax["cublas"], jax["libraries"]) == (None, None, "jax 0.11.2, jaxlib 0.11.2")
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("report "))
+    assert lines[header].split() == ["report", "node", "device", "gpu", "driver", "gpu", "libraries", "runs",
+                                     "status"]
+    assert lines[header + 1].split()[3:11] == ["NVIDIA", "H200", "13.0", "NVRTC", "13.0,", "cuBLAS", "13.1.0", "2"]
+    assert "jax 0.11.2, jaxlib 0.11.2" in lines[header + 2] and lines[-2:] == [
+        "fleet: 2 nodes: 2 PASS, 0 FAIL, 0 UNUSABLE, 0 INTERRUPTED", "compare: PASS"]

@@ -519,9 +519,23 @@ class Row:
                 "passed": self.passed}
 
 
+def gpu_libraries(versions, cuda):
+    """The GPU libraries a run used, in words: libgpuarray's NVRTC and cuBLAS for a run that
+    loaded pygpu, else the JAX packages (jax, jaxlib, its CUDA plugin) its versions list; None
+    when neither."""
+    if "pygpu" in versions:
+        found = [f"{label} {(cuda.get(kind) or {}).get('version')}" for kind, label in (("nvrtc", "NVRTC"),
+                                                                                          ("cublas", "cuBLAS"))
+                 if cuda.get(kind)]
+        return ", ".join(found) or None
+    return ", ".join(f"{name} {version}" for name, version in versions.items() if name.startswith("jax")) or None
+
+
 @dataclasses.dataclass
 class Node:
-    """compare: one report given, seen as the machine that made it."""
+    """compare: one report given, seen as the machine that made it. nvrtc and cublas: those
+    libgpuarray loaded (None for a run that did not load it); libraries: what the GPU run used,
+    in words (gpu_libraries)."""
     report: str
     node: str
     device: str
@@ -532,6 +546,7 @@ class Node:
     status: str  # NODE_STATUSES
     failed_step: str = None
     reason: str = None
+    libraries: str = None
     runs: int = 0  # training runs it holds (not in JSON: the rows are)
 
     def to_dict(self):
@@ -546,11 +561,12 @@ class Node:
             summary = CheckSummary.from_dict(data, path)
             cuda = summary.extra.get("cuda") or {}
             requested = summary.device.get("requested")
-            name = summary.device.get("name")
-            return cls(str(path), summary.node or origin.get("host"), requested, _gpu(requested, name),
-                       cuda.get("driver"), (cuda.get("nvrtc") or {}).get("version"),
-                       (cuda.get("cublas") or {}).get("version"), NODE_OF_CHECK[summary.status],
-                       summary.failed_step, summary.reason, len(runs))
+            gpu = _gpu(requested, summary.device.get("name"))
+            libgpuarray = "pygpu" in summary.versions
+            return cls(str(path), summary.node or origin.get("host"), requested, gpu, cuda.get("driver"),
+                       *((cuda.get(kind) or {}).get("version") if libgpuarray else None for kind in ("nvrtc", "cublas")),
+                       NODE_OF_CHECK[summary.status], summary.failed_step, summary.reason,
+                       libraries=gpu_libraries(summary.versions, cuda) if gpu else None, runs=len(runs))
         if data["schema"] == PARITY_SCHEMA:
             try:
                 parity = Parity.from_dict(data)
@@ -561,12 +577,12 @@ class Node:
             names = [r["device"]["name"] for r in parity.runs.values() if r["device"]["requested"] != "cpu"]
             return cls(str(path), origin.get("host"), ",".join(parity.devices), names[0] if names else None,
                        None, None, None, "PASS" if parity.passed else "FAIL",
-                       None if parity.passed else "parity", reason, len(runs))
+                       None if parity.passed else "parity", reason, runs=len(runs))
         run = runs[0]
         requested = run["device"]["requested"]
         return cls(str(path), origin.get("host"), requested, _gpu(requested, run["device"].get("name")),
                    None, None, None, "PASS" if run.converged else "FAIL",
-                   None if run.converged else "train", None if run.converged else "did not converge", 1)
+                   None if run.converged else "train", None if run.converged else "did not converge", runs=1)
 
 
 def _gpu(requested, name):
