@@ -37,6 +37,13 @@ def test_graph_runs_on_the_requested_device(device, tmp_path):
         assert report["cudnn"] is None
 
 
+def test_a_train_writes_nothing_to_stderr(device):
+    """No warning of Theano's (cuDNN's version, deprecations) or of the package's own: stderr
+    is for errors, and a normal run has none."""
+    proc = run_cli("train", "--device", device, "--steps", "200", check=0)
+    assert proc.stderr == ""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(DEVICE == "cpu", reason="this env's device is the CPU, whose check is in tests/test_check.py; "
                                             "the opencl and gpu envs run it")

@@ -108,7 +108,8 @@ def import_theano(device, floatx):
             os.environ.pop("THEANO_FLAGS", None)
         else:
             os.environ["THEANO_FLAGS"] = user_flags
-    host.load_blas(theano.config.blas.ldflags)  # before any compiled module links it
+    if device == "cpu":  # a GPU run calls the device's BLAS and loads none on the host
+        host.load_blas(theano.config.blas.ldflags)  # before any compiled module links it
     rebuild_on_load_failure()
     _one_line_optimizer_errors()
     _version_ops_without_props(theano)
