@@ -61,16 +61,17 @@ def test_a_loaded_openblas_is_found_in_the_memory_map_with_its_version():
 
 
 def test_the_installed_blas_is_found_on_disk_before_anything_loads_it():
-    """What `doctor` reports: the library the default ldflags link, read without importing an
-    engine, the same file and version a run then finds in its memory map."""
+    """What `doctor` reports: the library the default ldflags link, found without importing an
+    engine, the same file, version and kernels a run then finds in its memory map."""
     code = ("import json; from xor_gpu import host\n"
-            "print(json.dumps([sorted(host.loaded_files()), host.installed_blas()]))")
+            "loaded = sorted(host.loaded_files()); installed = host.installed_blas()\n"
+            "print(json.dumps([loaded, installed, host.blas_of(installed['ldflags'])]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    loaded, blas = json.loads(proc.stdout)
+    loaded, blas, run = json.loads(proc.stdout)
     assert blas["ldflags"] == host.default_blas_ldflags() == f"-l:{host.OPENBLAS}"
     assert blas["library"] not in loaded and blas["library"] == host.linked_files(blas["ldflags"])[0]
-    assert blas["version"] == host.openblas_config(blas["library"]) and blas["version"].startswith("OpenBLAS ")
+    assert blas == run and blas["version"].startswith("OpenBLAS ")
 
 
 def test_without_openblas_the_installed_blas_is_numpys_c_api(monkeypatch):

@@ -136,18 +136,20 @@ def blas_of(ldflags):
     kernels it runs; None otherwise.
     """
     loaded = loaded_files()
-    found = _blas(ldflags, lambda path: path in loaded)
-    if found["version"]:
-        found["kernels"] = {**openblas_kernels(), "family": openblas_corename(found["library"])}
-    return found
+    return _with_kernels(_blas(ldflags, lambda path: path in loaded))
 
 
 def installed_blas():
-    """The BLAS a C engine links here by default, as found on disk before any run loads it
-    (`xor-gpu doctor` imports no engine): as blas_of(), kernels being those a run would ask for."""
-    found = _blas(default_blas_ldflags(), lambda path: True)
+    """The BLAS a C engine links here by default, found on disk (`xor-gpu doctor` imports no
+    engine) and loaded as a run loads it (load_blas): as blas_of()."""
+    ldflags = default_blas_ldflags()
+    load_blas(ldflags)
+    return _with_kernels(_blas(ldflags, lambda path: True))
+
+
+def _with_kernels(found):
     if found["version"]:
-        found["kernels"] = openblas_kernels()
+        found["kernels"] = {**openblas_kernels(), "family": openblas_corename(found["library"])}
     return found
 
 
