@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
-from xor_gpu import compare, host
+from xor_gpu import compare, host, render
 from xor_gpu.results import CONFIG_FIELDS, Difference, Parity, Tolerances
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
@@ -44,7 +44,8 @@ def test_honest_reports_from_different_processes_pass_and_are_bitwise_equal(repo
     assert row["bitwise_equal"] is True and row["max_abs_prediction_diff"] == 0.0 and row["converged"]
     assert result["nodes"] == [
         {"report": str(folder / name), "node": socket.gethostname(), "device": "cpu", "gpu": None, "driver": None,
-         "nvrtc": None, "cublas": None, "status": "PASS", "failed_step": None, "reason": None, "libraries": None}
+         "nvrtc": None, "cublas": None, "status": "PASS", "failed_step": None, "reason": None, "libraries": None,
+         "engine": "theano", "weights_sha256": row["weights_sha256"]}
         for name in ("a.json", "b.json")]
     assert result["status_counts"] == {"PASS": 2, "FAIL": 0, "UNUSABLE": 0, "INTERRUPTED": 0}
     assert proc.stdout.splitlines()[-1] == "compare: PASS"
@@ -107,12 +108,14 @@ def _bad_inputs(folder, a, seed):
         "NaN prediction": ([_write(folder, "n.json", nan), folder / "a.json"], "prediction for row 1,1 is nan"),
         "missing predictions": ([_write(folder, "m.json", missing), folder / "a.json"], "predictions missing"),
         "one report, no reference": ([folder / "a.json"], "one run and no reference"),
+        "nested 100,000 deep": ([_write(folder, "d.json", "[" * 100_000 + "]" * 100_000), folder / "a.json"],
+                                "not an xor_gpu report (JSON nested too deeply)"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "not JSON", "truncated JSON", "foreign schema", "unknown schema",
                                   "different configs", "seed against short", "NaN prediction",
-                                  "missing predictions", "one report, no reference"])
+                                  "missing predictions", "one report, no reference", "nested 100,000 deep"])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(reports, tmp_path, case):
     folder, a, _, seed = reports
     bad = tmp_path / "bad"
@@ -254,3 +257,33 @@ def test_a_fleet_with_a_real_cuda_13_node_beside_the_cpu_reference(tmp_path, mon
     assert lines[header + 1].split()[3:11] == ["NVIDIA", "H200", "13.0", "NVRTC", "13.0,", "cuBLAS", "13.1.0", "2"]
     assert "jax 0.11.2, jaxlib 0.11.2" in lines[header + 2] and lines[-2:] == [
         "fleet: 2 nodes: 2 PASS, 0 FAIL, 0 UNUSABLE, 0 INTERRUPTED", "compare: PASS"]
+
+
+def test_a_fleet_of_a_thousand_fits_a_screen_plus_a_line_per_failed_node(fleet, tmp_path):
+    """989 H200 nodes that passed alike (their real summary, node names gpu001..gpu989) and 11
+    whose device was unusable: the text groups what is identical, lists every node that did not
+    pass on a row of its own, first, and stays within a screenful plus those rows; --json keeps
+    every node, and --all shows every row as for a small fleet."""
+    passed = json.loads((H200 / "check-cuda-theano.json").read_text())
+    unusable = json.loads((fleet / "unusable" / "summary.json").read_text())
+    paths = []
+    for i in range(1, 1001):
+        data = {**(passed if i <= 989 else unusable), "node": f"gpu{i:03d}"}
+        paths.append(_write(tmp_path, f"{i:04d}.json", data))
+    out = tmp_path / "fleet.json"
+    proc = run_cli("compare", *paths, "--reference", "builtin", "--json", out)
+    one_line_error(proc, 5, "11 of 1000 nodes not PASS")
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= render.SCREEN + 11, "\n".join(lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("report "))
+    failed = lines[header + 1:header + 12]
+    assert all(line.split()[1] == f"gpu{990 + i:03d}" and "UNUSABLE: " in line for i, line in enumerate(failed))
+    assert lines[header + 12].split()[:5] == [str(paths[0]), "(+988", "alike)", "gpu[001-989]", "cuda"]
+    assert lines[-2:] == ["fleet: 1000 nodes: 989 PASS, 0 FAIL, 11 UNUSABLE, 0 INTERRUPTED",
+                          "(alike runs and passed nodes shown as one row; --all shows every row, --json holds every one)"]
+    result = json.loads(out.read_text())
+    assert len(result["nodes"]) == 1000 and len(result["rows"]) == 989 * 2
+    assert result["status_counts"] == {"PASS": 989, "FAIL": 0, "UNUSABLE": 11, "INTERRUPTED": 0}
+    every = run_cli("compare", *paths, "--reference", "builtin", "--all").stdout.splitlines()
+    assert len(every) > 2 * 989 * 2 + 1000  # each run in the table and in the list of names, each node
+    assert sum(" UNUSABLE: " in line for line in every) == 11 and "alike" not in "\n".join(every)

@@ -97,8 +97,10 @@ def can_plot():
 
 
 def check_plot_path(path):
-    """As check_writable, and matplotlib must be there: both before training."""
+    """As check_writable, the name a PNG's, and matplotlib must be there: all before training."""
     check_writable(path)
+    if path is not None and not str(path).lower().endswith(".png"):
+        raise ConfigError(f"--plot {path}: plots are PNG images; give a path ending in .png")
     if path is not None and not can_plot():
         raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'")
 
