@@ -278,7 +278,9 @@ def test_doctor_names_the_policy_reason_when_nothing_is_usable(libs, tmp_path):
 @pytest.mark.parametrize("encoded, version", [(90100, "9.1.0"), (8907, "8.9.7")])
 def test_cudnn_is_found_where_the_nvidia_libraries_are_searched_with_its_version(tmp_path, encoded, version):
     """What Theano would find if a user enabled it; runs leave it off (backend.CUDNN_DEFAULT)."""
-    assert cuda_libs.find_cudnn(host(tmp_path)) is None
+    marker = tmp_path / "asked"
+    bin_dir = _fake_python3(tmp_path / "bin", "", marker)  # a python3 on PATH is never asked for it
+    assert cuda_libs.find_cudnn(host(tmp_path, {"PATH": str(bin_dir)})) is None and not marker.exists()
     path = stand_in.cudnn(tmp_path / "lib", encoded)
     assert cuda_libs.find_cudnn(host(tmp_path, {"XOR_GPU_CUDA_LIBS": str(tmp_path / "lib")})) == {
         "library": str(path), "version": version}
