@@ -249,6 +249,7 @@ def test_a_new_choice_replaces_the_links_of_the_old_one(libs, tmp_path):
 
 def test_describe_is_json_data_for_doctor_and_check(libs, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # the default folder: ~/.cache/xor_gpu/cuda-libs/KEY
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     machine = host(tmp_path, {"XOR_GPU_CUDA_LIBS": os.pathsep.join([libs["cu13"], *libs["cu12"]]),
                               "LD_LIBRARY_PATH": libs["driver-12.4"]})
     described = json.loads(json.dumps(cuda_libs.describe(host=machine)))

@@ -130,3 +130,9 @@ def test_the_batch_job_is_named_by_slurms_variables():
                            "SLURM_JOB_NAME": "xor", "SLURM_CPUS_PER_TASK": "2"}) == {
         "scheduler": "slurm", "job_id": "81", "name": "xor", "array_job_id": "80", "array_task_id": "1",
         "cpus_per_task": "2"}
+
+
+def test_caches_go_where_xdg_says_else_under_home():
+    assert host.cache_folder("theano", {"XDG_CACHE_HOME": "/x"}) == "/x/xor_gpu/theano"
+    assert host.cache_folder("cuda-libs", {}) == os.path.join(os.path.expanduser("~"), ".cache", "xor_gpu",
+                                                              "cuda-libs")

@@ -26,6 +26,7 @@ import sys
 from collections import namedtuple
 
 from xor_gpu.errors import DeviceError
+from xor_gpu.host import cache_folder
 
 LABELS = {"nvrtc": "NVRTC", "cublas": "cuBLAS"}
 # Where drivers live when the loader is not told about them (containers, WSL).
@@ -321,18 +322,11 @@ def _link(name, target, folder):
     os.replace(tmp, os.path.join(folder, name))
 
 
-def cache_home(environ=None):
-    """The user's cache folder (XDG_CACHE_HOME, else ~/.cache): the offline bundle points it
-    into its own --cache folder."""
-    environ = os.environ if environ is None else environ
-    return environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-
-
 def _make_folder(policy, dest=None):
     links = _wanted_links(policy)
     if dest is None:
         key = hashlib.sha256(repr(sorted(links.items())).encode()).hexdigest()[:12]
-        dest = os.path.join(cache_home(), "xor_gpu", "cuda-libs", key)
+        dest = os.path.join(cache_folder("cuda-libs"), key)
     os.makedirs(dest, exist_ok=True)
     for name in os.listdir(dest):  # an earlier choice's links go: the loader would still find them by name
         path = os.path.join(dest, name)

@@ -33,6 +33,14 @@ OPENBLAS_KERNELS = ("Haswell", ("avx2", "fma"))
 CORETYPE = "OPENBLAS_CORETYPE"
 
 
+def cache_folder(name, environ=None):
+    """Where the package keeps a cache of its own: $XDG_CACHE_HOME/xor_gpu/NAME, else
+    ~/.cache/xor_gpu/NAME (the offline bundle points XDG_CACHE_HOME into its --cache folder)."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(home, "xor_gpu", name)
+
+
 def portable_cxxflags():
     return PORTABLE_CXXFLAGS.get(platform.machine(), "")
 
