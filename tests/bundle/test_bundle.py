@@ -410,12 +410,12 @@ def test_a_login_node_compiles_every_cuda_kernel_from_the_bundle(archive, tmp_pa
     assert data["nvrtc"]["path"].startswith(str(nvidia)) and data["ptxas"]["path"].startswith(str(nvidia))
     assert len(data["kernels"]) > 20 and all(k["target"] == "sm_80" and k["registers"] > 0 for k in data["kernels"])
     assert not marker.exists(), marker.read_text()
-    # The folder of links to those libraries is made under the bundle's own folder, not in HOME.
+    # Whatever the run made (the CUDA stand-in, its compile caches) is under the bundle's own
+    # folder, nothing else in HOME.
     (state,) = (tmp_path / "home" / ".cache" / "xor_gpu" / "bundle").iterdir()
-    assert _tree(tmp_path / "home" / ".cache") == [
-        "xor_gpu", "xor_gpu/bundle", *(f"xor_gpu/bundle/{p}" for p in [state.name, *(
-            f"{state.name}/{q}" for q in _tree(state))])]
-    assert (state / "cache" / "xor_gpu" / "cuda-libs").is_dir()
+    assert _tree(tmp_path / "home") == [".cache", ".cache/xor_gpu", ".cache/xor_gpu/bundle", *(
+        f".cache/xor_gpu/bundle/{p}" for p in [state.name, *(f"{state.name}/{q}" for q in _tree(state))])]
+    assert (state / "cache" / "xor_gpu" / "cuda-standin").is_dir()
 
 
 # --- the device tests from the bundle: `run.sh test --device DEV` -------------------------
