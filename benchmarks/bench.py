@@ -48,6 +48,12 @@ VARIANTS = {
     "opencl-baseline": ("the seed's on opencl0:0", "train", "opencl-baseline", OPENCL + PER_CALL, SEED_FLAGS, False),
     "opencl-default": ("defaults on opencl0:0", "train", "opencl-baseline", OPENCL, None, False),
 }
+# OpenBLAS's kernel families (xor_gpu/host.py pins one): `default` under each, chosen by the
+# user's variable, which wins over the package's choice. Families the CPU lacks crash OpenBLAS.
+KERNELS = ("Haswell", "Sandybridge", "Nehalem", "Core2", "Prescott", "SkylakeX")
+VARIANTS.update({f"kernels-{k}": (f"defaults, OPENBLAS_CORETYPE={k}", "train", "default", (), None, False)
+                 for k in KERNELS})
+ENVIRONMENT = {f"kernels-{k}": {"OPENBLAS_CORETYPE": k} for k in KERNELS}  # variables a variant adds
 MEASURES = ("steps_per_s", "wall_s", "compile_s", "train_s", "new_modules")
 # (goal, variant, base, measure, the ratio variant / base must be: "min" at least / "max" at most)
 SPEED_GOALS = (
@@ -200,6 +206,7 @@ def run_train(name, opts, work, round_no):
     if not opts.steps_per_call:
         args = tuple(a for a in args if a not in PER_CALL)
     env = {k: v for k, v in os.environ.items() if k != "THEANO_FLAGS"}
+    env.update(ENVIRONMENT.get(name, {}))
     if flags is not None:
         env["THEANO_FLAGS"] = flags
     if cold:

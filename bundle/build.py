@@ -11,7 +11,8 @@ copy of run.sh beside it (dist/xor_gpu-bundle-run.sh) and a .sha256 file:
     MANIFEST.json   what is inside: Debian packages, wheels, git commit
     root/usr/...    CPython 3.11 + headers, OpenBLAS, pygpu, libgpuarray, CLBlast and the
                     OpenCL ICD loader, unpacked from Debian bookworm .debs (dpkg -x), and the
-                    wheels of xor_gpu[gpu,plot] unzipped into root/usr/lib/python3/dist-packages
+                    wheels of xor_gpu[gpu,plot] and pytest unzipped into root/usr/lib/python3/dist-packages
+    tests/          the package's device tests (DEVICE_TESTS), run by `run.sh test --device DEV`
 
 The Python pins come from setup.py only: the xor_gpu wheel is built from the working tree
 and pip resolves its requirements. The archive is reproducible: sorted members, fixed
@@ -52,10 +53,17 @@ DEBS = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "
 # Pure Python wheels and manylinux wheels for CPython 3.11 on x86-64: none needs a glibc newer
 # than 2.28, below the 2.35 that Debian's Python of the bundle needs (host_needs, below).
 PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"]
-# Resolved from setup.py but not unpacked: Theano 1.0.5 imports scipy only optionally (+25 MiB).
-LEFT_OUT = ["scipy"]
+# Resolved from setup.py but not unpacked: Theano 1.0.5 imports scipy only optionally (+25 MiB);
+# matplotlib imports fontTools only for its PDF and PS backends, and the package writes PNGs
+# with Agg (+24 MiB unpacked, 8 MiB in the archive).
+LEFT_OUT = ["scipy", "fonttools"]
 # Small enough to sit in a cluster's home quota and to copy to a node in seconds.
-MAX_MIB = 64
+MAX_MIB = 62
+# The device tests tox's gpu env runs (pytest -m device), with what they import, and the pytest
+# settings (markers) of pyproject.toml; pytest itself comes pinned from setup.py's test extra.
+DEVICE_TESTS = ["conftest.py", "xorlib.py", "cuda_stand_ins.py", "test_device.py", "test_backend.py",
+                "test_cuda_libs.py", "test_report.py"]
+TEST_RUNNER = "pytest"
 SOURCE_FILES = ["setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"]
 DEFAULT_EPOCH = 946684800  # 2000-01-01, outside a git checkout
 
@@ -191,6 +199,10 @@ def fetch_wheels(work, python, extras):
     sdists = [req.split(";")[0].strip() for req in requirements(xor_wheel) if req.lower().startswith("theano")]
     if not sdists:
         raise BuildError("setup.py does not require theano")
+    runner = [req.split(";")[0].strip() for req in requirements(xor_wheel)
+              if req.lower().startswith(f"{TEST_RUNNER}=")]
+    if not runner:
+        raise BuildError(f"setup.py's test extra does not pin {TEST_RUNNER}")
     log(f"building wheels from sdists: {' '.join(sdists)}")
     run([*pip, "wheel", "-q", "--no-deps", "--no-binary=:all:", "-w", str(wheels), *sdists],
         f"building {' '.join(sdists)}", work / "pip-sdist.log")
@@ -198,7 +210,7 @@ def fetch_wheels(work, python, extras):
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
     run([*pip, "download", "-q", "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
          "--abi", "cp311", *platforms, "--find-links", str(wheels), "-d", str(wheels),
-         f"xor_gpu[{','.join(extras)}] @ {xor_wheel.as_uri()}"], "pip download", work / "pip-download.log")
+         f"xor_gpu[{','.join(extras)}] @ {xor_wheel.as_uri()}", *runner], "pip download", work / "pip-download.log")
     return sorted(wheels.glob("*.whl"))
 
 
@@ -254,7 +266,7 @@ def manifest(epoch, extras, debian_packages, wheels):
 def smoke_test(work, root, extras):
     """The staged Python imports the stack from the bundle alone (nothing of this machine's)."""
     log("smoke test of the staged Python")
-    modules = ["numpy", "pygpu", "mako", "pkg_resources", "xor_gpu.cli", "xor_gpu.launch"]
+    modules = ["numpy", "pygpu", "mako", "pkg_resources", "xor_gpu.cli", "xor_gpu.launch", TEST_RUNNER]
     modules += ["matplotlib"] if "plot" in extras else []
     code = ("import sys, importlib, ctypes; root = sys.argv[1]\n"
             f"for name in {modules!r}:\n"
@@ -348,6 +360,10 @@ def build(args, work, epoch):
     (stage / "run.sh").chmod(0o755)
     if (REPO / "docs/gpu-validation.md").exists():
         shutil.copy2(REPO / "docs/gpu-validation.md", stage)
+    (stage / "tests").mkdir()
+    for name in DEVICE_TESTS:
+        shutil.copy2(REPO / "tests" / name, stage / "tests" / name)
+    shutil.copy2(REPO / "pyproject.toml", stage / "tests" / "pyproject.toml")
     (stage / "MANIFEST.json").write_text(
         json.dumps(manifest(epoch, extras, debian_packages, wheels), indent=2, sort_keys=True) + "\n")
     smoke_test(work, root, extras)

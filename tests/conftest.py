@@ -5,7 +5,7 @@ import os
 import pytest
 
 from xor_gpu.compile_cache import compiledir
-from xor_gpu.doctor import cuda_driver
+from xor_gpu.host import cuda_missing
 from xorlib import DEVICE, require_gpu
 
 
@@ -13,12 +13,7 @@ from xorlib import DEVICE, require_gpu
 def device():
     """The device under test; skips (or fails under XOR_GPU_REQUIRE_GPU=1) without CUDA."""
     if DEVICE.startswith("cuda"):
-        version, gpus = cuda_driver()
-        missing = None
-        if version is None:
-            missing = "no NVIDIA driver (libcuda.so.1 does not load)"
-        elif not gpus:
-            missing = f"NVIDIA driver {version} present but it sees no GPU"
+        missing = cuda_missing()
         if missing:
             message = f"no usable CUDA GPU for device={DEVICE}: {missing}"
             if require_gpu():

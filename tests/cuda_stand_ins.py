@@ -38,6 +38,13 @@ def cublas(folder, major, minor, patch, names=()):
                  deps=[lt])
 
 
+def cudnn(folder, version):
+    """libcudnn.so.MAJOR whose cudnnGetVersion() returns `version`, in cuDNN's own encoding
+    (9.1.0 is 90100, 8.9.7 is 8907)."""
+    major = version // 10000 if version >= 90000 else version // 1000
+    return build(folder, f"libcudnn.so.{major}", f"#include <stddef.h>\nsize_t cudnnGetVersion(void) {{ return {version}; }}")
+
+
 def nvrtc_planting(folder, real, marker, line):
     """libnvrtc.so.12 that hands every call to the real NVRTC at `real`, except that a
     kernel source containing `marker` gets `line` put before it: the real compiler then

@@ -185,7 +185,9 @@ def test_import_theano_imports_only_what_the_device_uses(device, loaded, absent)
         from xor_gpu import backend, compile_cache, host
         backend.import_theano({device!r}, 'float32')
         print([m for m in {loaded!r} if m not in sys.modules], [m for m in {absent!r} if m in sys.modules])
-        import scipy.special
+        import importlib.util
+        if importlib.util.find_spec("scipy"):  # the offline bundle leaves scipy out
+            import scipy.special
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -205,6 +207,16 @@ def test_openblas_is_the_default_where_installed(monkeypatch, tmp_path):
     assert host.default_blas_ldflags() == "-l:libopenblas.so.0"
     assert "blas.ldflags=-l:libopenblas.so.0" in backend.theano_flags("cpu", "float32", user_flags="").split(",")
     assert backend.theano_flags("cpu", "float32", user_flags="blas.ldflags=").split(",")[-3] == "blas.ldflags="
+
+
+def test_cudnn_is_off_unless_the_users_flags_enable_it():
+    """cuDNN changes which kernels Theano compiles for the cost's sum (and warns in every
+    process about its version): off by default, the user's dnn.enabled wins."""
+    assert "dnn.enabled=False" in backend.theano_flags("cuda", "float32", user_flags="").split(",")
+    assert not backend.cudnn_enabled("")
+    assert backend.cudnn_enabled("dnn.enabled=True") and backend.cudnn_enabled("dnn.enabled=auto")
+    flags = backend.theano_flags("cuda", "float32", user_flags="dnn.enabled=True").split(",")
+    assert flags.index("dnn.enabled=True") > flags.index("dnn.enabled=False")  # Theano takes the last
 
 
 def test_a_failed_optimization_is_one_warning_line_not_a_traceback(capsys):

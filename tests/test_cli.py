@@ -136,3 +136,11 @@ def test_plot_without_matplotlib_is_refused_before_training(tmp_path):
                    env={"PYTHONPATH": str(blocker)})
     one_line_error(proc, 2, "--plot needs matplotlib")
     assert proc.stdout == "" and os.listdir(out) == []
+
+
+@pytest.mark.parametrize("command", [["train"], ["parity", "--devices", "cpu,opencl0:0"], ["compare", "a.json", "b.json"]])
+def test_a_plot_path_that_is_not_a_png_is_refused_before_anything_runs(tmp_path, command):
+    """PNG bytes in a .txt file would be a wrong result without a word: one line, exit 2."""
+    proc = run_cli(*command, "--plot", tmp_path / "loss.txt", "--json", tmp_path / "r.json")
+    one_line_error(proc, 2, f"--plot {tmp_path / 'loss.txt'}: plots are PNG images; give a path ending in .png")
+    assert proc.stdout == "" and os.listdir(tmp_path) == []

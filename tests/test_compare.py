@@ -8,10 +8,11 @@ import socket
 import pytest
 
 from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
-from xor_gpu import compare
+from xor_gpu import compare, host, render
 from xor_gpu.results import CONFIG_FIELDS, Difference, Parity, Tolerances
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
+H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # checks run on an NVIDIA H200 node
 
 SHORT = ("--steps", "2000", "--lr", "0.3")  # converges like the seed config (lr x steps = 600)
 
@@ -43,7 +44,8 @@ def test_honest_reports_from_different_processes_pass_and_are_bitwise_equal(repo
     assert row["bitwise_equal"] is True and row["max_abs_prediction_diff"] == 0.0 and row["converged"]
     assert result["nodes"] == [
         {"report": str(folder / name), "node": socket.gethostname(), "device": "cpu", "gpu": None, "driver": None,
-         "nvrtc": None, "cublas": None, "status": "PASS", "failed_step": None, "reason": None}
+         "nvrtc": None, "cublas": None, "status": "PASS", "failed_step": None, "reason": None, "libraries": None,
+         "engine": "theano", "weights_sha256": row["weights_sha256"]}
         for name in ("a.json", "b.json")]
     assert result["status_counts"] == {"PASS": 2, "FAIL": 0, "UNUSABLE": 0, "INTERRUPTED": 0}
     assert proc.stdout.splitlines()[-1] == "compare: PASS"
@@ -58,6 +60,9 @@ def test_a_live_seed_run_matches_the_committed_reference(reports):
     diff = Difference.between(json.load(open(compare.builtin_reference_path())), seed)
     assert diff.max_abs_prediction_diff <= compare.DEFAULT_ATOL
     print(f"live cpu run vs committed reference: {diff}")
+    # With the pinned OpenBLAS kernels (every x86-64 CPU with AVX2 and FMA): the same bits.
+    if seed["blas"]["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}:
+        assert diff.bitwise_equal, (seed["blas"], seed["weights_sha256"])
 
 
 def test_one_prediction_moved_by_2e_4_fails_with_exit_5(reports, tmp_path):
@@ -103,12 +108,14 @@ def _bad_inputs(folder, a, seed):
         "NaN prediction": ([_write(folder, "n.json", nan), folder / "a.json"], "prediction for row 1,1 is nan"),
         "missing predictions": ([_write(folder, "m.json", missing), folder / "a.json"], "predictions missing"),
         "one report, no reference": ([folder / "a.json"], "one run and no reference"),
+        "nested 100,000 deep": ([_write(folder, "d.json", "[" * 100_000 + "]" * 100_000), folder / "a.json"],
+                                "not an xor_gpu report (JSON nested too deeply)"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "not JSON", "truncated JSON", "foreign schema", "unknown schema",
                                   "different configs", "seed against short", "NaN prediction",
-                                  "missing predictions", "one report, no reference"])
+                                  "missing predictions", "one report, no reference", "nested 100,000 deep"])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(reports, tmp_path, case):
     folder, a, _, seed = reports
     bad = tmp_path / "bad"
@@ -140,6 +147,7 @@ def test_the_committed_reference_is_the_seed_config_made_in_the_image():
     seed = TrainConfig().to_dict()  # float32, 3 hidden, lr 0.01, 60,000 steps, seed 1234
     assert {f: ref["config"][f] for f in CONFIG_FIELDS} == {f: seed[f] for f in CONFIG_FIELDS}
     assert ref["device"]["active"] == "cpu" and ref["versions"]["theano"] == "1.0.5"
+    assert ref["blas"]["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}
     assert ref["origin"]["package"]["kind"] == "image" and ref["origin"]["package"]["name"] == "xor-gpu:cpu"
     weights = [np.asarray(ref["final_weights"][k], dtype=np.float32) for k in ("W1", "W2")]
     assert weights_digest(weights) == ref["weights_sha256"]
@@ -219,3 +227,63 @@ def test_a_summary_with_an_unknown_status_is_bad_input(fleet, tmp_path):
     proc = run_cli("compare", path, "--reference", "builtin", "--json", out / "c.json", "--plot", out / "c.png")
     one_line_error(proc, 2, f"{path}: unknown check status 'exploded'")
     assert os.listdir(out) == [] and proc.stdout == ""
+
+
+def test_a_fleet_with_a_real_cuda_13_node_beside_the_cpu_reference(tmp_path, monkeypatch):
+    """The checks an NVIDIA H200 node wrote (driver 580, CUDA 13.0, NVRTC 13.0, cuBLAS 13.1;
+    Theano from the offline bundle, and PyTensor's JAX engine): every run within tolerance of
+    the committed CPU reference, none bitwise equal (GPU and CPU never are; that node's CPU ran
+    OpenBLAS's Prescott kernels), and each node named with the GPU libraries it used."""
+    monkeypatch.chdir(H200)
+    out = tmp_path / "fleet.json"
+    proc = run_cli("compare", "check-cuda-theano.json", "check-cuda-pytensor-jax.json", "--reference", "builtin",
+                   "--json", out, check=0)
+    result = json.loads(out.read_text())
+    assert [r["label"] for r in result["rows"]] == [
+        "check-cuda-theano.json[cuda]", "check-cuda-theano.json[cpu]",
+        "check-cuda-pytensor-jax.json[cuda]", "check-cuda-pytensor-jax.json[cpu]"]
+    assert all(r["passed"] and not r["bitwise_equal"] for r in result["rows"])
+    assert max(r["max_abs_prediction_diff"] for r in result["rows"]) < 1e-6
+    theano, jax = result["nodes"]
+    assert (theano["gpu"], theano["driver"], theano["nvrtc"], theano["cublas"]) == ("NVIDIA H200", "13.0", "13.0",
+                                                                                     "13.1.0")
+    assert theano["libraries"] == "NVRTC 13.0, cuBLAS 13.1.0" and theano["status"] == "PASS"
+    # JAX never loads libgpuarray's NVRTC and cuBLAS: the row names what it did use.
+    assert (jax["nvrtc"], jax["cublas"], jax["libraries"]) == (None, None, "jax 0.11.2, jaxlib 0.11.2")
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("report "))
+    assert lines[header].split() == ["report", "node", "device", "gpu", "driver", "gpu", "libraries", "runs",
+                                     "status"]
+    assert lines[header + 1].split()[3:11] == ["NVIDIA", "H200", "13.0", "NVRTC", "13.0,", "cuBLAS", "13.1.0", "2"]
+    assert "jax 0.11.2, jaxlib 0.11.2" in lines[header + 2] and lines[-2:] == [
+        "fleet: 2 nodes: 2 PASS, 0 FAIL, 0 UNUSABLE, 0 INTERRUPTED", "compare: PASS"]
+
+
+def test_a_fleet_of_a_thousand_fits_a_screen_plus_a_line_per_failed_node(fleet, tmp_path):
+    """989 H200 nodes that passed alike (their real summary, node names gpu001..gpu989) and 11
+    whose device was unusable: the text groups what is identical, lists every node that did not
+    pass on a row of its own, first, and stays within a screenful plus those rows; --json keeps
+    every node, and --all shows every row as for a small fleet."""
+    passed = json.loads((H200 / "check-cuda-theano.json").read_text())
+    unusable = json.loads((fleet / "unusable" / "summary.json").read_text())
+    paths = []
+    for i in range(1, 1001):
+        data = {**(passed if i <= 989 else unusable), "node": f"gpu{i:03d}"}
+        paths.append(_write(tmp_path, f"{i:04d}.json", data))
+    out = tmp_path / "fleet.json"
+    proc = run_cli("compare", *paths, "--reference", "builtin", "--json", out)
+    one_line_error(proc, 5, "11 of 1000 nodes not PASS")
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= render.SCREEN + 11, "\n".join(lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("report "))
+    failed = lines[header + 1:header + 12]
+    assert all(line.split()[1] == f"gpu{990 + i:03d}" and "UNUSABLE: " in line for i, line in enumerate(failed))
+    assert lines[header + 12].split()[:5] == [str(paths[0]), "(+988", "alike)", "gpu[001-989]", "cuda"]
+    assert lines[-2:] == ["fleet: 1000 nodes: 989 PASS, 0 FAIL, 11 UNUSABLE, 0 INTERRUPTED",
+                          "(alike runs and passed nodes shown as one row; --all shows every row, --json holds every one)"]
+    result = json.loads(out.read_text())
+    assert len(result["nodes"]) == 1000 and len(result["rows"]) == 989 * 2
+    assert result["status_counts"] == {"PASS": 989, "FAIL": 0, "UNUSABLE": 11, "INTERRUPTED": 0}
+    every = run_cli("compare", *paths, "--reference", "builtin", "--all").stdout.splitlines()
+    assert len(every) > 2 * 989 * 2 + 1000  # each run in the table and in the list of names, each node
+    assert sum(" UNUSABLE: " in line for line in every) == 11 and "alike" not in "\n".join(every)

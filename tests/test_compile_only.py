@@ -49,6 +49,9 @@ def test_every_kernel_of_the_seed_graph_compiles_for(arch, tmp_path, sm90):
     assert "cublasSgemm_v2" in data["cublas"]["calls"]
     assert data["cublas"]["names"]["missing"] == [] and "cublasSgemm_v2" in data["cublas"]["names"]["resolved"]
     assert data["problems"] == []
+    # As a run: cuDNN off, so the cost's sum is libgpuarray's own reduction on every node.
+    assert data["cudnn"]["enabled"] is False and data["cudnn"]["used"] is False
+    assert not any(op.startswith("GpuDnn") for op in data["ops"])
 
 
 @cuda_compile

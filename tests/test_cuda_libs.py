@@ -249,6 +249,7 @@ def test_a_new_choice_replaces_the_links_of_the_old_one(libs, tmp_path):
 
 def test_describe_is_json_data_for_doctor_and_check(libs, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # the default folder: ~/.cache/xor_gpu/cuda-libs/KEY
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     machine = host(tmp_path, {"XOR_GPU_CUDA_LIBS": os.pathsep.join([libs["cu13"], *libs["cu12"]]),
                               "LD_LIBRARY_PATH": libs["driver-12.4"]})
     described = json.loads(json.dumps(cuda_libs.describe(host=machine)))
@@ -273,6 +274,17 @@ def test_doctor_names_the_policy_reason_when_nothing_is_usable(libs, tmp_path):
     assert "NVRTC 13.0 is newer than the driver's CUDA 12.4" in reason and problems[reason] == cuda_libs.HINT
     assert f"problem: {reason}" in doctor.format_findings(findings)
     assert not [p for p in problems if p.startswith(("libcuda.so", "libnvrtc.so", "libcublas.so"))]
+
+
+@pytest.mark.parametrize("encoded, version", [(90100, "9.1.0"), (8907, "8.9.7")])
+def test_cudnn_is_found_where_the_nvidia_libraries_are_searched_with_its_version(tmp_path, encoded, version):
+    """What Theano would find if a user enabled it; runs leave it off (backend.CUDNN_DEFAULT)."""
+    marker = tmp_path / "asked"
+    bin_dir = _fake_python3(tmp_path / "bin", "", marker)  # a python3 on PATH is never asked for it
+    assert cuda_libs.find_cudnn(host(tmp_path, {"PATH": str(bin_dir)})) is None and not marker.exists()
+    path = stand_in.cudnn(tmp_path / "lib", encoded)
+    assert cuda_libs.find_cudnn(host(tmp_path, {"XOR_GPU_CUDA_LIBS": str(tmp_path / "lib")})) == {
+        "library": str(path), "version": version}
 
 
 def test_cuda_libs_command(libs, tmp_path):

@@ -29,6 +29,19 @@ def test_graph_runs_on_the_requested_device(device, tmp_path):
         # Every op that computes is a Gpu op; only the cost's transfer to the host is not.
         assert all(op.startswith("Gpu") for op in heavy), report["ops"]
         assert {"GpuDot22", "GpuGemm", "GpuElemwise"} <= set(report["ops"])
+    # cuDNN is left off (only CUDA runs say so): the same libgpuarray kernels on every node.
+    assert not any(op.startswith("GpuDnn") for op in report["ops"]), report["ops"]
+    if device.startswith("cuda"):
+        assert report["cudnn"]["enabled"] is False and report["cudnn"]["used"] is False, report["cudnn"]
+    else:
+        assert report["cudnn"] is None
+
+
+def test_a_train_writes_nothing_to_stderr(device):
+    """No warning of Theano's (cuDNN's version, deprecations) or of the package's own: stderr
+    is for errors, and a normal run has none."""
+    proc = run_cli("train", "--device", device, "--steps", "200", check=0)
+    assert proc.stderr == ""
 
 
 @pytest.mark.slow

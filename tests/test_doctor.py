@@ -1,7 +1,7 @@
 """`xor-gpu doctor` on this machine: real libraries, real OpenCL, real device probes. What it
 found is read from its JSON report; the printed text is checked only to name it."""
 from xorlib import cli_report, without_cuda_gpu
-from xor_gpu import host
+from xor_gpu import cuda_libs, host
 from xor_gpu.doctor import advice, opencl_devices
 
 
@@ -22,6 +22,18 @@ def test_doctor_reports_the_host_as_host_introspection_sees_it(tmp_path):
     assert found["cpu"] == host.cpu_name()
     assert found["blas"] == host.installed_blas() and found["blas"]["version"].startswith("OpenBLAS ")
     assert found["blas"]["library"] in proc.stdout
+
+
+def test_doctor_says_whether_runs_use_cudnn_and_what_it_finds(tmp_path):
+    found, proc = doctor(tmp_path)
+    assert found["cudnn"] == {"enabled": False, **(cuda_libs.find_cudnn() or {"library": None, "version": None})}
+    assert "Theano uses it: no (dnn.enabled)" in proc.stdout
+
+
+def test_doctor_names_the_openblas_kernels_runs_ask_for(tmp_path):
+    found, proc = doctor(tmp_path)
+    assert found["blas"]["kernels"] == host.openblas_kernels()
+    assert f"blas kernels    {found['blas']['kernels']['family'] or 'as OpenBLAS detects'}" in proc.stdout
 
 
 def test_doctor_says_cpu_is_usable(tmp_path):

@@ -25,7 +25,7 @@ def test_portable_flags_never_ask_for_the_building_cpu():
 
 
 def test_empty_ldflags_mean_numpys_c_api():
-    assert host.blas_of("  ") == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None}
+    assert host.blas_of("  ") == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None, "kernels": None}
 
 
 def test_linked_files_follow_the_l_options_folders_first(monkeypatch, tmp_path):
@@ -39,7 +39,8 @@ def test_linked_files_follow_the_l_options_folders_first(monkeypatch, tmp_path):
     assert host.linked_files(f"-L{first} -lfast -l:libother.so.3 -lmissing") == [
         str(first / "libfast.so"), str(second / "libfast.so"), str(second / "libother.so.3")]
     # Found on disk but not loaded by this process: no library, no version.
-    assert host.blas_of(f"-L{first} -lfast") == {"ldflags": f"-L{first} -lfast", "library": None, "version": None}
+    assert host.blas_of(f"-L{first} -lfast") == {"ldflags": f"-L{first} -lfast", "library": None, "version": None,
+                                                 "kernels": None}
 
 
 def test_a_loaded_openblas_is_found_in_the_memory_map_with_its_version():
@@ -60,18 +61,78 @@ def test_a_loaded_openblas_is_found_in_the_memory_map_with_its_version():
 
 
 def test_the_installed_blas_is_found_on_disk_before_anything_loads_it():
-    """What `doctor` reports: the library the default ldflags link, read without importing an
-    engine, the same file and version a run then finds in its memory map."""
+    """What `doctor` reports: the library the default ldflags link, found without importing an
+    engine, the same file, version and kernels a run then finds in its memory map."""
     code = ("import json; from xor_gpu import host\n"
-            "print(json.dumps([sorted(host.loaded_files()), host.installed_blas()]))")
+            "loaded = sorted(host.loaded_files()); installed = host.installed_blas()\n"
+            "print(json.dumps([loaded, installed, host.blas_of(installed['ldflags'])]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    loaded, blas = json.loads(proc.stdout)
+    loaded, blas, run = json.loads(proc.stdout)
     assert blas["ldflags"] == host.default_blas_ldflags() == f"-l:{host.OPENBLAS}"
     assert blas["library"] not in loaded and blas["library"] == host.linked_files(blas["ldflags"])[0]
-    assert blas["version"] == host.openblas_config(blas["library"]) and blas["version"].startswith("OpenBLAS ")
+    assert blas == run and blas["version"].startswith("OpenBLAS ")
 
 
 def test_without_openblas_the_installed_blas_is_numpys_c_api(monkeypatch):
     monkeypatch.setattr(host, "default_blas_ldflags", lambda: "")
-    assert host.installed_blas() == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None}
+    assert host.installed_blas() == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None, "kernels": None}
+
+
+# --- OpenBLAS's kernels ---------------------------------------------------------------------
+
+FAMILY, NEEDS = host.OPENBLAS_KERNELS
+
+
+def test_the_package_chooses_its_kernels_where_the_cpu_has_their_instructions(monkeypatch):
+    monkeypatch.setattr(host.platform, "machine", lambda: "x86_64")
+    assert host.openblas_kernels({}, {"sse2", *NEEDS}) == {"family": FAMILY, "chosen_by": "xor_gpu"}
+    # A CPU without them: OpenBLAS's own detection, saying why (never kernels the CPU lacks).
+    lacking = host.openblas_kernels({}, {"sse2", "avx"})
+    assert lacking["family"] is None and lacking["chosen_by"] == f"OpenBLAS (this CPU lacks {' and '.join(NEEDS)})"
+    # The user's own variable wins, whatever the CPU.
+    assert host.openblas_kernels({"OPENBLAS_CORETYPE": "Nehalem"}, set()) == {
+        "family": "Nehalem", "chosen_by": "OPENBLAS_CORETYPE"}
+    monkeypatch.setattr(host.platform, "machine", lambda: "aarch64")
+    assert host.openblas_kernels({}, set())["family"] is None
+
+
+def _loaded_kernels(env_extra):
+    """In a fresh process: load OpenBLAS as an engine does, report what it runs."""
+    code = ("import json, os; from xor_gpu import host\n"
+            "ldflags = host.default_blas_ldflags()\n"
+            "chosen = host.load_blas(ldflags)\n"
+            "print(json.dumps([chosen, host.blas_of(ldflags), os.environ.get('OPENBLAS_CORETYPE')]))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, **env_extra})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.skipif(not NEEDS or not set(NEEDS) <= host.cpu_flags(), reason="this CPU lacks the pinned kernels' "
+                    "instructions: the test below covers the user's choice")
+def test_a_run_loads_openblas_with_the_pinned_kernels_and_leaves_the_environment_alone():
+    chosen, blas, after = _loaded_kernels({})
+    assert chosen == {"family": FAMILY, "chosen_by": "xor_gpu"}
+    assert blas["kernels"] == chosen and FAMILY in blas["version"]
+    assert after is None  # children choose for themselves
+
+
+def test_the_users_coretype_wins_and_the_report_says_so():
+    chosen, blas, after = _loaded_kernels({"OPENBLAS_CORETYPE": "Prescott"})
+    assert blas["kernels"] == chosen == {"family": "Prescott", "chosen_by": "OPENBLAS_CORETYPE"}
+    assert after == "Prescott"
+
+
+def test_the_batch_job_is_named_by_slurms_variables():
+    assert host.batch_job({}) is None
+    assert host.batch_job({"SLURM_JOB_ID": "81", "SLURM_ARRAY_JOB_ID": "80", "SLURM_ARRAY_TASK_ID": "1",
+                           "SLURM_JOB_NAME": "xor", "SLURM_CPUS_PER_TASK": "2"}) == {
+        "scheduler": "slurm", "job_id": "81", "name": "xor", "array_job_id": "80", "array_task_id": "1",
+        "cpus_per_task": "2"}
+
+
+def test_caches_go_where_xdg_says_else_under_home():
+    assert host.cache_folder("theano", {"XDG_CACHE_HOME": "/x"}) == "/x/xor_gpu/theano"
+    assert host.cache_folder("cuda-libs", {}) == os.path.join(os.path.expanduser("~"), ".cache", "xor_gpu",
+                                                              "cuda-libs")

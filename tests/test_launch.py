@@ -27,6 +27,7 @@ def cu12(tmp_path_factory):
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # the folder of links goes to ~/.cache/xor_gpu/cuda-libs
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     return tmp_path
 
 
@@ -127,9 +128,13 @@ def test_the_bundles_default_command_is_check_on_cuda(given, runs):
 
 
 def test_the_bundles_environment_is_made_not_inherited():
+    # A Slurm job's thread counts and identity pass; so does a user's choice of OpenBLAS kernels.
+    scheduler = {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "OPENBLAS_CORETYPE": "Haswell",
+                 "SLURM_JOB_ID": "81", "SLURM_ARRAY_TASK_ID": "3", "SLURM_CPUS_PER_TASK": "2"}
     caller = {"PATH": "/opt/gcc/bin:/usr/bin", "HOME": "/home/u", "CUDA_VISIBLE_DEVICES": "1", "TERM": "",
               "LD_LIBRARY_PATH": "/opt/driver", "PYTHONPATH": "/poison", "PYTHONHOME": "/poison",
-              "THEANO_FLAGS": "device=cuda,floatX=float64", "XOR_GPU_COMPILEDIR": "/poison", "VIRTUAL_ENV": "/v"}
+              "THEANO_FLAGS": "device=cuda,floatX=float64", "XOR_GPU_COMPILEDIR": "/poison", "VIRTUAL_ENV": "/v",
+              "XDG_CACHE_HOME": "/poison", "CUDA_CACHE_PATH": "/poison", **scheduler}
     env = launch.bundle_env("/b/root", "/s", ["/c1", "/c2"], caller)
     lib = f"/b/root/usr/lib/{os.uname().machine}-linux-gnu"
     assert env == {
@@ -137,8 +142,10 @@ def test_the_bundles_environment_is_made_not_inherited():
         "LANG": "C.UTF-8", "LD_LIBRARY_PATH": f"{lib}:/b/root/usr/lib:/opt/driver",
         "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/s/mpl",
         "XOR_GPU_COMPILEDIR": "/s/theano", "POCL_CACHE_DIR": "/s/pocl", "XOR_GPU_MANIFEST": "/b/MANIFEST.json",
+        # Everything a run writes goes under the state folder (--cache): the CUDA driver's kernel cache too.
+        "XDG_CACHE_HOME": "/s/cache", "CUDA_CACHE_PATH": "/s/nv",
         "THEANO_FLAGS": f"gcc.cxxflags=-I/b/root/usr/include -L{lib} -L/b/root/usr/lib",
-        "XOR_GPU_CUDA_LIBS": "/c1:/c2"}
+        "XOR_GPU_CUDA_LIBS": "/c1:/c2", **scheduler}
     # No --cuda-libs: the caller's XOR_GPU_CUDA_LIBS goes on; nothing of PYTHONHASHSEED's.
     env = launch.bundle_env("/b/root", "/s", [], {"XOR_GPU_CUDA_LIBS": "/n", "PYTHONHASHSEED": "0"})
     assert env["XOR_GPU_CUDA_LIBS"] == "/n" and "PYTHONHASHSEED" not in env
@@ -157,7 +164,7 @@ def test_the_bundle_entry_runs_the_command_in_that_environment(tmp_path):
                            str(state), f"--cuda-libs={tmp_path}", "--", "doctor", "--json", str(tmp_path / "d.json")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in state.iterdir()) == ["mpl", "pocl", "theano"]
+    assert sorted(p.name for p in state.iterdir()) == sorted(launch.STATE_FOLDERS)
     found = json.loads((tmp_path / "d.json").read_text())
     assert found["compiledir"] == str(state / "theano")
     assert found["cuda_libs"]["searched"][0] == str(tmp_path)

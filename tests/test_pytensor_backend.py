@@ -9,6 +9,7 @@ import pytest
 
 from xor_gpu import engines, pytensor_backend
 from xor_gpu.errors import DeviceError
+from xorlib import run_cli
 
 
 def _compiled(linker_class, *ops):
@@ -73,7 +74,7 @@ def test_each_pytensor_engine_reports_its_own_packages_and_blas():
     assert engines.get("pytensor-jax").runtime.packages == ("numpy", "jax", "jaxlib")
     for engine, linker in (("pytensor-numba", "numba"), ("pytensor-jax", "jax")):
         runtime = object.__new__(engines.get(engine).runtime)
-        assert runtime.blas() == {"ldflags": None, "library": f"{linker}'s own", "version": None}
+        assert runtime.blas() == {"ldflags": None, "library": f"{linker}'s own", "version": None, "kernels": None}
 
 
 @pytest.fixture
@@ -120,3 +121,12 @@ def test_a_real_graph_compiled_by_another_linker_is_refused(engine, other, resto
         runtime.verify_graph(function)
     own = pytensor.function([x], (x * 2).sum(), mode=runtime.mode)
     assert runtime.verify_graph(own)
+
+
+@pytest.mark.engines
+def test_a_pytensor_jax_run_writes_nothing_to_stderr():
+    """JAX's warning that it sums the float32 cost in float32 rather than the float64 PyTensor
+    asks for (JAX without x64) is hidden, that one alone; nothing else is written."""
+    proc = run_cli("train", "--engine", "pytensor-jax", "--device", "cpu", "--steps", "200", check=0)
+    assert proc.stderr == ""
+    assert pytensor_backend.JAX_FLOAT64_WARNING.startswith("Explicitly requested dtype float64")

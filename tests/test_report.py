@@ -28,7 +28,7 @@ def test_the_report_names_the_blas_and_the_user_can_choose_numpys(tmp_path):
     blas = default["blas"]
     assert blas["ldflags"] == f"-l:{host.OPENBLAS}", "install libopenblas0 (scripts/bootstrap does)"
     assert os.path.isfile(blas["library"]) and blas["version"].startswith("OpenBLAS ")
-    assert numpy_blas["blas"] == {"ldflags": "", "library": "numpy C-API", "version": None}
+    assert numpy_blas["blas"] == {"ldflags": "", "library": "numpy C-API", "version": None, "kernels": None}
 
     diff = max(abs(default["predictions"][k] - numpy_blas["predictions"][k]) for k in default["predictions"])
     assert 0 < diff <= 1e-6, diff

@@ -13,6 +13,7 @@ from xor_gpu.errors import CheckFailed, ConfigError, DeviceError, Interrupted
 from xor_gpu.results import CheckSummary, Difference, Parity, Sweep, Tolerances, TrainRun
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"
+H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # written on an NVIDIA H200 node
 
 
 def _load(name):
@@ -86,6 +87,19 @@ def test_a_summarys_verdict_is_its_error_with_its_exit_status(name, error):
         summary.verdict()
     assert type(raised.value) is error and str(raised.value) == summary.reason
     assert raised.value.exit_status == summary.exit_status
+
+
+@pytest.mark.parametrize("name, engine", [("check-cuda-theano.json", "theano"),
+                                          ("check-cuda-pytensor-jax.json", "pytensor-jax")])
+def test_a_gpu_nodes_summary_loads_and_writes_back_as_it_was(name, engine):
+    """Real summaries of a CUDA 13 node: passed, and every field written back unchanged
+    (the "cuda" record of the NVIDIA libraries kept as the check wrote it)."""
+    data = results.load(H200 / name)
+    summary = CheckSummary.from_dict(data)
+    assert summary.passed and summary.verdict() is None and summary.config["engine"] == engine
+    assert summary.extra["cuda"]["driver"] == "13.0" and summary.device["active"] == "cuda"
+    assert summary.to_dict() == data
+    assert [TrainRun(label, run).converged for label, run in summary.runs.items()] == [True, True]
 
 
 def test_an_interrupted_summarys_verdict_is_the_signals_exit_status():

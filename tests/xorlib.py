@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from xor_gpu.doctor import cuda_driver
+from xor_gpu.host import cuda_driver
 
 
 def _flag(name, default):

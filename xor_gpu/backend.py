@@ -12,12 +12,19 @@ import platform
 import sys
 import warnings
 
-from xor_gpu import cuda_standin, host
+from xor_gpu import cuda_libs, cuda_standin, host
 from xor_gpu.compile_cache import compiledir, count_compiled_modules, rebuild_on_load_failure, repair
 from xor_gpu.devices import check_device
 from xor_gpu.errors import DeviceError
 
 TEN_YEARS = 10 * 365 * 24 * 3600  # compiled modules are kept, not aged out after 24 days
+# Theano takes cuDNN where it finds it, for this network only the cost's sum (GpuDnnReduction
+# instead of libgpuarray's own reduction kernels): then a node with cuDNN runs other kernels
+# than one without, and Theano 1.0.5 warns in every process that cuDNN 8+ is newer than it
+# knows. Measured on an H200 (cuDNN 9): the same weights bitwise either way, and 10-25% faster
+# without. So cuDNN is off unless the user's THEANO_FLAGS say dnn.enabled=True; reports record
+# the choice (cudnn_of).
+CUDNN_DEFAULT = "False"
 
 
 def theano_flags(device, floatx, user_flags=None):
@@ -33,6 +40,7 @@ def theano_flags(device, floatx, user_flags=None):
         "compiledir": compiledir(),
         "cmodule.age_thresh_use": str(TEN_YEARS),
         "print_active_device": "False",  # the report names the device; keep stderr for errors
+        "dnn.enabled": CUDNN_DEFAULT,
         "gcc.cxxflags": host.portable_cxxflags(),
     }
     user = os.environ.get("THEANO_FLAGS", "") if user_flags is None else user_flags
@@ -100,6 +108,8 @@ def import_theano(device, floatx):
             os.environ.pop("THEANO_FLAGS", None)
         else:
             os.environ["THEANO_FLAGS"] = user_flags
+    if device == "cpu":  # a GPU run calls the device's BLAS and loads none on the host
+        host.load_blas(theano.config.blas.ldflags)  # before any compiled module links it
     rebuild_on_load_failure()
     _one_line_optimizer_errors()
     _version_ops_without_props(theano)
@@ -253,6 +263,25 @@ def active_device(theano):
     return theano.config.device, ctx.devname.strip()
 
 
+def cudnn_enabled(user_flags=None):
+    """Whether a run would let Theano use cuDNN: its dnn.enabled, the user's flags over ours."""
+    value = CUDNN_DEFAULT
+    for part in theano_flags("cpu", "float32", user_flags).split(","):
+        key, _, given = part.partition("=")
+        if key.strip() == "dnn.enabled":
+            value = given.strip()
+    return value != "False"  # Theano's values: auto, True, False, no_check
+
+
+def cudnn_of(theano, ops):
+    """What a CUDA run did with cuDNN: {"enabled" (Theano's dnn.enabled not False), "used" (a GpuDnn op in
+    the compiled graph), "library", "version" (the cuDNN found here, or None)}; None off CUDA."""
+    if not theano.config.device.startswith("cuda"):
+        return None
+    found = cuda_libs.find_cudnn() or {"library": None, "version": None}
+    return {"enabled": str(theano.config.dnn.enabled) != "False", "used": any(n.startswith("GpuDnn") for n in ops), **found}
+
+
 def op_names(function):
     return [type(node.op).__name__ for node in function.maker.fgraph.toposort()]
 
@@ -303,6 +332,9 @@ class Runtime:
 
     def blas(self):
         return blas_info()
+
+    def cudnn(self, ops):
+        return cudnn_of(self.module, ops)
 
 
 def versions(theano=None):

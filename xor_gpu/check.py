@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from xor_gpu import child, compare, cuda_libs, doctor, engines, parity, pipeline, plots, render, report
+from xor_gpu import child, compare, cuda_libs, doctor, engines, host, parity, pipeline, plots, render, report
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
 from xor_gpu.results import (CONFIG_FIELDS, FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary,
                              Difference, Failure, Step, Tolerances)
@@ -193,8 +193,18 @@ class Check:
             {"label": ref.label, "weights_sha256": ref["weights_sha256"], "origin": ref.report.get("origin"),
              "applies": self.ref_applies},
             dev.get("versions") or {}, origin, self.runs, failed_step, reason,
-            self.interrupted.signal_name if self.interrupted else None, origin["host"],
-            {"cuda": cuda_libs.describe()} if self.config.device.startswith("cuda") else {})
+            self.interrupted.signal_name if self.interrupted else None, origin["host"], self.gpu_stack(dev))
+
+    def gpu_stack(self, dev):
+        """summary.json's record of the NVIDIA stack a cuda check used: the driver, and for
+        libgpuarray's engine the NVRTC and cuBLAS it loaded (cuda_libs) and what it did with
+        cuDNN; other engines (JAX) load their own, named in their versions."""
+        if not self.config.device.startswith("cuda"):
+            return {}
+        cuda = cuda_libs.describe()
+        if not engines.get(self.config.engine).libgpuarray:
+            return {"cuda": {k: cuda[k] for k in ("driver", "libcuda")}}
+        return {"cuda": cuda, "cudnn": dev.get("cudnn")}
 
 
 def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol=compare.DEFAULT_RTOL):
@@ -203,7 +213,10 @@ def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol
     engines.python_for(config.engine)  # a missing engine environment: exit 3, nothing written
     out = prepare_out(out)
     check = Check(config, out, ref, tolerances)
-    check.log(f"xor-gpu check: engine {config.engine}, device {config.device}, results in {out}")
+    job = host.batch_job()
+    check.log(f"xor-gpu check: engine {config.engine}, device {config.device}, results in {out}"
+              + (f", Slurm job {job['job_id']}" + (f" task {job['array_task_id']}" if "array_task_id" in job else "")
+                 if job else ""))
     with _Signals() as signals:
         try:
             check.run()

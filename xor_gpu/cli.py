@@ -92,6 +92,9 @@ def build_parser():
     p.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports (train, parity or check summary)")
     p.add_argument("--reference", metavar="FILE",
                    help="reference report, or builtin (the committed seed reference); default: the first run")
+    p.add_argument("--all", action="store_true",
+                   help="a row for every run and node, however many (default: beyond a screenful, alike runs "
+                        "and passed nodes share one row)")
     _add_tolerance_args(p)
     _add_output_args(p)
 
@@ -197,7 +200,7 @@ def cmd_check(args):
 def cmd_compare(args):
     from xor_gpu import compare
 
-    return compare.main(args.reports, args.reference, args.atol, args.rtol, args.json, args.plot)
+    return compare.main(args.reports, args.reference, args.atol, args.rtol, args.json, args.plot, args.all or None)
 
 
 def cmd_doctor(args):

@@ -57,10 +57,10 @@ def plot(path, result):
                     rtol=result.tolerances.rtol, missing=missing)
 
 
-def main(paths, reference=None, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, json_path=None, plot_path=None):
+def main(paths, reference=None, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, json_path=None, plot_path=None, every=None):
     tolerances = Tolerances(atol, rtol)
     report.check_writable(json_path)
     report.check_plot_path(plot_path)
     result = compare(paths, reference, tolerances)
-    return pipeline.finish(result, render.comparison(result), json_path,
+    return pipeline.finish(result, render.comparison(result, every), json_path,
                            (lambda: plot(plot_path, result)) if plot_path else None, render.passed("compare"))

@@ -19,6 +19,7 @@ import struct
 import sys
 import time
 
+from xor_gpu import host
 from xor_gpu.errors import XorGpuError
 
 # Theano's compile lock (theano/gof/compilelock.py): the folder compiledir/lock_dir holding a
@@ -41,9 +42,7 @@ _LAYOUT = {
 
 
 def compiledir():
-    return os.environ.get("XOR_GPU_COMPILEDIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "xor_gpu", "theano"
-    )
+    return os.environ.get("XOR_GPU_COMPILEDIR") or host.cache_folder("theano")
 
 
 def count_compiled_modules():

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from xor_gpu import backend, cuda_libs, cuda_standin, report
+from xor_gpu import backend, cuda_libs, cuda_standin, render, report
 from xor_gpu.config import TrainConfig
 from xor_gpu.model import XorModel
 from xor_gpu import ptxas as ptxas_tool
@@ -112,6 +112,7 @@ def child_main(out_path):
         model = XorModel(theano, config)
         step = model.steps_function(1)
         result["ops"] = backend.verify_graph(step, config.device)
+        result["cudnn"] = backend.cudnn_of(theano, result["ops"])
         step()
         model.predict()
         result["ok"] = True
@@ -258,6 +259,7 @@ def run(arch, cc, policy, work):
                    "names": names, "calls": record["cublas_calls"]},
         "cuda_libs_notes": policy.notes,
         "ops": child.get("ops", []),
+        "cudnn": child.get("cudnn"),  # as a run would: off unless THEANO_FLAGS enable it
         "kernels": record["kernels"],
         "launches_recorded": record["launches"],
         "ptxas": None,
@@ -306,7 +308,8 @@ def format_report(data):
              f"cublas         {data['cublas']['version']} {data['cublas']['path']}: "
              f"{len(data['cublas']['names']['resolved'])} names found, "
              f"{len(data['cublas']['names']['missing'])} missing",
-             f"ptxas          {(data['ptxas'] or {}).get('version') or 'not found'}"]
+             f"ptxas          {(data['ptxas'] or {}).get('version') or 'not found'}",
+             f"cudnn          {render.cudnn(data.get('cudnn'))}"]
     for note in data["cuda_libs_notes"]:
         lines.append(f"  note: {note}")
     lines.append(f"kernels        {len(data['kernels'])}")

@@ -26,6 +26,7 @@ import sys
 from collections import namedtuple
 
 from xor_gpu.errors import DeviceError
+from xor_gpu.host import cache_folder
 
 LABELS = {"nvrtc": "NVRTC", "cublas": "cuBLAS"}
 # Where drivers live when the loader is not told about them (containers, WSL).
@@ -129,20 +130,20 @@ def _other_python_roots(host):
     return out.splitlines()
 
 
-def _all_folders(host):
+def _all_folders(host, other_python=True):
     """Every folder in search order, lazily: later groups cost more to list."""
     env = host.environ
     yield _path_list(env.get("XOR_GPU_CUDA_LIBS"))
     yield _toolkit_libs(_toolkit_roots(host))
     yield _wheel_libs(os.path.join(p or ".", "nvidia") for p in host.sys_path)
     yield _toolkit_libs(_local_toolkits(host))
-    yield _wheel_libs(_other_python_roots(host))
+    yield _wheel_libs(_other_python_roots(host)) if other_python else []
     yield [os.path.dirname(path) for name, path in host.ldconfig_entries()
-           if re.match(r"lib(nvrtc|cublas)\.so", name)]
+           if re.match(r"lib(nvrtc|cublas|cudnn)\.so", name)]
     yield _path_list(env.get("LD_LIBRARY_PATH"))
 
 
-def search_folders(host=None):
+def search_folders(host=None, other_python=True):
     """Folders that may hold libnvrtc.so.* / libcublas.so.*, most preferred first: the
     XOR_GPU_CUDA_LIBS folders, CUDA_HOME, CUDA_PATH, the NVIDIA wheels on sys.path,
     /usr/local/cuda, /usr/local/cuda-* (newest first), the NVIDIA wheels of the python3 on
@@ -150,7 +151,7 @@ def search_folders(host=None):
     caller stops once it has what it needs, and the costly groups are never listed."""
     host = host or Host()
     seen = set()
-    for group in _all_folders(host):
+    for group in _all_folders(host, other_python):
         for folder in group:
             real = os.path.realpath(folder)
             if real not in seen and os.path.isdir(folder):
@@ -325,7 +326,7 @@ def _make_folder(policy, dest=None):
     links = _wanted_links(policy)
     if dest is None:
         key = hashlib.sha256(repr(sorted(links.items())).encode()).hexdigest()[:12]
-        dest = os.path.join(os.path.expanduser("~"), ".cache", "xor_gpu", "cuda-libs", key)
+        dest = os.path.join(cache_folder("cuda-libs"), key)
     os.makedirs(dest, exist_ok=True)
     for name in os.listdir(dest):  # an earlier choice's links go: the loader would still find them by name
         path = os.path.join(dest, name)
@@ -388,6 +389,32 @@ def describe(sources=None, host=None):
         "problem": why,
         "fix": fix,
     }
+
+
+# --- cuDNN ------------------------------------------------------------------------------
+
+def _cudnn_version(path):
+    """cudnnGetVersion() as "major.minor.patch" (cuDNN 9 encodes it as major*10000+minor*100+patch,
+    earlier releases as major*1000+minor*100+patch)."""
+    lib = ctypes.CDLL(path)
+    lib.cudnnGetVersion.restype = ctypes.c_size_t
+    v = lib.cudnnGetVersion()
+    major, rest = (v // 10000, v % 10000) if v >= 9_0000 else (v // 1000, v % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def find_cudnn(host=None):
+    """{"library", "version"} of the first libcudnn.so.* in the folders the NVIDIA libraries are
+    searched in (search_folders; another Python is not asked: this is a record, not a choice),
+    or None. Theano uses cuDNN only when asked to (dnn.enabled, xor_gpu/backend.py); this says
+    what it would find."""
+    for folder in search_folders(host, other_python=False):
+        for path in _files(folder, "cudnn"):
+            try:
+                return {"library": path, "version": _cudnn_version(path)}
+            except (OSError, AttributeError):
+                continue  # not loadable here: the next one
+    return None
 
 
 def _library_line(library):

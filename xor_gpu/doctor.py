@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import child, compile_cache, cuda_libs, host, report
+from xor_gpu import backend, child, compile_cache, cuda_libs, host, report
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
 
@@ -77,29 +77,6 @@ def opencl_devices():
     return found
 
 
-def cuda_driver():
-    """(driver CUDA version 'major.minor', [GPU names]) or (None, []) without a driver."""
-    try:
-        cu = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None, []
-    v = ctypes.c_int()
-    if cu.cuDriverGetVersion(ctypes.byref(v)) != 0:
-        return None, []
-    version = f"{v.value // 1000}.{v.value % 1000 // 10}"
-    if cu.cuInit(0) != 0:
-        return version, []
-    n = ctypes.c_int()
-    cu.cuDeviceGetCount(ctypes.byref(n))
-    names = []
-    for i in range(n.value):
-        dev, buf = ctypes.c_int(), ctypes.create_string_buffer(256)
-        cu.cuDeviceGet(ctypes.byref(dev), i)
-        cu.cuDeviceGetName(buf, 256, dev)
-        names.append(buf.value.decode(errors="replace"))
-    return version, names
-
-
 def probe(device):
     """Train one step on `device` in a child process: None if it works, else the error line."""
     run = child.train(TrainConfig(device=device, steps=1))
@@ -126,8 +103,11 @@ def collect(device=None):
         findings["pygpu"] = None
         findings["pygpu_error"] = " ".join(str(exc).split())
     findings["opencl_devices"] = [f"{p}: {d}" for p, d in opencl_devices()]
-    findings["cuda_driver"], findings["cuda_gpus"] = cuda_driver()
+    findings["cuda_driver"], findings["cuda_gpus"] = host.cuda_driver()
     findings["cuda_libs"] = cuda_libs.describe()  # what the launcher put on LD_LIBRARY_PATH, and why
+    # cuDNN: what Theano would find, and whether runs use it (off unless THEANO_FLAGS say so)
+    findings["cudnn"] = {"enabled": backend.cudnn_enabled(), **(cuda_libs.find_cudnn() or {"library": None,
+                                                                                           "version": None})}
     findings["libraries"] = {name: _load(name) or "ok" for name in LOADED_BY_LIBGPUARRAY}
     findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
     findings["compiledir"] = compile_cache.compiledir()
@@ -175,10 +155,16 @@ def format_findings(f):
     blas = f["blas"]
     lines.append(f"{'cpu':<15} {f['cpu']}")
     lines.append(f"{'blas':<15} {blas['library'] or 'not found'} ({blas['version'] or blas['ldflags'] or 'no ldflags'})")
+    if blas.get("kernels"):
+        kernels = blas["kernels"]
+        lines.append(f"{'blas kernels':<15} {kernels['family'] or 'as OpenBLAS detects'} (chosen by {kernels['chosen_by']})")
     lines.append(f"{'opencl':<15} {'; '.join(f['opencl_devices']) or 'none'}")
     gpus = ", ".join(f["cuda_gpus"]) or "no GPU"
     lines.append(f"{'cuda driver':<15} {f['cuda_driver'] + ' (' + gpus + ')' if f['cuda_driver'] else 'none'}")
     lines += [f"{label:<15} {text}" for label, text in cuda_libs.summary(f["cuda_libs"])]
+    cudnn = f["cudnn"]
+    found = f"{cudnn['version']} {cudnn['library']}" if cudnn["library"] else "none found"
+    lines.append(f"{'cudnn':<15} {found}; Theano uses it: {'yes' if cudnn['enabled'] else 'no'} (dnn.enabled)")
     for name, status in f["libraries"].items():
         lines.append(f"{name:<15} {status}")
     lines.append(f"{'compiledir':<15} {f['compiledir']}")

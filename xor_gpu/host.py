@@ -1,6 +1,7 @@
 """What this machine gives a run: the CPU's name, the portable compiler flags of its family,
 and the BLAS library a C engine links (found on disk, and seen in /proc/self/maps once
-loaded). Plain Python: used by the engines, the benchmarks and the doctor alike.
+loaded) with the OpenBLAS kernels it runs. Plain Python: used by the engines, the
+benchmarks and the doctor alike.
 """
 import ctypes
 import os
@@ -14,6 +15,30 @@ PORTABLE_CXXFLAGS = {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-marc
 # (libopenblas0-pthread, or any other libopenblas0-*) is enough, the -dev one is not needed.
 OPENBLAS = "libopenblas.so.0"
 NUMPY_BLAS = "numpy C-API"
+
+# OpenBLAS (built with DYNAMIC_ARCH, as Debian's is) picks its kernels by the CPU it detects,
+# and each kernel family sums in its own order: the same float32 training ends with other bits
+# on another CPU. Measured with OpenBLAS 0.3.21 on the seed config (final weights' sha256), the
+# same on an AMD EPYC and an Intel Xeon for each family: SkylakeX and Cooperlake 4d8d0ca2...,
+# Haswell 579489d6..., Sandybridge and Prescott c55b4dc9..., Nehalem ffaf937c..., Core2
+# 91c9ff61...; and 0.3.21 does not recognise every Xeon (one took Prescott, the slowest). So a
+# run pins one family that every x86-64 server of the last decade runs (AVX2 and FMA: Intel
+# since 2013, AMD since 2015), and a CPU run ends with the same bits on every such host. Speed
+# (benchmarks/bench.py, kernels-* variants): on the seed config Haswell, Sandybridge and Nehalem
+# are within noise of each other on both CPUs (EPYC: 411k, 385k, 396k steps/s; Xeon: 345k,
+# 346k, 341k), Core2 and Prescott 30% slower on the Xeon; with 1,024 hidden units Haswell trains
+# 45k steps/s, Nehalem 38k, Sandybridge 18k. SkylakeX (+14%) needs AVX-512, which many servers
+# lack. A user's own OPENBLAS_CORETYPE wins; the report says who chose.
+OPENBLAS_KERNELS = ("Haswell", ("avx2", "fma"))
+CORETYPE = "OPENBLAS_CORETYPE"
+
+
+def cache_folder(name, environ=None):
+    """Where the package keeps a cache of its own: $XDG_CACHE_HOME/xor_gpu/NAME, else
+    ~/.cache/xor_gpu/NAME (the offline bundle points XDG_CACHE_HOME into its --cache folder)."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(home, "xor_gpu", name)
 
 
 def portable_cxxflags():
@@ -57,30 +82,92 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty when unreadable)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_kernels(environ=None, flags=None):
+    """{"family", "chosen_by"}: the OpenBLAS kernels a run asks for, and who chose them:
+    the user (their OPENBLAS_CORETYPE), xor_gpu (OPENBLAS_KERNELS, where the CPU has its
+    instructions), or OpenBLAS itself (family None: the CPU lacks them, or it is not x86-64)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(CORETYPE):
+        return {"family": environ[CORETYPE], "chosen_by": CORETYPE}
+    family, needs = OPENBLAS_KERNELS
+    flags = cpu_flags() if flags is None else flags
+    if platform.machine() != "x86_64":
+        return {"family": None, "chosen_by": f"OpenBLAS (not x86-64: {platform.machine()})"}
+    missing = [f for f in needs if f not in flags]
+    if missing:
+        return {"family": None, "chosen_by": f"OpenBLAS (this CPU lacks {' and '.join(missing)})"}
+    return {"family": family, "chosen_by": "xor_gpu"}
+
+
+def load_blas(ldflags):
+    """Load the OpenBLAS that `ldflags` link now, with the kernels openblas_kernels() chooses:
+    OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, and the engine's compiled modules
+    then use this copy. The variable is set only for that moment: child processes choose for
+    themselves. Returns the choice."""
+    kernels = openblas_kernels()
+    files = linked_files(ldflags.strip()) if ldflags.strip() else []
+    if not files or files[0] in loaded_files():
+        return kernels
+    saved = os.environ.get(CORETYPE)
+    if kernels["family"]:
+        os.environ[CORETYPE] = kernels["family"]
+    try:
+        ctypes.CDLL(files[0], mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        pass  # not loadable: the engine's own link step says why
+    finally:
+        if saved is None:
+            os.environ.pop(CORETYPE, None)
+    return kernels
+
+
 def blas_of(ldflags):
-    """The BLAS behind a compiler that links with `ldflags`: {"ldflags", "library", "version"}.
+    """The BLAS behind a compiler that links with `ldflags`: {"ldflags", "library", "version",
+    "kernels"}.
 
     library: the file the ldflags name, when this process loaded it (a CPU run; a GPU run
     calls the device's BLAS and loads none: None); "numpy C-API" for empty ldflags.
-    version: OpenBLAS's own description (version, and the CPU kernels it chose), else None.
+    version: OpenBLAS's own description (version, and the CPU kernels it runs), else None.
+    kernels: {"family", "chosen_by"} of a loaded OpenBLAS, the family as OpenBLAS names the
+    kernels it runs; None otherwise.
     """
     loaded = loaded_files()
-    return _blas(ldflags, lambda path: path in loaded)
+    return _with_kernels(_blas(ldflags, lambda path: path in loaded))
 
 
 def installed_blas():
-    """The BLAS a C engine links here by default, as found on disk before any run loads it
-    (`xor-gpu doctor` imports no engine): {"ldflags", "library", "version"} as blas_of()."""
-    return _blas(default_blas_ldflags(), lambda path: True)
+    """The BLAS a C engine links here by default, found on disk (`xor-gpu doctor` imports no
+    engine) and loaded as a run loads it (load_blas): as blas_of()."""
+    ldflags = default_blas_ldflags()
+    load_blas(ldflags)
+    return _with_kernels(_blas(ldflags, lambda path: True))
+
+
+def _with_kernels(found):
+    if found["version"]:
+        found["kernels"] = {**openblas_kernels(), "family": openblas_corename(found["library"])}
+    return found
 
 
 def _blas(ldflags, counts):
-    """{"ldflags", "library", "version"}: library, the first file ldflags name that counts."""
+    """{"ldflags", "library", "version", "kernels"}: library, the first file ldflags name that counts."""
     ldflags = ldflags.strip()
     if not ldflags:
-        return {"ldflags": "", "library": NUMPY_BLAS, "version": None}
+        return {"ldflags": "", "library": NUMPY_BLAS, "version": None, "kernels": None}
     library = next((p for p in linked_files(ldflags) if counts(p)), None)
-    return {"ldflags": ldflags, "library": library, "version": openblas_config(library)}
+    return {"ldflags": ldflags, "library": library, "version": openblas_config(library), "kernels": None}
 
 
 def linked_files(ldflags):
@@ -104,11 +191,66 @@ def loaded_files():
 
 def openblas_config(library):
     """OpenBLAS's openblas_get_config() of `library`; None for another BLAS, or none."""
+    return _openblas_text(library, "openblas_get_config")
+
+
+def openblas_corename(library):
+    """The kernel family a loaded OpenBLAS runs (openblas_get_corename(), e.g. "Haswell")."""
+    return _openblas_text(library, "openblas_get_corename")
+
+
+def _openblas_text(library, function):
     if library is None:
         return None
     try:
-        config = ctypes.CDLL(library).openblas_get_config
+        get = getattr(ctypes.CDLL(library), function)
     except (OSError, AttributeError):  # not OpenBLAS
         return None
-    config.restype = ctypes.c_char_p
-    return config().decode().strip()
+    get.restype = ctypes.c_char_p
+    return get().decode().strip()
+
+
+def cuda_driver():
+    """(driver CUDA version 'major.minor', [GPU names]) or (None, []) without a driver."""
+    try:
+        cu = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None, []
+    v = ctypes.c_int()
+    if cu.cuDriverGetVersion(ctypes.byref(v)) != 0:
+        return None, []
+    version = f"{v.value // 1000}.{v.value % 1000 // 10}"
+    if cu.cuInit(0) != 0:
+        return version, []
+    n = ctypes.c_int()
+    cu.cuDeviceGetCount(ctypes.byref(n))
+    names = []
+    for i in range(n.value):
+        dev, buf = ctypes.c_int(), ctypes.create_string_buffer(256)
+        cu.cuDeviceGet(ctypes.byref(dev), i)
+        cu.cuDeviceGetName(buf, 256, dev)
+        names.append(buf.value.decode(errors="replace"))
+    return version, names
+
+
+def cuda_missing():
+    """Why this machine has no usable CUDA GPU, in words, or None when it has one."""
+    version, gpus = cuda_driver()
+    if version is None:
+        return "no NVIDIA driver (libcuda.so.1 does not load)"
+    if not gpus:
+        return f"NVIDIA driver {version} present but it sees no GPU"
+    return None
+
+
+# What names a batch job and its task: Slurm's variables (an array's task too).
+SLURM_JOB = (("job_id", "SLURM_JOB_ID"), ("name", "SLURM_JOB_NAME"), ("array_job_id", "SLURM_ARRAY_JOB_ID"),
+             ("array_task_id", "SLURM_ARRAY_TASK_ID"), ("cpus_per_task", "SLURM_CPUS_PER_TASK"))
+
+
+def batch_job(environ=None):
+    """{"scheduler": "slurm", "job_id", ...} of the batch job this process runs in, or None."""
+    environ = os.environ if environ is None else environ
+    if not environ.get("SLURM_JOB_ID"):
+        return None
+    return {"scheduler": "slurm", **{key: environ[name] for key, name in SLURM_JOB if environ.get(name)}}

@@ -10,14 +10,17 @@ The offline bundle: bundle/run.sh finds the bundle's Python (unpacking the archi
 runs `python -I -B -m xor_gpu.launch bundle ...` (isolated from the caller's Python
 variables, writing no bytecode into the bundle). That makes the whole environment of the run
 (`bundle_env`: the caller's variables that may pass, the bundle's caches, libraries and
-compiler flags) and the default command, then execs `python -m xor_gpu COMMAND ARGS`.
+compiler flags) and the default command, then execs `python -m xor_gpu COMMAND ARGS`, or for
+`test --device DEV` the package's device tests, shipped in the bundle, with its pytest.
 """
 import argparse
 import os
 import platform
 import sys
 
-from xor_gpu import cuda_libs, engines
+from xor_gpu import cuda_libs, engines, host
+from xor_gpu.devices import check_device
+from xor_gpu.errors import ConfigError, DeviceError, XorGpuError
 
 MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
 
@@ -60,12 +63,18 @@ def reexec_for_engine(argv, engine):
 # --- the offline bundle -------------------------------------------------------------------
 
 # The caller's variables a bundle run keeps: PATH (g++ from a compiler module, a python3 that
-# holds NVIDIA wheels), the GPU selection and OpenCL setup of a node, and the package's own
-# switches. Its Python variables, THEANO_FLAGS and XOR_GPU_COMPILEDIR do not pass.
+# holds NVIDIA wheels), the GPU selection and OpenCL setup of a node, the thread counts and
+# OpenBLAS kernels a scheduler or user sets, the job's identity (every SLURM_* variable: the
+# summary names the job), and the package's own switches. Its Python variables, THEANO_FLAGS
+# and XOR_GPU_COMPILEDIR do not pass.
 BUNDLE_PASSES = ("HOME", "PATH", "USER", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
                  "NVIDIA_VISIBLE_DEVICES", "CUDA_HOME", "CUDA_PATH", "OCL_ICD_VENDORS", "OCL_ICD_FILENAMES",
-                 "POCL_DEVICES", "XOR_GPU_DEBUG", "XOR_GPU_REQUIRE_GPU")
+                 "POCL_DEVICES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+                 "XOR_GPU_DEBUG", "XOR_GPU_REQUIRE_GPU", "XOR_GPU_PYTENSOR_PYTHON")
+BUNDLE_PASS_PREFIXES = ("SLURM_",)
 BUNDLE_COMMAND = ("check", "--device", "cuda")  # what a GPU node runs when given no command
+BUNDLE_TESTS = "tests"  # the package's device tests, beside root/ (bundle/build.py puts them there)
+STATE_FOLDERS = ("cache", "mpl", "nv", "pocl", "theano")  # every file a run writes goes under --cache
 
 
 def bundle_env(root, state, cuda_libs=(), environ=None):
@@ -73,7 +82,8 @@ def bundle_env(root, state, cuda_libs=(), environ=None):
     environ = os.environ if environ is None else environ
     libs = [f"{root}/usr/lib/{platform.machine()}-linux-gnu", f"{root}/usr/lib"]
     caller = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-    env = {name: environ[name] for name in BUNDLE_PASSES if environ.get(name)}
+    env = {name: value for name, value in environ.items()
+           if value and (name in BUNDLE_PASSES or name.startswith(BUNDLE_PASS_PREFIXES))}
     env.update({
         "TMPDIR": environ.get("TMPDIR") or "/tmp",
         "LANG": "C.UTF-8",
@@ -85,6 +95,8 @@ def bundle_env(root, state, cuda_libs=(), environ=None):
         "MPLCONFIGDIR": f"{state}/mpl",
         "XOR_GPU_COMPILEDIR": f"{state}/theano",
         "POCL_CACHE_DIR": f"{state}/pocl",
+        "XDG_CACHE_HOME": f"{state}/cache",  # the folder of NVIDIA library links (cuda_libs), and others'
+        "CUDA_CACHE_PATH": f"{state}/nv",  # the driver's cache of the kernels it compiled from PTX
         "XOR_GPU_MANIFEST": f"{os.path.dirname(root)}/MANIFEST.json",
         # Debian's pyconfig.h needs the bundle's headers, and Theano's own -L names the build
         # machine's LIBDIR: the bundle's folders come first.
@@ -117,11 +129,43 @@ def bundle_main(argv):
     parser.add_argument("--cuda-libs", action="append", default=[], metavar="DIR")
     split = argv.index("--") if "--" in argv else len(argv)  # the command's own arguments follow
     args = parser.parse_args(argv[:split])
-    for folder in ("mpl", "pocl", "theano"):
+    for folder in STATE_FOLDERS:
         os.makedirs(os.path.join(args.state, folder), exist_ok=True)
     env = bundle_env(args.root, args.state, args.cuda_libs)
-    _exec_xor_gpu(sys.executable, bundle_command(argv[split + 1:]), env)
+    command = bundle_command(argv[split + 1:])
+    if command[0] == "test":
+        try:
+            return bundle_test(os.path.join(os.path.dirname(args.root), BUNDLE_TESTS), command[1:], env)
+        except XorGpuError as exc:
+            print(f"xor-gpu test: error: {exc}", file=sys.stderr)
+            return exc.exit_status
+    _exec_xor_gpu(sys.executable, command, env)
+
+
+def bundle_test(tests, args, env):
+    """`test [--device DEV] [PYTEST ARGS]`: the package's device tests (those tox's gpu env runs:
+    Gpu ops in the graph, determinism, parity, the tolerance enforced, the CUDA libraries'
+    wiring; the PyTensor sweep where XOR_GPU_PYTENSOR_PYTHON names a PyTensor Python) on DEV
+    (default cuda), with the bundle's pytest. A device that cannot be used fails (exit 3),
+    never skips; otherwise the exit status is pytest's."""
+    parser = argparse.ArgumentParser(prog="xor_gpu-bundle-run.sh test", add_help=False)
+    parser.add_argument("--device", default=BUNDLE_COMMAND[2])
+    known, pytest_args = parser.parse_known_args(args)
+    device = known.device
+    check_device(device)
+    missing = host.cuda_missing() if device.startswith("cuda") else None
+    if missing:
+        raise DeviceError(f"device {device} is not usable here: {missing}")
+    if not os.path.isdir(tests):
+        raise ConfigError(f"no tests in this bundle ({tests}): build it with this version's bundle/build.py")
+    env = {**env, "THEANO_FLAGS": f"{env['THEANO_FLAGS']},device={device},floatX=float32",
+           "XOR_GPU_REQUIRE_GPU": "1"}
+    env.update(wanted_env([device], cuda_libs.Host(environ=env)))
+    sys.stdout.flush()
+    os.chdir(tests)
+    os.execve(sys.executable, [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "device",
+                               *pytest_args, tests], env)
 
 
 if __name__ == "__main__":
-    bundle_main(sys.argv[1:])
+    sys.exit(bundle_main(sys.argv[1:]))

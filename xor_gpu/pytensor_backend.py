@@ -7,8 +7,11 @@ asked for: Mode(linker="cvm"). It links the BLAS Theano links (OpenBLAS when ins
 so that the two C engines compute the same way.
 """
 import importlib
+import importlib.metadata
 import os
 import platform
+import re
+import warnings
 
 from xor_gpu import host
 from xor_gpu.backend import op_names
@@ -36,7 +39,7 @@ class CRuntime:
         pass
 
     def _after_import(self):
-        pass
+        host.load_blas(self.module.config.blas__ldflags)  # the OpenBLAS kernels Theano's runs use
 
     def compiled_modules(self):
         return None
@@ -56,8 +59,11 @@ class CRuntime:
         return found
 
     def blas(self):
-        """The BLAS of the C backend ("ldflags", "library", "version")."""
+        """The BLAS of the C backend ("ldflags", "library", "version", "kernels")."""
         return host.blas_of(self.module.config.blas__ldflags)
+
+    def cudnn(self, ops):
+        return None  # Theano's choice; JAX decides for itself, and this network has no convolution
 
 
 class NumbaRuntime(CRuntime):
@@ -65,8 +71,14 @@ class NumbaRuntime(CRuntime):
 
     linker, linker_class, packages = "numba", "NumbaLinker", ("numpy", "numba")
 
+    def _after_import(self):
+        pass  # Numba and JAX bring their own BLAS
+
     def blas(self):  # Numba and JAX bring their own
-        return {"ldflags": None, "library": f"{self.linker}'s own", "version": None}
+        return {"ldflags": None, "library": f"{self.linker}'s own", "version": None, "kernels": None}
+
+
+JAX_FLOAT64_WARNING = r"Explicitly requested dtype float64 requested in astype is not available"
 
 
 class JaxRuntime(NumbaRuntime):
@@ -79,12 +91,27 @@ class JaxRuntime(NumbaRuntime):
         os.environ["JAX_PLATFORMS"] = "cpu" if self.device == "cpu" else "cuda"
         if floatx == "float64":
             os.environ["JAX_ENABLE_X64"] = "1"
+        else:
+            # PyTensor's JAX backend asks JAX to accumulate the cost's float32 sum in float64
+            # (Sum's acc_dtype, as in Theano); JAX without x64 sums in float32 instead, which is
+            # what floatX=float32 asks for, and warns about it in every run. That warning alone
+            # is hidden (README, Engines); any other of JAX's still shows.
+            warnings.filterwarnings("ignore", message=JAX_FLOAT64_WARNING, category=UserWarning)
 
     def _after_import(self):
         self.jax_device = verify_jax(self.device, jax_devices)
 
     def active_device(self):
         return self.device, f"{self.jax_device.device_kind} (JAX {self.jax_device.platform})"
+
+    def versions(self):
+        """As the other engines', and JAX's CUDA plugin on a GPU (jax-cuda13-plugin, say)."""
+        found = super().versions()
+        for dist in importlib.metadata.distributions() if self.device != "cpu" else ():
+            name = dist.metadata["Name"] or ""
+            if re.fullmatch(r"jax[-_]cuda\d+[-_]plugin", name):
+                found[name] = dist.version
+        return found
 
 
 def import_pytensor(floatx):

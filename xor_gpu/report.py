@@ -10,6 +10,7 @@ import platform
 import socket
 import tempfile
 
+from xor_gpu import host
 from xor_gpu.config import CONVERGENCE_MARGIN, INPUTS, TARGETS
 from xor_gpu.errors import ConfigError
 from xor_gpu.results import SEEDS_SCHEMA, TRAIN_SCHEMA, row_key
@@ -29,8 +30,12 @@ def read_manifest():
 
 
 def origin():
-    """Where a report was made, so that reports from many machines can be told apart."""
+    """Where a report was made, so that reports from many machines can be told apart: the host,
+    its system, the image or bundle it ran from, and the batch job (Slurm's) it ran in."""
     where = {"host": socket.gethostname(), "os": platform.platform()}
+    job = host.batch_job()
+    if job:
+        where["job"] = job
     m = read_manifest()
     if m:  # the image's manifest names the image, the bundle's is schema xor_gpu.bundle/1
         where["package"] = {
@@ -51,6 +56,7 @@ def train_report(result):
         "floatX": c.floatx,
         "versions": result.versions,
         "blas": result.blas,
+        "cudnn": result.cudnn,
         "origin": origin(),
         "predictions": {row_key(r): p for r, p in zip(INPUTS, result.predictions)},
         "targets": {row_key(r): t for r, t in zip(INPUTS, TARGETS)},
@@ -91,8 +97,10 @@ def can_plot():
 
 
 def check_plot_path(path):
-    """As check_writable, and matplotlib must be there: both before training."""
+    """As check_writable, the name a PNG's, and matplotlib must be there: all before training."""
     check_writable(path)
+    if path is not None and not str(path).lower().endswith(".png"):
+        raise ConfigError(f"--plot {path}: plots are PNG images; give a path ending in .png")
     if path is not None and not can_plot():
         raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'")
 

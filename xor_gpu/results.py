@@ -455,6 +455,8 @@ def load(path):
     except ValueError as exc:
         truncated = getattr(exc, "pos", 0) >= len(text.rstrip()) and text.strip()
         raise ConfigError(f"{path}: {'truncated JSON' if truncated else 'not JSON'} ({exc})") from None
+    except RecursionError:  # Python's parser gives up past about a thousand levels
+        raise ConfigError(f"{path}: not an xor_gpu report (JSON nested too deeply)") from None
     if not isinstance(data, dict) or "schema" not in data:
         raise ConfigError(f"{path}: not an xor_gpu report (no schema)")
     return data
@@ -493,6 +495,38 @@ def check_same_config(reference, runs):
 # A node's status in compare's fleet view (upper case: a verdict, as compare's "FAIL").
 NODE_STATUSES = ("PASS", "FAIL", "UNUSABLE", "INTERRUPTED")
 NODE_OF_CHECK = dict(zip(CHECK_STATUSES, NODE_STATUSES))
+NODE_PASS = NODE_OF_CHECK[PASSED]
+
+
+def alike(items, key):
+    """[[item, ...], ...]: `items` grouped by key(item), in the order each group first appears;
+    an item whose key is None stays alone. How compare shows a fleet of many identical nodes."""
+    groups, index = [], {}
+    for item in items:
+        k = key(item)
+        if k is None:
+            groups.append([item])
+        elif k in index:
+            groups[index[k]].append(item)
+        else:
+            index[k] = len(groups)
+            groups.append([item])
+    return groups
+
+
+def node_kind(node):
+    """What makes passed nodes alike (one row for many in compare): the same device, GPU,
+    driver, libraries, engine and final weights; a node that did not pass is never grouped."""
+    if node.status != NODE_PASS:
+        return None
+    return (node.device, node.gpu, node.driver, node.nvrtc, node.cublas, node.libraries, node.engine,
+            node.weights_sha256, node.runs)
+
+
+def row_kind(row):
+    """What makes runs alike: the same device and GPU, weights and verdict against the reference."""
+    return (row.device.get("active"), row.device.get("name"), row.weights_sha256, row.difference, row.converged,
+            row.passed)
 
 
 @dataclasses.dataclass
@@ -519,9 +553,23 @@ class Row:
                 "passed": self.passed}
 
 
+def gpu_libraries(versions, cuda):
+    """The GPU libraries a run used, in words: libgpuarray's NVRTC and cuBLAS for a run that
+    loaded pygpu, else the JAX packages (jax, jaxlib, its CUDA plugin) its versions list; None
+    when neither."""
+    if "pygpu" in versions:
+        found = [f"{label} {(cuda.get(kind) or {}).get('version')}" for kind, label in (("nvrtc", "NVRTC"),
+                                                                                          ("cublas", "cuBLAS"))
+                 if cuda.get(kind)]
+        return ", ".join(found) or None
+    return ", ".join(f"{name} {version}" for name, version in versions.items() if name.startswith("jax")) or None
+
+
 @dataclasses.dataclass
 class Node:
-    """compare: one report given, seen as the machine that made it."""
+    """compare: one report given, seen as the machine that made it. nvrtc and cublas: those
+    libgpuarray loaded (None for a run that did not load it); libraries: what the GPU run used,
+    in words (gpu_libraries)."""
     report: str
     node: str
     device: str
@@ -532,6 +580,9 @@ class Node:
     status: str  # NODE_STATUSES
     failed_step: str = None
     reason: str = None
+    libraries: str = None
+    engine: str = None  # what trained: the check's or the train report's engine (None: not known)
+    weights_sha256: str = None  # of its run on the device asked for (None: no such run)
     runs: int = 0  # training runs it holds (not in JSON: the rows are)
 
     def to_dict(self):
@@ -546,11 +597,14 @@ class Node:
             summary = CheckSummary.from_dict(data, path)
             cuda = summary.extra.get("cuda") or {}
             requested = summary.device.get("requested")
-            name = summary.device.get("name")
-            return cls(str(path), summary.node or origin.get("host"), requested, _gpu(requested, name),
-                       cuda.get("driver"), (cuda.get("nvrtc") or {}).get("version"),
-                       (cuda.get("cublas") or {}).get("version"), NODE_OF_CHECK[summary.status],
-                       summary.failed_step, summary.reason, len(runs))
+            gpu = _gpu(requested, summary.device.get("name"))
+            libgpuarray = "pygpu" in summary.versions
+            return cls(str(path), summary.node or origin.get("host"), requested, gpu, cuda.get("driver"),
+                       *((cuda.get(kind) or {}).get("version") if libgpuarray else None for kind in ("nvrtc", "cublas")),
+                       NODE_OF_CHECK[summary.status], summary.failed_step, summary.reason,
+                       libraries=gpu_libraries(summary.versions, cuda) if gpu else None,
+                       engine=summary.config.get("engine"),
+                       weights_sha256=(summary.runs.get(requested) or {}).get("weights_sha256"), runs=len(runs))
         if data["schema"] == PARITY_SCHEMA:
             try:
                 parity = Parity.from_dict(data)
@@ -560,13 +614,14 @@ class Node:
             reason = failed[1].of(failed[0]) if failed else next(iter(parity.problems()), None)
             names = [r["device"]["name"] for r in parity.runs.values() if r["device"]["requested"] != "cpu"]
             return cls(str(path), origin.get("host"), ",".join(parity.devices), names[0] if names else None,
-                       None, None, None, "PASS" if parity.passed else "FAIL",
-                       None if parity.passed else "parity", reason, len(runs))
+                       None, None, None, NODE_OF_CHECK[PASSED if parity.passed else FAILED],
+                       None if parity.passed else "parity", reason, runs=len(runs))
         run = runs[0]
         requested = run["device"]["requested"]
         return cls(str(path), origin.get("host"), requested, _gpu(requested, run["device"].get("name")),
-                   None, None, None, "PASS" if run.converged else "FAIL",
-                   None if run.converged else "train", None if run.converged else "did not converge", 1)
+                   None, None, None, NODE_OF_CHECK[PASSED if run.converged else FAILED],
+                   None if run.converged else "train", None if run.converged else "did not converge",
+                   engine=run["config"].get("engine"), weights_sha256=run["weights_sha256"], runs=1)
 
 
 def _gpu(requested, name):
@@ -588,11 +643,11 @@ class Comparison:
 
     @property
     def passed(self):
-        return all(r.passed for r in self.rows) and all(n.status == "PASS" for n in self.nodes)
+        return all(r.passed for r in self.rows) and all(n.status == NODE_PASS for n in self.nodes)
 
     def verdict(self):
         failed = [r.label for r in self.rows if not r.passed]
-        down = [f"{n.report} {n.status}" for n in self.nodes if n.status != "PASS"]
+        down = [f"{n.report} {n.status}" for n in self.nodes if n.status != NODE_PASS]
         problems = ([f"{len(failed)} of {len(self.rows)} runs outside tolerance or not converged: "
                      f"{', '.join(failed)}"] if failed else []) + (
             [f"{len(down)} of {len(self.nodes)} nodes not PASS: {', '.join(down)}"] if down else [])

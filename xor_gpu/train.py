@@ -33,6 +33,7 @@ class TrainResult:
     ops: list
     versions: dict
     blas: dict  # host.blas_of(): what the CPU's BLAS calls went to
+    cudnn: dict  # backend.cudnn_of(): None off CUDA
     final_weights: dict  # {"W1": nested lists, "W2": ...} in floatX, as floats
     weights_sha256: str  # of the final weights' bytes: equal digests = bitwise-equal training
 
@@ -104,7 +105,8 @@ def run_seeds(config, seeds, progress=None):
         result = _train(model, calls, config.replace(seed=seed), progress)
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
-            new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas()))
+            new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas(),
+            cudnn=runtime.cudnn(ops)))
         compile_seconds, new_modules = 0, 0 if runtime.counts_compiled_modules else None  # paid by the first seed
     return results
 

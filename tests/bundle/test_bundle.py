@@ -26,17 +26,20 @@ import pytest
 
 from bundlelib import BUILD, RUN, prebuilt, runner_beside, tail
 from docblocks import block, explain, repo_copy, run_block
+from xor_gpu.launch import STATE_FOLDERS
 
 pytestmark = pytest.mark.bundle
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-MAX_BYTES = 64 * 2**20  # a size a cluster's home quota and a copy to each node handle easily
+MAX_BYTES = 62 * 2**20  # a size a cluster's home quota and a copy to each node handle easily
 MAX_LAUNCHER_LINES = 50  # the launcher finds a Python and execs: the logic lives in xor_gpu/launch.py
 DEVICE = "opencl0:0"
 STEPS = 40000  # converges (the seed config's loss passes 0.25 near step 30,000)
-LEFT_OUT = {"scipy"}  # Theano imports it only optionally; see bundle/build.py
+LEFT_OUT = {"scipy", "fonttools"}  # imported only optionally (Theano), or for PDF and PS (matplotlib): bundle/build.py
 HIDDEN_TOOLS = ("python", "python3", "python3.11", "pip", "pip3")
 BUILD_BLOCK = block("bundle", "python3 bundle/build.py")  # the README's build command
+TEST_BLOCK = block("bundle", "bash dist/xor_gpu-bundle-run.sh test")  # the README's device tests from the bundle
+DEVICE_TESTS = ("conftest.py", "xorlib.py", "test_device.py", "test_backend.py", "test_cuda_libs.py", "test_report.py")
 
 
 def _load_build():
@@ -174,10 +177,12 @@ def test_archive_is_one_small_self_contained_tree(archive, members):
     for required in ("run.sh", "MANIFEST.json", "root/usr/bin/python3.11", "root/usr/include/python3.11/Python.h",
                      "root/usr/include/x86_64-linux-gnu/python3.11/pyconfig.h", "root/usr/lib/libgpuarray.so",
                      "root/usr/lib/x86_64-linux-gnu/libclblast.so", f"{site}/pygpu/__init__.py",
-                     f"{site}/xor_gpu/check.py", f"{site}/xor_gpu/reference/seed-cpu-float32.json"):
+                     f"{site}/xor_gpu/check.py", f"{site}/xor_gpu/reference/seed-cpu-float32.json",
+                     f"{site}/pytest/__init__.py", "tests/pyproject.toml", *(f"tests/{t}" for t in DEVICE_TESTS)):
         assert f"xor_gpu-bundle/{required}" in names, required
-    # The node runs `xor-gpu check`: no test suite, no pytest.
-    assert not any(n.startswith(("xor_gpu-bundle/app", f"xor_gpu-bundle/{site}/pytest")) for n in names)
+    # The device tests only (`run.sh test`): none that reads the documents or needs Docker or Slurm.
+    shipped = {n.split("/")[-1] for n in names if n.startswith("xor_gpu-bundle/tests/")}
+    assert not shipped & {"docblocks.py", "test_docs.py", "bundlelib.py", "test_check.py"}, shipped
 
 
 def test_archive_carries_exactly_the_pins_of_setup_py(manifest, monkeypatch):
@@ -191,7 +196,8 @@ def test_archive_carries_exactly_the_pins_of_setup_py(manifest, monkeypatch):
             assert name not in wheels
         else:
             assert wheels.get(name) == version, (name, version, wheels.get(name))
-    assert "pytest" not in wheels
+    # pytest for `run.sh test`, at setup.py's pin of the test extra; not the extractor of the documents.
+    assert wheels["pytest"] == _setup_py_pins(["test"], monkeypatch)["pytest"] and "sybil" not in wheels
     assert {"python3.11-minimal", "libpython3.11-dev", "python3-pygpu", "libgpuarray3"} <= set(manifest["debian_packages"])
 
 
@@ -271,11 +277,16 @@ def dry_run(archive, tmp_path_factory):
     state = base / "home" / ".cache" / "xor_gpu" / "bundle" / hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
     unpacked = state / "xor_gpu-bundle"
     first = unpacked.stat() if unpacked.exists() else None
+    # As a Slurm array task would run it: its identity and thread counts reach the run.
     again = subprocess.run([*runner, "train", "--device", DEVICE, "--steps", "2000", "--json", str(base / "again.json")],
-                           env=env, cwd=base / "work", capture_output=True, text=True, timeout=600)
+                           env={**env, **SLURM_TASK}, cwd=base / "work", capture_output=True, text=True, timeout=600)
     print(f"dry run: xor-gpu check took {seconds:.0f} s (cold caches, unpacking included)")
     return {"check": check, "again": again, "out": out, "state": state, "unpacked": unpacked, "first_stat": first,
             "marker": marker, "env": env, "runner": runner, "base": base}
+
+
+SLURM_TASK = {"SLURM_JOB_ID": "4243", "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": "1",
+              "SLURM_CPUS_PER_TASK": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def _json(path):
@@ -321,10 +332,16 @@ def test_repeat_runs_reuse_the_unpacked_bundle(dry_run, archive, members):
     # One folder per archive, holding the bundle and its caches, no half-unpacked leftovers;
     # the bundle exactly as archived (no bytecode or caches written into it).
     assert sorted(p.name for p in dry_run["state"].parent.iterdir()) == [dry_run["state"].name]
-    assert sorted(p.name for p in dry_run["state"].iterdir()) == ["mpl", "pocl", "theano", "xor_gpu-bundle"]
+    assert sorted(p.name for p in dry_run["state"].iterdir()) == sorted([*STATE_FOLDERS, "xor_gpu-bundle"])
     assert ["xor_gpu-bundle/" + p for p in _tree(dry_run["unpacked"])] == sorted(m.name for m in members)[1:]
+    # Everything the runs wrote is in that folder: nothing else in HOME.
+    assert _tree(dry_run["base"] / "home") == [".cache", ".cache/xor_gpu", ".cache/xor_gpu/bundle",
+                                               *(f".cache/xor_gpu/bundle/{p}" for p in _tree(dry_run["state"].parent))]
     report = _json(dry_run["base"] / "again.json")
     assert report["device"]["active"] == DEVICE and report["config"]["steps"] == 2000
+    # A Slurm task's identity reached the run, which names it.
+    assert report["origin"]["job"] == {"scheduler": "slurm", "job_id": "4243", "array_job_id": "4242",
+                                       "array_task_id": "1", "cpus_per_task": "1"}
 
 
 def test_default_command_is_check_on_cuda(dry_run, tmp_path):
@@ -393,3 +410,44 @@ def test_a_login_node_compiles_every_cuda_kernel_from_the_bundle(archive, tmp_pa
     assert data["nvrtc"]["path"].startswith(str(nvidia)) and data["ptxas"]["path"].startswith(str(nvidia))
     assert len(data["kernels"]) > 20 and all(k["target"] == "sm_80" and k["registers"] > 0 for k in data["kernels"])
     assert not marker.exists(), marker.read_text()
+    # Whatever the run made (the CUDA stand-in, its compile caches) is under the bundle's own
+    # folder, nothing else in HOME.
+    (state,) = (tmp_path / "home" / ".cache" / "xor_gpu" / "bundle").iterdir()
+    assert _tree(tmp_path / "home") == [".cache", ".cache/xor_gpu", ".cache/xor_gpu/bundle", *(
+        f".cache/xor_gpu/bundle/{p}" for p in [state.name, *(f"{state.name}/{q}" for q in _tree(state))])]
+    assert (state / "cache" / "xor_gpu" / "cuda-standin").is_dir()
+
+
+# --- the device tests from the bundle: `run.sh test --device DEV` -------------------------
+
+@pytest.fixture(scope="session")
+def dist_only(archive, tmp_path_factory):
+    """A folder holding only dist/ (the archive and its runner), and an empty HOME."""
+    base = tmp_path_factory.mktemp("bundle-test")
+    (base / "dist").mkdir()
+    (base / "home").mkdir()
+    shutil.copy(archive, base / "dist" / "xor_gpu-bundle.tar.gz")
+    shutil.copy(runner_beside(archive), base / "dist" / "xor_gpu-bundle-run.sh")
+    return base
+
+
+@pytest.mark.parametrize("doc", [TEST_BLOCK], ids=str)
+def test_the_device_tests_pass_from_the_bundle_on_opencl(doc, dist_only):
+    """The README's command as written: the package's device tests with the bundle's own pytest,
+    on PoCL, with XOR_GPU_REQUIRE_GPU=1 (a device that does not work fails, never skips)."""
+    proc = run_block(doc, dist_only, env={"HOME": str(dist_only / "home")})
+    assert proc.returncode == 0, explain(doc, proc)
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert re.search(r"\b\d+ passed\b", summary) and "failed" not in summary and "error" not in summary, summary
+
+
+def test_the_device_tests_refuse_a_cuda_device_without_a_gpu(dist_only):
+    if subprocess.run(["sh", "-c", "ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1 '"]).returncode == 0:
+        pytest.skip("this machine has an NVIDIA driver: the missing-driver path cannot be shown here")
+    proc = subprocess.run(["bash", "dist/xor_gpu-bundle-run.sh", "test", "--device", "cuda"], cwd=dist_only,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(dist_only / "home")},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, tail(proc.stdout + proc.stderr)
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "xor-gpu test: error: device cuda is not usable here: no NVIDIA driver (libcuda.so.1 does not load)")
+    assert "passed" not in proc.stdout  # no test ran, none skipped

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 
+from xor_gpu import host
 from xor_gpu.errors import DeviceError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,7 +28,7 @@ allowed = False
 
 
 def cache_root():
-    return os.path.join(os.path.expanduser("~"), ".cache", "xor_gpu", "cuda-standin")
+    return host.cache_folder("cuda-standin")
 
 
 def _build_one(source, root):
