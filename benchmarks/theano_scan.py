@@ -9,7 +9,8 @@ One process, one device (Theano binds it at import); every (method, K) trains th
 from the same initial weights. Printed per row: compile seconds, steps/s after the first call,
 the device's ops per step in the compiled graph (GPU kernels and transfers; on the CPU every
 C op), the final weights' sha256 and the largest prediction difference to chain K=1 (the
-seed's one step per call). Run it with the package's environment (tox's envs, the image or the
+seed's one step per call; K=1 is that function for either method). Every call returns the
+cost of each of its steps (stride 1: train's calls return only those the history samples). Run it with the package's environment (tox's envs, the image or the
 bundle): it imports Theano through xor_gpu, with the package's flags and compile cache.
 """
 import argparse
@@ -22,25 +23,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from xor_gpu import engines  # noqa: E402
 from xor_gpu.config import TrainConfig  # noqa: E402
-from xor_gpu.model import XorModel, sgd_step  # noqa: E402
+from xor_gpu.model import XorModel  # noqa: E402
 from xor_gpu.report import write_json  # noqa: E402
 from xor_gpu.train import weights_digest  # noqa: E402
 
 
-def scan_function(theano, model, k):
-    """K steps as one theano.scan: the weights recurrent, the cost before each step out.
-
-    Theano 1.0.5's C loop for scan (Cython output of 2017) does not compile on Python 3.11
-    (it includes longintrepr.h): hidden here, so that scan runs its Python loop, as Theano
-    itself does when no C compiler is configured."""
+def hide_scan_c_loop():
+    """Theano 1.0.5's C loop for scan (Cython output of 2017) does not compile on Python 3.11
+    (it includes longintrepr.h): hidden, so that scan runs its Python loop, as Theano itself
+    does when no C compiler is configured."""
     sys.modules.setdefault("theano.scan_module.scan_perform_ext", None)
-
-    def step(w1, w2):
-        cost, n1, n2 = sgd_step(theano, model.X, model.y, w1, w2, model.lr)
-        return w1.type.filter_variable(n1), w2.type.filter_variable(n2), cost
-
-    (w1s, w2s, costs), _ = theano.scan(step, outputs_info=[model.W1, model.W2, None], n_steps=k)
-    return theano.function([], costs, updates=[(model.W1, w1s[-1]), (model.W2, w2s[-1])], name=f"xor_scan_{k}")
 
 
 def inner_ops(function):
@@ -50,9 +42,9 @@ def inner_ops(function):
     return len(outer), sum(len(n.op.fn.maker.fgraph.apply_nodes) for n in inner)
 
 
-def measure(theano, model, method, k, steps):
+def measure(model, method, k, steps):
     start = time.perf_counter()
-    function = model.steps_function(k) if method == "chain" else scan_function(theano, model, k)
+    function = model.steps_function(k, loop=method)
     compile_s = time.perf_counter() - start
     model.start_from(TrainConfig().seed)
     calls = steps // k
@@ -80,13 +72,13 @@ def main(argv=None):
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     runtime = engines.get("theano").start(args.device, "float32")
-    theano = runtime.module
-    model = XorModel(theano, TrainConfig(device=args.device), runtime.mode)
+    hide_scan_c_loop()
+    model = XorModel(runtime.module, TrainConfig(device=args.device), runtime.mode)
     rows, base = [], None
     print(f"device {runtime.active_device()[1]}  steps {args.steps}", flush=True)
     for method in args.methods.split(","):
         for k in (int(v) for v in args.k.split(",")):
-            row = measure(theano, model, method, k, args.steps)
+            row = measure(model, method, k, args.steps)
             base = base or row["predictions"]
             row["max_dpred_vs_first"] = max(abs(a - b) for a, b in zip(row["predictions"], base))
             rows.append(row)
