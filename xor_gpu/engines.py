@@ -27,14 +27,16 @@ from xor_gpu.errors import ConfigError, DeviceError
 # chain is linked node by node), for 0.76, 0.60, 0.60, 0.68, 0.97 s of wall time: 10 has
 # most of the speed for little compilation.
 CPU_STEPS_PER_CALL = 10
-# PyTensor's C backend, the same chain: its step is 10 C thunks (about 1.5 us here, a third
-# of a one-step call), so the chain stops gaining early. Seed config, 2-core machine, with
-# only the sampled costs computed: 10, 50, 100, 240, 600 steps per call trained 553k, 610k,
-# 628k, 593k, 609k steps/s (one step per call: 246k) after 0.15, 0.68, 0.48, 1.03, 2.59 s of
-# compilation. A scan of its steps ran 256k (the inner function called per step), 378k with
-# the inner function one C module (Mode(linker="c")); a chain of one C module compiled in 28 s
-# for 10 steps, and more than 15 minutes for 100.
-C_CHAIN_STEPS_PER_CALL = 100
+# PyTensor's C backend, the same chain: its step is 10 C thunks (about 1.4 us of the 1.7 us a
+# chained step takes here; a one-step call 4.3 us), so the chain stops gaining early. Seed
+# config, 2-core machine, only the sampled costs computed, 3 interleaved rounds: 1, 10, 20,
+# 50, 100 steps per call trained 227-236k, 547-558k, 590-601k, 569-601k, 552-616k steps/s
+# after 0.60-0.66, 0.68-0.72, 0.72-0.82, 0.81-0.90, 1.03-1.08 s of compilation, for 1.87-1.96,
+# 1.77-1.87, 1.79-2.06, 1.90-2.12, 2.14-2.26 s of wall time: 20 has the speed, and the wall
+# time of one step per call. A scan of its steps ran 256k (its inner function called per step),
+# 378k with that function one C module (Mode(linker="c")); a chain as one C module compiled in
+# 28 s for 10 steps, and in more than 15 minutes for 100.
+C_CHAIN_STEPS_PER_CALL = 20
 # The longest call: a chain's compilation grows with its length (Theano: 5 s for 100 steps,
 # 162 s for 1,000); a scan's graph is one step whatever its length, but it keeps the cost of
 # every step of a call (4 bytes each).
