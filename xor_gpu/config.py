@@ -40,7 +40,7 @@ def history_every(steps):
     return max(1, steps // HISTORY_POINTS)
 
 
-def default_steps_per_call(device, engine=engines.DEFAULT, steps=60_000):
+def default_steps_per_call(device, engine, steps):
     """SGD steps per compiled call (xor_gpu/model.py) unless given (engines.py says why):
     the engine's, else whole sampling intervals, PROGRESS_CALLS calls, each returning the
     costs the history samples."""
