@@ -109,6 +109,7 @@ def run_seeds(config, seeds, progress=None):
     for seed in seeds:
         model.start_from(seed)
         result = _train(model, calls, config.replace(seed=seed), progress)
+        runtime.verify_weights((model.W1, model.W2))
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
             new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas()))
