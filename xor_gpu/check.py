@@ -140,8 +140,8 @@ class Check:
         with contextlib.ExitStack() as trainings:  # leaving it stops the CPU reference, if still running
             beside = None  # (the CPU reference's training, when it started)
             if devices.own_hardware(device):
-                beside = (trainings.enter_context(self.start("cpu", "the CPU reference", f", beside the {device} runs")),
-                          self.clock.now())
+                cpu = trainings.enter_context(self.start("cpu", "the CPU reference", f", beside the {device} runs"))
+                beside = cpu, self.clock.now()
             first = self.train(device, "the seed config", "train")
             if first.exit_status == DeviceError.exit_status:  # the attempt is the doctor step's
                 self.step("doctor", FAILED, self.clock.lap(since=0), f"device {device} is not usable: {first.error}",

@@ -67,7 +67,7 @@ class Training:
         self._tmp = tempfile.TemporaryDirectory(prefix="xor-gpu-child-")
         self._report, self._error = (os.path.join(self._tmp.name, f) for f in ("report.json", "error.json"))
         # stderr goes to a file, not a pipe: a child running beside other work is read only at its end.
-        self._stderr = open(os.path.join(self._tmp.name, "stderr.txt"), "w+", encoding="utf-8")
+        self._stderr = open(os.path.join(self._tmp.name, "stderr.txt"), "w+", encoding="utf-8", errors="replace")
         self.started = time.perf_counter()
         _Starting.active = True
         try:
