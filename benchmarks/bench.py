@@ -2,7 +2,7 @@
 """The speed of training XOR, every variant side by side in one run, as ratios.
 
     python benchmarks/bench.py [--rounds 5] [--steps 60000] [--only NAME,...]
-                               [--ref-python PATH] [--json PATH]
+                               [--ref-python PATH] [--json PATH] [--no-warm-up]
 
 Each variant runs in a process of its own, once per round, the variants round-robin (and
 the first of each round rotating), so that the load of a shared machine falls on all of
@@ -13,7 +13,8 @@ the seed's configuration (one compiled call per step, Theano's BLAS through nump
 is the base; the default trainer; the per-call loop under the default BLAS; the numpy
 oracle in float32; JAX with the whole loop jitted and PyTorch eager (the same network,
 initial weights, loss and SGD, run by --ref-python, skipped with the reason when that
-Python cannot import them); cold compiles; OpenCL. See benchmarks/README.md.
+Python cannot import them); cold compiles; OpenCL; and each PyTensor engine (and JAX on a
+GPU) at one step per call against its default. See benchmarks/README.md.
 """
 import argparse
 import datetime
@@ -48,6 +49,23 @@ VARIANTS = {
     "opencl-baseline": ("the seed's on opencl0:0", "train", "opencl-baseline", OPENCL + PER_CALL, SEED_FLAGS, False),
     "opencl-default": ("defaults on opencl0:0", "train", "opencl-baseline", OPENCL, None, False),
 }
+# PyTensor's engines, each on its devices: one step per call (the base) and the engine's default
+# (K steps per call: a chain or a scan, xor_gpu/engines.py). On a machine without a GPU the cuda
+# pair is skipped with the reason (exit 3).
+ENGINE_RUNS = {"pytensor": ("pytensor", "cpu"), "pytensor-numba": ("pytensor-numba", "cpu"),
+               "pytensor-jax": ("pytensor-jax", "cpu"), "pytensor-jax-cuda": ("pytensor-jax", "cuda")}
+
+
+def _engine_variants():
+    for name, (engine, device) in ENGINE_RUNS.items():
+        args = ("--engine", engine, "--device", device)
+        yield f"{name}-per-call", (f"{engine} on {device}, one step per call", "train", f"{name}-per-call",
+                                   args + PER_CALL, None, False)
+        yield f"{name}-default", (f"{engine} on {device}, its default steps per call", "train", f"{name}-per-call",
+                                  args, None, False)
+
+
+VARIANTS.update(_engine_variants())
 # OpenBLAS's kernel families (xor_gpu/host.py pins one): `default` under each, chosen by the
 # user's variable, which wins over the package's choice. Families the CPU lacks crash OpenBLAS.
 KERNELS = ("Haswell", "Sandybridge", "Nehalem", "Core2", "Prescott", "SkylakeX")
@@ -61,13 +79,24 @@ SPEED_GOALS = (
     ("default trains >= 1.5x the seed's steps/s (OpenCL)", "opencl-default", "opencl-baseline", "steps_per_s",
      "min", 1.5),
     ("warm `xor-gpu train` wall <= 50% of the seed's", "default", "baseline", "wall_s", "max", 0.5),
+    ("pytensor (C) default >= 3x its one step per call", "pytensor-default", "pytensor-per-call", "steps_per_s",
+     "min", 3.0),
+    ("pytensor-numba default >= 4x its one step per call", "pytensor-numba-default", "pytensor-numba-per-call",
+     "steps_per_s", "min", 4.0),
+    ("pytensor-jax default >= 50x its one step per call", "pytensor-jax-default", "pytensor-jax-per-call",
+     "steps_per_s", "min", 50.0),
 )
 # (goal, variant, the variant whose final weights must be bitwise the same: same device and BLAS)
 BITWISE_GOALS = (
     ("default bitwise equal to --steps-per-call 1, same BLAS (CPU)", "default", "per-call"),
     ("default bitwise equal to --steps-per-call 1 (OpenCL)", "opencl-default", "opencl-baseline"),
+    *((f"{n} default bitwise equal to its one step per call", f"{n}-default", f"{n}-per-call")
+      for n in ENGINE_RUNS),
 )
-CLOSE_TO_SEED = 1e-6  # the default's predictions against the seed's configuration
+CLOSE = 1e-6  # a default's predictions against one step per call, and against the seed's
+# (variant, the variant whose predictions it must be CLOSE to)
+CLOSE_GOALS = (("default", "baseline"),
+               *((f"{n}-default", other) for n in ENGINE_RUNS for other in (f"{n}-per-call", "baseline")))
 
 
 # ---- the workers: one training in this process, its result as one JSON line on stdout ----
@@ -289,10 +318,12 @@ def goals(results):
         if name in results and other in results:
             a, b = results[name]["weights_sha256"], results[other]["weights_sha256"]
             found.append({"goal": text, "value": a == b and len(a) == 1, "met": a == b and len(a) == 1})
-    if "default" in results and "baseline" in results:
-        diff = results["default"]["max_abs_prediction_diff_to_baseline"]
-        found.append({"goal": f"default's predictions within {CLOSE_TO_SEED:g} of the seed's", "value": diff,
-                      "met": diff <= CLOSE_TO_SEED})
+    for name, other in CLOSE_GOALS:
+        if name in results and other in results:
+            diff = max(abs(p - q) for r in results[name]["runs"] for q_run in results[other]["runs"]
+                       for p, q in zip(r["predictions"], q_run["predictions"]))
+            found.append({"goal": f"{name}'s predictions within {CLOSE:g} of {other}'s", "value": diff,
+                          "met": diff <= CLOSE})
     return found
 
 
@@ -313,17 +344,18 @@ COLUMNS = (
 def print_table(results, skipped, opts):
     print(f"\n{opts.rounds} rounds, {opts.steps:,} steps, float32, medians; x base = median of "
           "variant/base per round")
-    head = f"{'variant':<16}" + "".join(f"{h:>{w}}" for h, w, _, _ in COLUMNS) + "  base"
+    width = max(16, *(len(n) + 2 for n in VARIANTS))
+    head = f"{'variant':<{width}}" + "".join(f"{h:>{w}}" for h, w, _, _ in COLUMNS) + "  base"
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         cells = ("-" if get(r) is None else format(get(r), spec) for _, _, get, spec in COLUMNS)
-        print(f"{name:<16}" + "".join(f"{c:>{w}}" for c, (_, w, _, _) in zip(cells, COLUMNS)) + f"  {r['base']}")
+        print(f"{name:<{width}}" + "".join(f"{c:>{w}}" for c, (_, w, _, _) in zip(cells, COLUMNS)) + f"  {r['base']}")
     for name, reason in skipped.items():
-        print(f"{name:<16}{reason}")
-    print(f"\n{'variant':<16}{'1,0':>12}{'0,0':>12}{'0,1':>12}{'1,1':>12}  what")
+        print(f"{name:<{width}}{reason}")
+    print(f"\n{'variant':<{width}}{'1,0':>12}{'0,0':>12}{'0,1':>12}{'1,1':>12}  what")
     for name, r in results.items():
-        print(f"{name:<16}" + "".join(f"{p:12.8f}" for p in r["predictions"]) + f"  {r['what']}")
+        print(f"{name:<{width}}" + "".join(f"{p:12.8f}" for p in r["predictions"]) + f"  {r['what']}")
 
 
 def print_goals(found):
@@ -357,6 +389,8 @@ def parse(argv):
     p.add_argument("--ref-python", default=sys.executable,
                    help="the Python that runs the jax and torch variants (default this one)")
     p.add_argument("--json", metavar="PATH", help="write every run and the summary here (atomically)")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="measure from the first round (when the caches are warm already, or each run compiles anew)")
     opts = p.parse_args(argv)
     if opts.rounds < 1 or opts.steps < 1:
         raise ConfigError("--rounds and --steps must be at least 1")
@@ -383,7 +417,7 @@ def bench(opts):
     names, skipped = list(opts.names), {}
     samples = {n: [] for n in names}
     try:
-        for round_no in range(-1, opts.rounds):  # -1: the warm-up round, not measured
+        for round_no in range(0 if opts.no_warm_up else -1, opts.rounds):  # -1: the warm-up round, not measured
             order = names[round_no % len(names):] + names[:round_no % len(names)]
             for name in order:
                 if name in skipped:
@@ -396,7 +430,7 @@ def bench(opts):
                     continue
                 if round_no >= 0:
                     samples[name].append(run)
-                print(f"[{'warm-up' if round_no < 0 else f'{round_no + 1}/{opts.rounds}'}] {name:<16}"
+                print(f"[{'warm-up' if round_no < 0 else f'{round_no + 1}/{opts.rounds}'}] {name:<26}"
                       f"{run['wall_s']:7.2f} s wall {run['steps_per_s']:12,.0f} steps/s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

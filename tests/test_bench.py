@@ -6,6 +6,10 @@ import statistics
 import subprocess
 import sys
 
+import pytest
+
+from xorlib import HAS_CUDA_GPU
+
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench.py")
 
 
@@ -59,3 +63,22 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("bench.py: error: ") and fragment in lines[0], lines
         assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.engines
+def test_an_engine_at_one_step_per_call_beside_its_default(tmp_path):
+    """PyTensor's variants come in pairs, the default's ratio taken to one step per call;
+    their predictions agree (goals); the cuda pair is skipped, with the reason, without a GPU."""
+    out = tmp_path / "bench.json"
+    names = ["pytensor-jax-per-call", "pytensor-jax-default", *([] if HAS_CUDA_GPU else ["pytensor-jax-cuda-default"])]
+    proc = bench("--rounds", 1, "--steps", 200, "--only", ",".join(names), "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    per_call, default = (data["variants"][n] for n in names[:2])
+    assert default["base"] == "pytensor-jax-per-call" and default["ratio"]["steps_per_s"] > 0
+    assert [r["steps_per_call"] for r in per_call["runs"] + default["runs"]] == [1, 2]  # 200 steps in 100 calls
+    goals = {g["goal"]: g for g in data["goals"]}
+    assert goals["pytensor-jax-default's predictions within 1e-06 of pytensor-jax-per-call's"]["met"]
+    assert "pytensor-jax default >= 50x its one step per call" in goals
+    if not HAS_CUDA_GPU:
+        assert "JAX found no GPU" in data["skipped"]["pytensor-jax-cuda-default"]

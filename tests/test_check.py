@@ -13,7 +13,7 @@ import time
 import pytest
 
 from xorlib import one_line_error, run_cli, without_cuda_gpu
-from xor_gpu import check, child, compare
+from xor_gpu import check, child, compare, devices
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed
 
@@ -53,7 +53,8 @@ def test_cpu_check_passes_against_the_committed_reference(tmp_path):
     assert diff["max_abs_prediction_diff"] <= compare.DEFAULT_ATOL
     print(f"cpu check vs the committed reference: {diff}")
     assert sorted(os.listdir(out)) == ["check.log", "check.png", "doctor.json", "summary.json", "train.json"]
-    assert "[5/5] reference" in proc.stderr and "RESULT: PASS" in (out / "check.log").read_text()
+    assert "[5/5] reference" in proc.stderr and "RESULT: PASSED in " in (out / "check.log").read_text()
+    _one_after_the_other(summary)
     # The summary is a report compare reads.
     run_cli("compare", out / "summary.json", "--reference", "builtin", check=0)
 
@@ -96,6 +97,22 @@ def test_cuda_without_a_gpu_exits_3_naming_the_cause(tmp_path):
     assert "cuda" in summary and "Traceback" not in proc.stderr
 
 
+def _timeline(summary):
+    """{step: (started, ended)}, after checking that the steps' seconds add up to the wall time
+    plus the overlap (0.01 s rounding per step)."""
+    steps = summary["steps"]
+    total = sum(s["seconds"] for s in steps)
+    assert summary["overlap_seconds"] >= 0
+    assert abs(total - summary["overlap_seconds"] - summary["wall_seconds"]) <= 0.01 * len(steps) + 0.02, summary
+    return {s["name"]: (s["started"], s["started"] + s["seconds"]) for s in steps}
+
+
+def _one_after_the_other(summary):
+    spans = list(_timeline(summary).values())
+    assert summary["overlap_seconds"] == 0 and spans[0][0] == 0
+    assert all(abs(b[0] - a[1]) <= 0.02 for a, b in zip(spans, spans[1:])), spans
+
+
 def _not_a_report(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a report")
@@ -133,9 +150,18 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, make):
     assert sorted(os.listdir(tmp_path)) == before and proc.stdout == ""
 
 
-def _start_check(out, *args):
-    """A check in its own session (as a scheduler's job step), its progress on proc.stderr."""
-    proc = subprocess.Popen([sys.executable, "-m", "xor_gpu", "check", "--device", "cpu", "--out", str(out), *args],
+# A stand-in for a device of its own (a CUDA GPU): PoCL's OpenCL device, which the check
+# then trains beside the CPU reference, as it would a GPU.
+OWN_HARDWARE = "lambda device: device != 'cpu'"
+
+
+def _start_check(out, *args, device="cpu", own_hardware=None):
+    """A check in its own session (as a scheduler's job step), its progress on proc.stderr;
+    `own_hardware`: the code of devices.own_hardware for it (a stand-in device)."""
+    main = ["-m", "xor_gpu"] if own_hardware is None else [
+        "-c", f"import sys; from xor_gpu import cli, devices; devices.own_hardware = {own_hardware}; "
+              "sys.exit(cli.main())"]
+    proc = subprocess.Popen([sys.executable, *main, "check", "--device", device, "--out", str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     return proc
 
@@ -150,27 +176,32 @@ def _wait_for(proc, text):
     raise AssertionError(f"the check ended (exit {proc.wait()}) before {text!r}:\n{''.join(seen)}")
 
 
-def _children(pid):
-    """The PIDs of pid's child processes, once it has started one (Linux /proc)."""
+def _children(pid, count=1):
+    """The PIDs of pid's child processes, once it has started `count` (Linux /proc)."""
     for _ in range(500):
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
             children = [int(c) for c in f.read().split()]
-        if children:
+        if len(children) >= count:
             return children
         time.sleep(0.01)
-    raise AssertionError("the check started no child")
+    raise AssertionError(f"the check started {len(children)} children, not {count}")
 
 
-@pytest.mark.parametrize("signum, group, during, done", [
-    (signal.SIGTERM, False, "the determinism step", ["doctor", "train"]),  # a cancelled CI job
-    (signal.SIGTERM, True, "the determinism step", ["doctor", "train"]),  # Slurm's time limit: every process
-    (signal.SIGINT, False, "the train step", []),  # Ctrl-C
+@pytest.mark.parametrize("signum, group, during, done, stand_in", [
+    (signal.SIGTERM, False, "the determinism step", ["doctor", "train"], False),  # a cancelled CI job
+    (signal.SIGTERM, True, "the determinism step", ["doctor", "train"], False),  # Slurm's time limit: every process
+    (signal.SIGINT, False, "the train step", [], False),  # Ctrl-C
+    (signal.SIGTERM, False, "the train step", [], True),  # the device's run and the CPU reference at once
 ])
-def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path, signum, group, during, done):
+def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path, signum, group, during, done,
+                                                                        stand_in):
     out = tmp_path / "out"
-    proc = _start_check(out, "--steps", "40000")
+    if stand_in:  # steps enough that neither child ends before the signal
+        proc = _start_check(out, "--steps", "100000000", device="opencl0:0", own_hardware=OWN_HARDWARE)
+    else:
+        proc = _start_check(out, "--steps", "40000")
     _wait_for(proc, "training an independent repeat" if done else "training the seed config")
-    children = _children(proc.pid)
+    children = _children(proc.pid, 2 if stand_in else 1)
     if group:  # the check and its training child at once
         os.killpg(proc.pid, signum)
     else:
@@ -185,7 +216,7 @@ def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path,
     assert summary["reason"] == f"interrupted by {name} during {during}" and summary["failed_step"] is None
     assert [s["name"] for s in summary["steps"]] == done and all(s["status"] == "passed" for s in summary["steps"])
     assert summary["node"] == socket.gethostname() == summary["origin"]["host"]
-    assert not any(os.path.exists(f"/proc/{c}") for c in children), "the training child outlived the check"
+    assert not any(os.path.exists(f"/proc/{c}") for c in children), "a training child outlived the check"
     assert "RESULT: INTERRUPTED" in (out / "check.log").read_text()
 
 
@@ -210,16 +241,30 @@ SHORT = TrainConfig(steps=2000, lr=0.3)  # converges like the seed config (lr x 
 
 def _tamper(monkeypatch, edit):
     """Real child runs, whose reports pass through edit(number of the run, its config, report)
-    on their way to the check: wrong evidence, injected where the check reads it."""
-    real, calls = child.train, []
+    on their way to the check: wrong evidence, injected where the check reads it. Returns the
+    devices of the trainings in the order they started."""
+    real, calls = child.start, []
 
-    def train(config, **kwargs):
-        run = real(config, **kwargs)
-        calls.append(config.device)
-        if run.ok:
-            edit(len(calls), config, run.report)
-        return run
-    monkeypatch.setattr(child, "train", train)
+    class Tampered:
+        def __init__(self, config):
+            self.training, self.config, self.number = real(config), config, len(calls) + 1
+            calls.append(config.device)
+
+        def __getattr__(self, name):
+            return getattr(self.training, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.training.stop()
+
+        def result(self, *args):
+            run = self.training.result(*args)
+            if run.ok:
+                edit(self.number, self.config, run.report)
+            return run
+    monkeypatch.setattr(child, "start", Tampered)
     return calls
 
 
@@ -255,6 +300,39 @@ def test_parity_fails_when_the_cpu_run_lies_beyond_the_tolerance(tmp_path, monke
     assert steps["parity"]["max_abs_prediction_diff"] == pytest.approx(2e-4, rel=1e-2)
     assert json.loads((tmp_path / "out" / "parity.json").read_text())["passed"] is False
     assert "(tolerance 0.0001)" in error
+
+
+def test_a_device_of_its_own_trains_beside_the_cpu_reference(tmp_path, monkeypatch):
+    """A stand-in for a GPU (PoCL, taken for a device of its own): the CPU reference starts
+    with the device's first run and is awaited at the parity step, which spans from its start;
+    the summary's steps add up to its wall time plus the overlap it shows."""
+    monkeypatch.setattr(devices, "own_hardware", lambda device: device != "cpu")
+    calls = _tamper(monkeypatch, lambda *args: None)
+    check.main(SHORT.replace(device="opencl0:0"), str(tmp_path / "out"))
+    summary = _summary(tmp_path / "out")
+    assert calls == ["cpu", "opencl0:0", "opencl0:0"] and summary["status"] == "passed"
+    spans = _timeline(summary)
+    # The parity step spans from the CPU reference's start, just before the device's first run.
+    assert spans["parity"][0] == pytest.approx(spans["train"][0], abs=0.05) and spans["parity"][0] <= spans["train"][0]
+    assert spans["parity"][1] >= spans["determinism"][1]
+    overlap = spans["determinism"][1] - spans["train"][0]  # the device's two runs, beside the CPU's
+    assert summary["overlap_seconds"] == pytest.approx(overlap, abs=0.05) and overlap > 0
+    log = (tmp_path / "out" / "check.log").read_text()
+    assert log.index("training the CPU reference on cpu (2,000 steps), beside the opencl0:0 runs") < \
+        log.index("training the seed config on opencl0:0")
+    assert "s of it two trainings at once; summary in" in log
+
+
+def test_only_a_cuda_gpu_trains_beside_the_cpu():
+    assert [devices.own_hardware(d) for d in ("cuda", "cuda1", "cpu", "opencl0:0")] == [True, True, False, False]
+
+
+def test_opencl_trains_the_cpu_reference_after_its_runs(tmp_path, monkeypatch):
+    """PoCL is the CPU's own cores: its runs and the CPU reference one after the other."""
+    calls = _tamper(monkeypatch, lambda *args: None)
+    check.main(SHORT.replace(device="opencl0:0"), str(tmp_path / "out"))
+    assert calls == ["opencl0:0", "opencl0:0", "cpu"]
+    _one_after_the_other(_summary(tmp_path / "out"))
 
 
 def test_the_reference_step_fails_when_the_run_moved_from_the_reference(tmp_path, monkeypatch):

@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
+from xor_gpu import engines
 from xor_gpu.compare import builtin_reference_path
 from xor_gpu.results import Difference
-from xorlib import one_line_error, run_cli
+from xorlib import one_line_error, run_cli, train_report
 
 PYTENSOR_ENGINES = ["pytensor", "pytensor-numba", "pytensor-jax"]
 
@@ -23,14 +24,17 @@ PYTENSOR_ENGINES = ["pytensor", "pytensor-numba", "pytensor-jax"]
     (["train", "--engine", "pytensorr"], "unknown engine 'pytensorr': choose one of theano, pytensor"),
     (["train", "--engine", "pytensor", "--device", "opencl0:0"], "engine pytensor cannot run on opencl0:0"),
     (["train", "--engine", "pytensor-numba", "--device", "cuda"], "engine pytensor-numba cannot run on cuda"),
-    (["train", "--engine", "pytensor", "--steps-per-call", "10"], "engine pytensor runs one step per call"),
+    (["train", "--engine", "pytensor", "--steps-per-call", "1001"], "steps_per_call must be between 1 and 1000"),
+    (["train", "--engine", "pytensor-jax", "--steps-per-call", "1000001"],
+     "steps_per_call must be between 1 and 1000000"),
     (["parity", "--runs", ""], "each run is ENGINE:DEVICE"),
     (["parity", "--runs", "theano:cpu"], "parity needs at least two runs"),
     (["parity", "--runs", "theano:cpu,pytensor"], "each run is ENGINE:DEVICE"),
     (["parity", "--runs", "theano:cpu,theano:cpu"], "theano:cpu is given twice"),
     (["parity", "--runs", "theano:cpu,pytensor:opencl0:0"], "engine pytensor cannot run on opencl0:0"),
     (["parity", "--runs", "theano:cpu,jax:cpu"], "unknown engine 'jax'"),
-    (["parity", "--runs", "theano:cpu,pytensor:cpu", "--steps-per-call", "5"], "engine pytensor runs one step"),
+    (["parity", "--runs", "pytensor-jax:cpu,theano:cpu", "--steps-per-call", "5000"],
+     "steps_per_call must be between 1 and 1000, got 5000"),
     (["parity", "--runs", "theano:cpu,pytensor:cpu", "--devices", "cpu,cuda"], "not allowed with argument"),
 ])
 def test_bad_engine_input_exits_2_and_writes_nothing(tmp_path, args, fragment):
@@ -74,6 +78,29 @@ def test_each_pytensor_backend_matches_theanos_reference(tmp_path, engine):
     assert report["versions"]["pytensor"] == "3.0.7"
     assert {"pytensor": "numpy", "pytensor-numba": "numba", "pytensor-jax": "jaxlib"}[engine] in report["versions"]
     print(f"{engine}: {diff}, {report['steps_per_second']:,.0f} steps/s")
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", PYTENSOR_ENGINES)
+def test_many_steps_per_call_agree_with_the_engines_own_one_step_per_call(tmp_path, engine):
+    """The default (a chain or a scan of many steps per call) on the seed config, and 7 steps
+    per call on a short one (a remainder, samples inside calls), against the engine's own
+    one step per call: predictions within 1e-6, the same sampled loss history within 1e-6.
+    A chain is the step's own compiled code, K times: bitwise equal by construction. A scan is
+    compiled anew by Numba or JAX (measured: bitwise equal too, printed)."""
+    short = ["--steps", "2003", "--lr", "0.3"]
+    for args, k in (([], None), (short, "7")):
+        many = train_report(tmp_path, "--engine", engine, *args, *(["--steps-per-call", k] if k else []),
+                            name="many.json")
+        one = train_report(tmp_path, "--engine", engine, *args, "--steps-per-call", "1", name="one.json")
+        assert one["config"]["steps_per_call"] == 1 and many["config"]["steps_per_call"] > 1
+        assert {**many["config"], "steps_per_call": 1} == one["config"]
+        diff = Difference.between(one, many)
+        assert len(many["loss_history"]["values"]) == len(one["loss_history"]["values"])
+        assert diff.max_abs_prediction_diff <= 1e-6 and diff.max_rel_loss_diff <= 1e-6, diff
+        if engines.get(engine).loop == "chain":
+            assert diff.bitwise_equal
+        print(f"{engine} {many['config']['steps_per_call']} steps per call, {args or 'seed config'}: {diff}")
 
 
 @pytest.mark.engines

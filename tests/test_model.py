@@ -13,17 +13,20 @@ def theano():
     return backend.import_theano("cpu", "float32")
 
 
-@pytest.mark.parametrize("k", [2, 7])
-def test_k_steps_per_call_are_k_seed_steps_bit_for_bit(theano, k):
+@pytest.mark.parametrize("k, stride", [(2, 1), (7, 1), (6, 3), (6, 6)])
+def test_k_steps_per_call_are_k_seed_steps_bit_for_bit(theano, k, stride):
     """Three calls of k steps (whose buffers live from call to call) against 3k calls of the
-    seed's function: the same costs in the same order, and the same weights."""
+    seed's function: the same costs in the same order (every stride-th), and the same weights."""
     config = TrainConfig(lr=0.3)
     seed, chained = XorModel(theano, config), XorModel(theano, config)
-    one_step, k_steps = seed.steps_function(1), chained.steps_function(k)
+    one_step, k_steps = seed.steps_function(1), chained.steps_function(k, stride)
     seed_costs = np.array([one_step()[0] for _ in range(3 * k)])
     costs = np.concatenate([k_steps() for _ in range(3)])
     assert costs.dtype == seed_costs.dtype == np.float32
-    assert costs.tobytes() == seed_costs.tobytes()
+    assert costs.tobytes() == seed_costs[::stride].tobytes()
+    # The costs not returned are not computed: one reduction (the cost's sum) per returned cost.
+    sums = [n for n in k_steps.maker.fgraph.apply_nodes if "Sum" in str(n.op) or "CAReduce" in str(n.op)]
+    assert len(sums) == k // stride
     assert seed_costs[0] > seed_costs[-1]  # it trained
     for a, b in zip(seed.final_weights(), chained.final_weights()):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()

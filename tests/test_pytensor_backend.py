@@ -130,3 +130,32 @@ def test_a_pytensor_jax_run_writes_nothing_to_stderr():
     proc = run_cli("train", "--engine", "pytensor-jax", "--device", "cpu", "--steps", "200", check=0)
     assert proc.stderr == ""
     assert pytensor_backend.JAX_FLOAT64_WARNING.startswith("Explicitly requested dtype float64")
+
+
+class _Weight:
+    """A shared variable whose value is `value` (what the JAX guard reads)."""
+
+    def __init__(self, name, value):
+        self.name, self._value = name, value
+
+    def get_value(self, borrow, return_internal_type):
+        assert borrow and return_internal_type  # the stored value itself, not a host copy
+        return self._value
+
+
+def _on(*devices):
+    return types.SimpleNamespace(devices=lambda: set(devices))
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (_on("cpu:0"), "device cuda requested but pytensor-jax kept W1 on cpu:0, not cuda:0"),
+    (_on("cuda:0", "cuda:1"), "kept W1 on cuda:0, cuda:1, not cuda:0"),
+    (object(), "kept W1 on the host (object), not cuda:0"),  # a numpy array: through the host
+])
+def test_jax_weights_that_left_the_device_are_refused(value, fragment):
+    runtime = object.__new__(engines.get("pytensor-jax").runtime)
+    runtime.device, runtime.jax_device = "cuda", "cuda:0"
+    runtime.verify_weights([_Weight("W0", _on("cuda:0"))])
+    with pytest.raises(DeviceError) as refused:
+        runtime.verify_weights([_Weight("W0", _on("cuda:0")), _Weight("W1", value)])
+    assert fragment in str(refused.value)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from xor_gpu import report, train
-from xor_gpu.config import TrainConfig
-from xor_gpu.engines import CPU_STEPS_PER_CALL
+from xor_gpu.config import PROGRESS_CALLS, TrainConfig
+from xor_gpu.engines import C_CHAIN_STEPS_PER_CALL, CPU_STEPS_PER_CALL, MAX_SCAN
 from xor_gpu.results import Difference, TrainRun, check_same_config
 from xorlib import train_report
 
@@ -14,10 +14,36 @@ from xorlib import train_report
 SHORT = {"steps": 2000, "lr": 0.3}
 
 
-@pytest.mark.parametrize("steps, k, expected", [(2000, 10, [(10, 200)]), (2003, 10, [(10, 200), (1, 3)]),
-                                                (5, 10, [(1, 5)]), (60000, 1, [(1, 60000)]), (10, 10, [(10, 1)])])
+@pytest.mark.parametrize("steps, k, expected", [(2000, 10, [(10, 200, 2)]), (2003, 10, [(10, 200, 2), (1, 3, 1)]),
+                                                (5, 10, [(1, 5, 1)]), (60000, 1, [(1, 60000, 1)]),
+                                                (10, 10, [(10, 1, 1)]), (60000, 10, [(10, 6000, 10)]),
+                                                (60000, 100, [(100, 600, 20)])])
 def test_plan_runs_whole_calls_then_the_rest_one_step_per_call(steps, k, expected):
+    """(steps per call, calls, stride): each call returns the cost of every stride-th step,
+    which holds every step the history samples (every 4th of 2,000 steps, 120th of 60,000)."""
     assert train.plan(steps, k) == expected
+
+
+@pytest.mark.parametrize("steps, k, expected", [(60000, 600, [(600, 100, 120)]),
+                                                (60001, 600, [(600, 100, 120), (1, 1, 1)]),
+                                                (2003, 20, [(20, 100, 4), (3, 1, 1)]),
+                                                (2010, 20, [(20, 100, 4), (10, 1, 2)]),
+                                                (5, 10, [(5, 1, 1)])])
+def test_after_a_scan_the_rest_is_one_call(steps, k, expected):
+    assert train.plan(steps, k, "scan") == expected
+
+
+@pytest.mark.parametrize("steps, k", [(2003, 7), (2000, 10), (60000, 100), (60001, 600), (997, 6), (12345, 50)])
+@pytest.mark.parametrize("loop", ["chain", "scan"])
+def test_every_sampled_step_is_a_returned_cost(steps, k, loop):
+    """The steps whose costs the calls return hold every step the history samples."""
+    returned, start = set(), 0
+    for k_call, calls, stride in train.plan(steps, k, loop):
+        for _ in range(calls):
+            returned.update(range(start, start + k_call, stride))
+            start += k_call
+    assert start == steps
+    assert set(range(0, steps, train.history_every(steps))) <= returned
 
 
 def test_any_steps_per_call_trains_bitwise_like_one_step_per_call():
@@ -48,11 +74,23 @@ def test_steps_per_second_leaves_out_the_first_call():
     assert result.steps_per_second == pytest.approx(90 / result.train_seconds)
 
 
-def test_the_default_steps_per_call_depends_on_the_device():
+def test_the_default_steps_per_call_depends_on_the_device_and_the_engine():
     assert TrainConfig().resolved().steps_per_call == CPU_STEPS_PER_CALL
     # GPUs: every step of a call builds its own kernels, and kernel launches bound the speed.
     assert TrainConfig(device="opencl0:0").resolved().steps_per_call == 1
     assert TrainConfig(device="cuda", steps_per_call=5).resolved().steps_per_call == 5
+    assert TrainConfig(engine="pytensor").resolved().steps_per_call == C_CHAIN_STEPS_PER_CALL
+
+
+@pytest.mark.parametrize("steps, k", [(60000, 600), (60001, 600), (2000, 20), (2003, 20), (150, 2), (99, 1), (1, 1),
+                                      (10**8, 10**6), (10**9, 10**6)])
+@pytest.mark.parametrize("engine, device", [("pytensor-numba", "cpu"), ("pytensor-jax", "cpu"), ("pytensor-jax", "cuda")])
+def test_a_scan_trains_in_100_calls_of_whole_sampling_intervals(steps, k, engine, device):
+    """A scan's length costs no compilation: the default is whole sampling intervals, the
+    training in 100 calls (the progress bar's steps), at most MAX_SCAN steps per call."""
+    assert TrainConfig(engine=engine, device=device, steps=steps).resolved().steps_per_call == k
+    every = train.history_every(steps)
+    assert k == MAX_SCAN or (k % every == 0 and steps // k <= PROGRESS_CALLS)
 
 
 @pytest.mark.parametrize("k", [1, CPU_STEPS_PER_CALL, 7])

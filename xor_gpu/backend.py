@@ -324,6 +324,9 @@ class Runtime:
     def verify_graph(self, function):
         return verify_graph(function, self.device)
 
+    def verify_weights(self, weights):
+        """Nothing to add to verify_graph: on a GPU the weights are the graph's GpuArray variables."""
+
     def active_device(self):
         return active_device(self.module)
 

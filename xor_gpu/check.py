@@ -7,13 +7,20 @@ against DEV within the tolerances), reference (each run against the committed re
 Every training runs in its own process (xor_gpu.child). OUT gets summary.json (schema
 xor_gpu.check/1, xor_gpu.results.CheckSummary) beside the train and parity reports and
 plots; a failed step, or SIGTERM/SIGINT, never stops the summary from being written.
+
+On a device with hardware of its own (a CUDA GPU) the CPU reference trains beside the
+device's two runs, so that the check takes about their time; on the CPU's own cores (the
+CPU, and PoCL's OpenCL) the three run one after the other. Each step records when it
+started: the steps' seconds add up to the wall time plus the overlap, both in the summary.
 """
+import contextlib
 import os
 import signal
 import sys
 import time
 
-from xor_gpu import child, compare, cuda_libs, doctor, engines, host, parity, pipeline, plots, render, report
+from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, host, parity, pipeline, plots, render,
+                     report)
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
 from xor_gpu.results import (CONFIG_FIELDS, FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary,
                              Difference, Failure, Step, Tolerances)
@@ -62,6 +69,23 @@ def load_reference(config, reference):
     return ref, field is None
 
 
+class Clock:
+    """Seconds since the check began. A step's span runs from where the one before ended (its
+    mark), so that the steps cover the check's whole time, or from a start given."""
+
+    def __init__(self):
+        self.began = time.perf_counter()
+        self.mark = 0.0
+
+    def now(self):
+        return time.perf_counter() - self.began
+
+    def lap(self, since=None):
+        """(started, seconds) from `since` (default: the mark) to now, which becomes the mark."""
+        started, self.mark = self.mark if since is None else since, self.now()
+        return started, self.mark - started
+
+
 class Check:
     def __init__(self, config, out, reference, tolerances):
         self.config, self.out, self.tolerances = config, out, tolerances
@@ -71,9 +95,13 @@ class Check:
         self.doing = STEPS[0]  # the step under way, named when a signal interrupts it
         self.interrupted = None  # the Interrupted error of the signal that ended the check
         self.plots = report.can_plot()  # without matplotlib the check still runs, without PNGs
+        self.clock = Clock()
 
-    def step(self, name, status, seconds, summary, **figures):
-        step = Step(name, status, round(seconds, 2), summary, figures)
+    def step(self, name, status, span, summary, **figures):
+        """Record a step that took `span`, (started, seconds), as Clock.lap() gives it."""
+        # Its start and end rounded: a step that starts where another ended starts there.
+        started, ended = (round(t, 2) for t in (span[0], span[0] + span[1]))
+        step = Step(name, status, round(ended - started, 2), summary, figures, started)
         self.steps.append(step)
         self.log(render.check_step(STEPS.index(name) + 1, len(STEPS), step))
         if status == FAILED and self.failure is None:
@@ -81,62 +109,81 @@ class Check:
 
     def skip_rest(self, reason):
         for name in STEPS[len(self.steps):]:
-            self.step(name, SKIPPED, 0, reason)
+            self.step(name, SKIPPED, self.clock.lap(), reason)
+
+    def start(self, device, what, beside=""):
+        """The training of `what` on `device` in a child process, started now."""
+        self.log(f"training {what} on {device} ({self.config.steps:,} steps){beside} ...")
+        return child.start(self.config.replace(device=device))
+
+    def finish(self, training, what, step):
+        """The ChildRun of `training`, once it has ended."""
+        self.doing = step
+        run = training.result()
+        self.log(f"{what} on {training.device}: exit {run.exit_status} after {run.seconds:.1f} s", run.stderr)
+        return run
 
     def train(self, device, what, step):
         self.doing = step
-        self.log(f"training {what} on {device} ({self.config.steps:,} steps) ...")
-        run = child.train(self.config.replace(device=device))
-        self.log(f"{what} on {device}: exit {run.exit_status} after {run.seconds:.1f} s", run.stderr)
-        return run
+        with self.start(device, what) as training:
+            return self.finish(training, what, step)
 
     def run(self):
         device = self.config.device
-        started = time.perf_counter()
         findings = doctor.collect()
         report.write_json(os.path.join(self.out, "doctor.json"), findings)
-        doctor_seconds = time.perf_counter() - started
+        doctor_span = self.clock.lap()
         # The doctor's advice is about Theano's stack (pygpu, NVIDIA libraries for libgpuarray).
         theano = engines.get(self.config.engine).libgpuarray
         problems = [f"{p} (fix: {fix})" for p, fix in
                     doctor.advice({**findings, "device": {"name": device, "error": None}})] if theano else []
 
-        first = self.train(device, "the seed config", "train")
-        if first.exit_status == DeviceError.exit_status:
-            self.step("doctor", FAILED, doctor_seconds, f"device {device} is not usable: {first.error}", problems=problems)
-            self.failure = DeviceError(f"device {device} is not usable: {first.error}")
-            return self.skip_rest(f"device {device} is not usable")
-        self.step("doctor", PASSED, doctor_seconds, f"{device} usable" + (f"; notes: {'; '.join(problems)}" if problems else ""),
-                  problems=problems)
+        with contextlib.ExitStack() as trainings:  # leaving it stops the CPU reference, if still running
+            beside = None  # (the CPU reference's training, when it started)
+            if devices.own_hardware(device):
+                cpu = trainings.enter_context(self.start("cpu", "the CPU reference", f", beside the {device} runs"))
+                beside = cpu, self.clock.now()
+            first = self.train(device, "the seed config", "train")
+            if first.exit_status == DeviceError.exit_status:  # the attempt is the doctor step's
+                self.step("doctor", FAILED, self.clock.lap(since=0), f"device {device} is not usable: {first.error}",
+                          problems=problems)
+                self.failure = DeviceError(f"device {device} is not usable: {first.error}")
+                return self.skip_rest(f"device {device} is not usable")
+            self.step("doctor", PASSED, doctor_span,
+                      f"{device} usable" + (f"; notes: {'; '.join(problems)}" if problems else ""), problems=problems)
 
-        if not first.ok:
-            self.step("train", FAILED, first.seconds, first.error, exit_status=first.exit_status)
-            return self.skip_rest("training failed")
-        r = first.report
-        self.runs[device] = r
-        report.write_json(os.path.join(self.out, "train.json"), r)
-        self.step("train", PASSED if r["converged"] else FAILED, first.seconds, render.check_train(r),
-                  converged=r["converged"], final_loss=r["final_loss"], steps_per_second=r["steps_per_second"],
-                  weights_sha256=r["weights_sha256"])
+            if not first.ok:
+                self.step("train", FAILED, self.clock.lap(), first.error, exit_status=first.exit_status)
+                return self.skip_rest("training failed")
+            r = first.report
+            self.runs[device] = r
+            report.write_json(os.path.join(self.out, "train.json"), r)
+            self.step("train", PASSED if r["converged"] else FAILED, self.clock.lap(), render.check_train(r),
+                      converged=r["converged"], final_loss=r["final_loss"], steps_per_second=r["steps_per_second"],
+                      weights_sha256=r["weights_sha256"])
 
-        second = self.train(device, "an independent repeat", "determinism")
-        self.determinism(r, second)
-        self.parity(device, r)
+            second = self.train(device, "an independent repeat", "determinism")
+            self.determinism(r, second)
+            self.parity(device, r, beside)
         self.reference()
 
     def determinism(self, first, second):
         if not second.ok:
-            return self.step("determinism", FAILED, second.seconds, f"the repeat failed: {second.error}")
+            return self.step("determinism", FAILED, self.clock.lap(), f"the repeat failed: {second.error}")
         diff = Difference.between(first, second.report)  # bitwise equal: the same weights digest
         same = diff.bitwise_equal
-        self.step("determinism", PASSED if same else FAILED, second.seconds, render.check_determinism(diff),
+        self.step("determinism", PASSED if same else FAILED, self.clock.lap(), render.check_determinism(diff),
                   bitwise_equal=same, weights_sha256=[first["weights_sha256"], second.report["weights_sha256"]])
 
-    def parity(self, device, dev_report):
-        started = time.perf_counter()
+    def parity(self, device, dev_report, beside=None):
+        """The CPU reference against the device's run; `beside`: (its training, started with the
+        device's, and when: the step's span starts there), else it trains now."""
         if device == "cpu":
-            return self.step("parity", SKIPPED, 0, "the device is the CPU, the reference device itself")
-        cpu = self.train("cpu", "the CPU reference", "parity")
+            return self.step("parity", SKIPPED, self.clock.lap(), "the device is the CPU, the reference device itself")
+        if beside is None:
+            cpu, since = self.train("cpu", "the CPU reference", "parity"), None
+        else:
+            cpu, since = self.finish(beside[0], "the CPU reference", "parity"), beside[1]
         reports, failures = {}, {}
         if cpu.ok:
             reports["cpu"] = self.runs["cpu"] = cpu.report
@@ -146,18 +193,17 @@ class Check:
         result = parity.assess(self.config, ["cpu", device], reports, failures, self.tolerances)
         pipeline.write(result, os.path.join(self.out, "parity.json"))
         if failures:
-            return self.step("parity", FAILED, time.perf_counter() - started, f"the CPU run failed: {cpu.error}")
+            return self.step("parity", FAILED, self.clock.lap(since), f"the CPU run failed: {cpu.error}")
         if self.plots:
             parity.plot(os.path.join(self.out, "parity.png"), result)
         diff = result.differences[device]
-        self.step("parity", PASSED if result.passed else FAILED, time.perf_counter() - started,
+        self.step("parity", PASSED if result.passed else FAILED, self.clock.lap(since),
                   render.against(device, "cpu", diff, self.tolerances), **diff.to_dict())
 
     def reference(self):
         self.doing = "reference"
-        started = time.perf_counter()
         if not self.ref_applies:
-            return self.step("reference", SKIPPED, 0,
+            return self.step("reference", SKIPPED, self.clock.lap(),
                              "the committed reference is for the seed config; this check runs another")
         diffs = {name: Difference.between(self.ref.report, run) for name, run in self.runs.items()}
         ok = all(self.tolerances.admit(d) for d in diffs.values())
@@ -166,7 +212,7 @@ class Check:
                             f"{self.config.device} check against the reference",
                             reference=(self.ref.label, self.ref.report), atol=self.tolerances.atol,
                             rtol=self.tolerances.rtol)
-        self.step("reference", PASSED if ok else FAILED, time.perf_counter() - started, render.check_reference(diffs),
+        self.step("reference", PASSED if ok else FAILED, self.clock.lap(), render.check_reference(diffs),
                   differences=diffs)
 
     def status(self):
@@ -193,7 +239,8 @@ class Check:
             {"label": ref.label, "weights_sha256": ref["weights_sha256"], "origin": ref.report.get("origin"),
              "applies": self.ref_applies},
             dev.get("versions") or {}, origin, self.runs, failed_step, reason,
-            self.interrupted.signal_name if self.interrupted else None, origin["host"], self.gpu_stack(dev))
+            self.interrupted.signal_name if self.interrupted else None, origin["host"], self.gpu_stack(dev),
+            round(self.clock.now(), 2))
 
     def gpu_stack(self, dev):
         """summary.json's record of the NVIDIA stack a cuda check used: the driver, and for

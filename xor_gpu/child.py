@@ -46,28 +46,96 @@ def train_args(config, seeds=None):
 def train(config, timeout=None, seeds=None):
     """Train `config` in a child process; returns a ChildRun (never raises for the child's failure).
     With `seeds`, the child trains each (`train --seeds`) and its report holds one run per seed."""
-    with tempfile.TemporaryDirectory(prefix="xor-gpu-child-") as tmp:
-        report_path, error_path = os.path.join(tmp, "report.json"), os.path.join(tmp, "error.json")
+    with start(config, seeds) as training:
+        return training.result(timeout)
+
+
+def start(config, seeds=None):
+    """The Training of `config` in a child process, started now (to run beside other work)."""
+    return Training(config, seeds)
+
+
+class Training:
+    """`xor-gpu train` in a child process. result() waits for it; whatever stops the parent
+    while it waits (a signal that interrupts a check, a timeout), and stop() or leaving its
+    `with` block before the result, stop the child too: SIGTERM, then SIGKILL after STOP_GRACE."""
+
+    def __init__(self, config, seeds=None):
         # The engine's own Python: PyTensor and Theano need environments of their own.
-        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *train_args(config, seeds),
-               "--json", report_path]
-        start = time.perf_counter()
+        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *train_args(config, seeds)]
+        self.device = config.device
+        self._tmp = tempfile.TemporaryDirectory(prefix="xor-gpu-child-")
+        self._report, self._error = (os.path.join(self._tmp.name, f) for f in ("report.json", "error.json"))
+        # stderr goes to a file, not a pipe: a child running beside other work is read only at its end.
+        self._stderr = open(os.path.join(self._tmp.name, "stderr.txt"), "w+", encoding="utf-8", errors="replace")
+        self.started = time.perf_counter()
+        _Starting.active = True
         try:
-            returncode, stderr = _run(cmd, {**os.environ, ERROR_ENV: error_path}, timeout)
-        except subprocess.TimeoutExpired as exc:
-            return ChildRun(exit_status=TimedOut.exit_status,
-                            error=f"training on {config.device} did not finish in {timeout:g} s",
-                            seconds=time.perf_counter() - start, stderr=exc.stderr or "")
-        run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - start, stderr=stderr)
+            self._proc = subprocess.Popen([*cmd, "--json", self._report], stdout=subprocess.DEVNULL,
+                                          stderr=self._stderr, env={**os.environ, ERROR_ENV: self._error})
+        except BaseException:
+            _Starting.done()
+            self._cleanup()
+            raise
+        try:
+            _Starting.done()  # a signal held while the child started is raised here
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def result(self, timeout=None):
+        """The ChildRun, once the child has exited (at most `timeout` seconds from now)."""
+        try:
+            returncode = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            seconds, stderr = time.perf_counter() - self.started, self.stop()
+            return ChildRun(exit_status=TimedOut.exit_status, seconds=seconds, stderr=stderr,
+                            error=f"training on {self.device} did not finish in {timeout:g} s")
+        except BaseException:
+            self.stop()
+            raise
+        run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - self.started, stderr=self._read())
         if run.ok:
-            run.report = _load(report_path)
+            run.report = _load(self._report)
         else:
-            error = _load(error_path)
+            error = _load(self._error)
             # Without an error report the child crashed (a signal, a fault in native code).
-            last = (stderr.strip().splitlines() or [""])[-1][:300]
+            last = (run.stderr.strip().splitlines() or [""])[-1][:300]
             died = f"the child process died (exit {returncode}){': ' + last if last else ''}"
             run.error = error["message"] if error else died
-    return run
+        self._cleanup()
+        return run
+
+    def stop(self):
+        """Stop the child if it still runs; what it printed on stderr so far."""
+        if self._tmp is None:
+            return ""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        stderr = self._read()
+        self._cleanup()
+        return stderr
+
+    def _read(self):
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def _cleanup(self):
+        if self._tmp is not None:
+            self._stderr.close()
+            self._tmp.cleanup()
+            self._tmp = None
 
 
 class _Starting:
@@ -92,32 +160,6 @@ def deferring(handler):
         else:
             handler(signum, frame)
     return handle
-
-
-def _run(cmd, env, timeout):
-    """(exit status, stderr) of cmd. Whatever stops the parent while it waits (a signal that
-    interrupts a check, a timeout) stops the child too: SIGTERM, then SIGKILL after STOP_GRACE."""
-    _Starting.active = True
-    try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    except BaseException:
-        _Starting.done()
-        raise
-    with proc:
-        try:
-            _Starting.done()  # a signal held while the child started is raised here
-            _, stderr = proc.communicate(timeout=timeout)
-        except BaseException as exc:
-            proc.terminate()
-            try:
-                _, stderr = proc.communicate(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, stderr = proc.communicate()
-            if isinstance(exc, subprocess.TimeoutExpired):
-                exc.stderr = stderr
-            raise
-    return proc.returncode, stderr
 
 
 def write_error(exc, exit_status):

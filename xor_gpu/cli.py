@@ -10,7 +10,7 @@ import sys
 import types
 
 from xor_gpu import child, engines, launch
-from xor_gpu.config import MAX_STEPS_PER_CALL, TrainConfig, default_steps_per_call, parse_seeds
+from xor_gpu.config import PROGRESS_CALLS, TrainConfig, parse_seeds
 from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
 
 PROG = "xor-gpu"
@@ -35,8 +35,9 @@ def _add_config_args(p, steps_only=False):
                        help="many seeds in one run, e.g. 0-19 or 1,5,9 (at most 1,000): one compilation "
                             "serves them all")
     p.add_argument("--steps-per-call", type=int, metavar="K",
-                   help=f"SGD steps per compiled call, 1 to {MAX_STEPS_PER_CALL}; every K gives the same result "
-                        f"(default {default_steps_per_call('cpu')} on cpu, 1 on GPUs)")
+                   help=f"SGD steps per compiled call; every K gives the same result (default: theano "
+                        f"{engines.CPU_STEPS_PER_CALL} on cpu, 1 on GPUs; pytensor {engines.C_CHAIN_STEPS_PER_CALL}; "
+                        f"pytensor-numba and pytensor-jax the whole training in {PROGRESS_CALLS} calls)")
 
 
 def _add_output_args(p):

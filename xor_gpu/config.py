@@ -25,14 +25,31 @@ CONVERGENCE_MARGIN = 0.25
 FLOATX_CHOICES = ("float32", "float64")
 MAX_STEPS = 10**9
 MAX_HIDDEN = 4096
-MAX_STEPS_PER_CALL = 1000
 MAX_SEEDS = 1000  # seeds in one sweep (parity --seeds, train --seeds)
 MAX_SEED = 2**32 - 1  # numpy.random.RandomState's range
 
 
-def default_steps_per_call(device, engine=engines.DEFAULT):
-    """SGD steps per compiled call (xor_gpu/model.py) unless given (engines.py says why)."""
-    return engines.get(engine).default_steps_per_call(device)
+HISTORY_POINTS = 500  # a loss sample every steps/500 steps: enough for a curve, small JSON
+# A training whose length is free (a scan: engines.py) runs in this many calls, the progress
+# bar moving by 1% per call; the first call, which also compiles (JAX, Numba), is 1% of the
+# steps and left out of steps/s.
+PROGRESS_CALLS = 100
+
+
+def history_every(steps):
+    return max(1, steps // HISTORY_POINTS)
+
+
+def default_steps_per_call(device, engine, steps):
+    """SGD steps per compiled call (xor_gpu/model.py) unless given (engines.py says why):
+    the engine's, else whole sampling intervals, PROGRESS_CALLS calls, each returning the
+    costs the history samples."""
+    engine = engines.get(engine)
+    fixed = engine.default_steps_per_call(device)
+    if fixed is not None:
+        return fixed
+    every = history_every(steps)
+    return min(every * math.ceil(steps // every / PROGRESS_CALLS), engine.max_steps_per_call)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +67,13 @@ class TrainConfig:
         check_device(self.device)
         engine = engines.get(self.engine)
         engine.check_device(self.device)
-        engine.check_steps_per_call(self.steps_per_call)
         if self.floatx not in FLOATX_CHOICES:
             raise ConfigError(f"unsupported floatX {self.floatx!r}: choose one of {', '.join(FLOATX_CHOICES)}")
         _check_int("hidden", self.hidden, 1, MAX_HIDDEN)
         _check_int("steps", self.steps, 1, MAX_STEPS)
         _check_int("seed", self.seed, 0, MAX_SEED)
         if self.steps_per_call is not None:
-            _check_int("steps_per_call", self.steps_per_call, 1, MAX_STEPS_PER_CALL)
+            _check_int("steps_per_call", self.steps_per_call, 1, engine.max_steps_per_call)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
             raise ConfigError(f"lr must be a number, got {self.lr!r}")
         if not math.isfinite(self.lr) or self.lr <= 0:
@@ -70,7 +86,7 @@ class TrainConfig:
         """This config with steps_per_call as it runs on its device."""
         if self.steps_per_call is not None:
             return self
-        return self.replace(steps_per_call=default_steps_per_call(self.device, self.engine))
+        return self.replace(steps_per_call=default_steps_per_call(self.device, self.engine, self.steps))
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -14,3 +14,10 @@ def check_device(device):
             f"unknown device {device!r}: use cpu, cuda, cudaN (e.g. cuda0) or openclP:D (e.g. opencl0:0)"
         )
     return device
+
+
+def own_hardware(device):
+    """Whether `device` computes on hardware of its own, beside the CPU's cores: a CUDA GPU.
+    OpenCL devices are taken to be the CPU's (PoCL), as the machines this runs on have them;
+    a run there and a CPU run at once would share the cores."""
+    return check_device(device).startswith("cuda")

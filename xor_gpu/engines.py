@@ -20,13 +20,28 @@ from xor_gpu import backend, pytensor_backend
 from xor_gpu.devices import check_device
 from xor_gpu.errors import ConfigError, DeviceError
 
-# SGD steps per compiled call on the CPU (xor_gpu/model.py) unless given: every value gives
-# the same result, bitwise; only the speed differs. Seed config, warm, OpenBLAS, 2-core
+# SGD steps per compiled call of Theano on the CPU (xor_gpu/model.py) unless given: every value
+# gives the same result, bitwise; only the speed differs. Seed config, warm, OpenBLAS, 2-core
 # machine, medians of 7 interleaved runs: 1, 5, 10, 20, 50 steps per call trained 170k,
 # 381k, 441k, 465k, 496k steps/s after 0.12, 0.15, 0.17, 0.22, 0.45 s of compilation (the
 # chain is linked node by node), for 0.76, 0.60, 0.60, 0.68, 0.97 s of wall time: 10 has
 # most of the speed for little compilation.
 CPU_STEPS_PER_CALL = 10
+# PyTensor's C backend, the same chain: its step is 10 C thunks (about 1.4 us of the 1.7 us a
+# chained step takes here; a one-step call 4.3 us), so the chain stops gaining early. Seed
+# config, 2-core machine, only the sampled costs computed, 3 interleaved rounds: 1, 10, 20,
+# 50, 100 steps per call trained 227-236k, 547-558k, 590-601k, 569-601k, 552-616k steps/s
+# after 0.60-0.66, 0.68-0.72, 0.72-0.82, 0.81-0.90, 1.03-1.08 s of compilation, for 1.87-1.96,
+# 1.77-1.87, 1.79-2.06, 1.90-2.12, 2.14-2.26 s of wall time: 20 has the speed, and the wall
+# time of one step per call. A scan of its steps ran 256k (its inner function called per step),
+# 378k with that function one C module (Mode(linker="c")); a chain as one C module compiled in
+# 28 s for 10 steps, and in more than 15 minutes for 100.
+C_CHAIN_STEPS_PER_CALL = 20
+# The longest call: a chain's compilation grows with its length (Theano: 5 s for 100 steps,
+# 162 s for 1,000); a scan's graph is one step whatever its length, but it keeps the cost of
+# every step of a call (4 bytes each).
+MAX_CHAIN = 1000
+MAX_SCAN = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +55,10 @@ class Engine:
     devices: str  # a regular expression over device names
     where: str  # the same, for people
     runtime: type
-    chains_steps: bool = False  # compiles many steps into one call (Theano's graphs only)
+    # K steps per call (xor_gpu/model.py): "chain", K copies of the optimized step linked into one
+    # call; "scan", one scan over K steps, compiled as a loop by Numba or JAX.
+    loop: str = "chain"
+    chain_steps: int = 1  # a chain's steps per call on the CPU by default (GPUs: 1, below)
     libgpuarray: bool = False  # GPUs through pygpu/libgpuarray: the doctor's stack, cuda_libs' folders
     about: str = ""
 
@@ -51,17 +69,22 @@ class Engine:
             raise ConfigError(f"engine {self.name} cannot run on {device}: it runs on {self.where}")
 
     def default_steps_per_call(self, device):
-        """On a GPU every step of a call builds kernels of its own (PoCL: 1.1 s more compilation
-        per step), and the device's calls bound the speed, not Python: on PoCL the four CLBlast
-        GEMM calls of a step take 85% of it (55-92 us each, an elementwise kernel 4-8 us), and 10
-        steps per call trained 0.83 times as fast as 1 (50: 0.90), even with one transfer of
-        the costs per call. PyTensor's engines compile one step per call (the chain of steps is
-        built from Theano's internals)."""
-        return CPU_STEPS_PER_CALL if device == "cpu" and self.chains_steps else 1
+        """K unless given, or None: the whole training in as few calls as the loss history and
+        the progress bar allow (config.default_steps_per_call), for a scan, whose length costs
+        no compilation.
 
-    def check_steps_per_call(self, steps_per_call):
-        if not self.chains_steps and steps_per_call not in (None, 1):
-            raise ConfigError(f"--steps-per-call {steps_per_call}: engine {self.name} runs one step per call")
+        A chain on a GPU: every step of a call builds kernels of its own (PoCL: 1.1 s more
+        compilation per step), and the device's calls bound the speed, not Python: on PoCL the
+        four CLBlast GEMM calls of a step take 85% of it (55-92 us each, an elementwise kernel
+        4-8 us), and 10 steps per call trained 0.83 times as fast as 1 (50: 0.90), even with
+        one transfer of the costs per call."""
+        if self.loop == "scan":
+            return None
+        return self.chain_steps if device == "cpu" else 1
+
+    @property
+    def max_steps_per_call(self):
+        return MAX_SCAN if self.loop == "scan" else MAX_CHAIN
 
     def start(self, device, floatx):
         """Import the engine bound to `device` (DeviceError when that is not the one in use)."""
@@ -75,12 +98,13 @@ class Engine:
 
 ENGINES = {e.name: e for e in (
     Engine("theano", "theano", r"cpu|cuda\d*|opencl\d+:\d+", "cpu, cuda or opencl", backend.Runtime,
-           chains_steps=True, libgpuarray=True, about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
-    Engine("pytensor", "pytensor", r"cpu", "cpu only", pytensor_backend.CRuntime,
+           chain_steps=CPU_STEPS_PER_CALL, libgpuarray=True,
+           about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
+    Engine("pytensor", "pytensor", r"cpu", "cpu only", pytensor_backend.CRuntime, chain_steps=C_CHAIN_STEPS_PER_CALL,
            about="PyTensor's C backend (the cvm linker), on the CPU"),
-    Engine("pytensor-numba", "pytensor", r"cpu", "cpu only", pytensor_backend.NumbaRuntime,
+    Engine("pytensor-numba", "pytensor", r"cpu", "cpu only", pytensor_backend.NumbaRuntime, loop="scan",
            about="PyTensor compiled by Numba, on the CPU"),
-    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "cpu or cuda", pytensor_backend.JaxRuntime,
+    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "cpu or cuda", pytensor_backend.JaxRuntime, loop="scan",
            about="PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
 )}
 DEFAULT = "theano"

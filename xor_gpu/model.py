@@ -2,14 +2,25 @@
 
 No biases, squared-error cost, plain gradient descent through theano.grad. Unlike the
 tutorial's code, every tensor is created in floatX: the seed's int64 X and y upcast the
-graph to float64 and break the updates under floatX=float32.
+graph to float64 and break the updates under floatX=float32. `theano` is the engine's
+module: theano or pytensor, the same API for all used here.
 
 One SGD step is built once, symbolically (`sgd_step`). One step per call is the seed's
-function, compiled as Theano compiles it by default. k steps per call chain k copies of the
-step as Theano optimized it (once, from placeholder weights), each copy reading the weights
-the one before wrote: the same arithmetic, so the result is bitwise the same, while Python's
-overhead per call is paid once per k steps. Optimizing the chain itself instead would cost
-Theano's optimizer seconds, growing faster than k.
+function, compiled as the engine compiles it by default. K steps per call are either
+
+- a chain (Theano, PyTensor's C backend): K copies of the step as the engine optimized it
+  (once, from placeholder weights), each copy reading the weights the one before wrote: the
+  same arithmetic, so the result is bitwise the same, while Python's overhead per call is
+  paid once per K steps. Optimizing the chain itself instead would cost the optimizer
+  seconds, growing faster than K. Theano keeps the chain on every device, measured against
+  one theano.scan of K steps (benchmarks/theano_scan.py; figures in benchmarks/README.md):
+  Theano 1.0.5's C loop for scan does not compile on Python 3.11, so its scan runs a Python
+  loop: 77-93k steps/s on the CPU against the chain's 468k (K=10), 6.5-8.4k on CUDA against
+  13.7k, and on OpenCL that loop fails.
+- a scan (PyTensor's Numba and JAX backends): one `scan` over K steps, which Numba and JAX
+  compile into one loop of native code; its graph is one step, whatever K.
+
+Either way a call returns the costs the loss history samples, every `stride`-th step's.
 """
 import sys
 
@@ -47,8 +58,7 @@ def sgd_step(theano, X, y, w1, w2, lr):
 class XorModel:
     """Shared variables, `predict()` (outputs for the four rows) and `steps_function(k)`.
 
-    `theano` is the engine's module (theano or pytensor: the same API for all used here),
-    `mode` its compile mode (None: the module's default)."""
+    `theano` is the engine's module, `mode` its compile mode (None: the module's default)."""
 
     def __init__(self, theano, config, mode=None):
         self._theano, self._mode = theano, mode
@@ -65,32 +75,52 @@ class XorModel:
                                        mode=mode)
         self._step = None
 
-    def steps_function(self, k):
-        """A compiled call of k SGD steps that updates W1 and W2 and returns the k costs,
-        each the cost before its step (indexable: a list for k = 1, a vector otherwise)."""
+    def steps_function(self, k, stride=1, loop="chain"):
+        """A compiled call of k SGD steps that updates W1 and W2 and returns the costs before
+        steps 0, stride, 2 stride, ... of the call (indexable: a list for k = 1, a vector
+        otherwise): k chained copies of the step, or one scan (loop="scan")."""
         theano = self._theano
         if k == 1:
             cost, *new = sgd_step(theano, self.X, self.y, self.W1, self.W2, self.lr)
             return theano.function([], [cost], updates=list(zip((self.W1, self.W2), new)), name="xor_train",
                                    mode=self._mode)
-
-        from theano.gof.graph import clone_get_equiv
+        if loop == "scan":
+            return self._scan_function(k, stride)
 
         step = self._optimized_step()
         weights, costs, shared = [self.W1, self.W2], [], {}
-        for _ in range(k):
+        for i in range(k):
             memo = {**shared, **dict(zip(step.inputs, [*weights, self.X, self.y]))}
-            equiv = clone_get_equiv(step.inputs, step.outputs, copy_inputs=False, copy_orphans=False, memo=memo)
+            equiv = _graph(theano).clone_get_equiv(step.inputs, step.outputs, copy_inputs=False,
+                                                   copy_orphans=False, memo=memo)
             cost, *weights = (equiv[v] for v in step.outputs)
-            costs.append(cost)
+            if i % stride == 0:  # the others are left out of the graph: not computed
+                costs.append(cost)
             shared = shared or {v: equiv[v] for v in _weight_free(step)}
         # The copies are optimized already, and merged where they would repeat work (above):
         # optimizing or merging the chain again costs more than k times one step. Buffers are
         # kept from call to call (allow_gc=False), not allocated again in every call, which
         # would cost about as much as this network's arithmetic.
-        mode = theano.compile.get_default_mode().clone(link_kwargs={"allow_gc": False}, optimizer=None)
+        mode = self._base_mode().clone(link_kwargs={"allow_gc": False}, optimizer=None)
         return theano.function([], _stacked(theano, costs), updates=list(zip((self.W1, self.W2), weights)),
                                mode=mode, accept_inplace=True, name=f"xor_train_{k}")
+
+    def _scan_function(self, k, stride):
+        """k steps as one scan: the weights carried from step to step, the cost before each
+        step out. The scan's own steps are compiled in the engine's mode (by default PyTensor
+        would compile them with its default backend, whatever the call's)."""
+        theano = self._theano
+
+        def step(w1, w2):
+            cost, *new = sgd_step(theano, self.X, self.y, w1, w2, self.lr)
+            return [*(w.type.filter_variable(n) for w, n in zip((w1, w2), new)), cost]
+
+        w1s, w2s, costs = _scan(theano, step, [self.W1, self.W2, None], k, self._mode)
+        return theano.function([], costs if stride == 1 else costs[::stride], name=f"xor_scan_{k}",
+                               updates=[(self.W1, w1s[-1]), (self.W2, w2s[-1])], mode=self._mode)
+
+    def _base_mode(self):
+        return self._mode if self._mode is not None else self._theano.compile.get_default_mode()
 
     def _optimized_step(self):
         """The step's graph as Theano optimizes it (not linked: no kernels are built for it),
@@ -103,7 +133,7 @@ class XorModel:
             cost, *new = sgd_step(theano, self.X, self.y, *placeholders, self.lr)
             outputs = [cost, *(w.type.filter_variable(n) for w, n in zip((self.W1, self.W2), new))]
             inputs = [theano.In(v) for v in (*placeholders, self.X, self.y)]
-            self._step = theano.compile.FunctionMaker(inputs, outputs, theano.compile.get_default_mode()).fgraph
+            self._step = theano.compile.FunctionMaker(inputs, outputs, self._base_mode()).fgraph
         return self._step
 
     def start_from(self, seed):
@@ -114,6 +144,19 @@ class XorModel:
     def final_weights(self):
         """(W1, W2) as numpy arrays in floatX, copied from the device."""
         return self.W1.get_value(), self.W2.get_value()
+
+
+def _graph(theano):
+    """The module of clone_get_equiv, where each engine keeps it."""
+    return theano.gof.graph if hasattr(theano, "gof") else theano.graph.basic
+
+
+def _scan(theano, step, outputs_info, k, mode):
+    """scan's outputs: PyTensor returns them alone when asked (and warns when not), Theano
+    always with the updates."""
+    if hasattr(theano, "gof"):
+        return theano.scan(step, outputs_info=outputs_info, n_steps=k, mode=mode)[0]
+    return theano.scan(step, outputs_info=outputs_info, n_steps=k, mode=mode, return_updates=False)
 
 
 def _stacked(theano, costs):

@@ -48,6 +48,10 @@ class CRuntime:
         """The compiled function runs on the linker asked for (never a quiet fallback)."""
         return verify_linker(function, self.linker_class, self.engine)
 
+    def verify_weights(self, weights):
+        """After training: the shared weights are where the engine computes (C, Numba: numpy
+        arrays on the host, nothing to check)."""
+
     def active_device(self):
         """(device, its name) as the engine sees it."""
         return "cpu", host.cpu_name()
@@ -112,6 +116,16 @@ class JaxRuntime(NumbaRuntime):
             if re.fullmatch(r"jax[-_]cuda\d+[-_]plugin", name):
                 found[name] = dist.version
         return found
+
+    def verify_weights(self, weights):
+        """The weights stayed on JAX's device from call to call (each call hands back only the
+        sampled losses): a GPU run never took them through the host."""
+        for w in weights:
+            value = w.get_value(borrow=True, return_internal_type=True)
+            where = value.devices() if hasattr(value, "devices") else {f"the host ({type(value).__name__})"}
+            if where != {self.jax_device}:
+                raise DeviceError(f"device {self.device} requested but pytensor-jax kept {w.name} on "
+                                  f"{', '.join(sorted(map(str, where)))}, not {self.jax_device}")
 
 
 def import_pytensor(floatx):

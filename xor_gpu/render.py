@@ -225,7 +225,9 @@ def check_reference(diffs):
 
 def check_result(summary, path):
     """check's closing line, in its log."""
-    return f"RESULT: {summary.status.upper()}; summary in {path}"
+    overlap = summary.overlap_seconds
+    beside = f", {overlap:.1f} s of it two trainings at once" if overlap else ""
+    return f"RESULT: {summary.status.upper()} in {summary.wall_seconds:.1f} s{beside}; summary in {path}"
 
 
 def passed(what):

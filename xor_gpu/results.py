@@ -364,15 +364,30 @@ class Step:
     seconds: float
     summary: str
     figures: dict = dataclasses.field(default_factory=dict)  # key figures, beside the others in JSON
+    started: float = None  # seconds after the check began (None in summaries older than it)
 
     def to_dict(self):
-        return {"name": self.name, "status": self.status, "seconds": self.seconds, "summary": self.summary,
-                **_plain(self.figures)}
+        started = {} if self.started is None else {"started": self.started}
+        return {"name": self.name, "status": self.status, **started, "seconds": self.seconds,
+                "summary": self.summary, **_plain(self.figures)}
 
     @classmethod
     def from_dict(cls, data):
         known = ("name", "status", "seconds", "summary")
-        return cls(*(data[k] for k in known), {k: v for k, v in data.items() if k not in known})
+        return cls(*(data[k] for k in known), {k: v for k, v in data.items() if k not in (*known, "started")},
+                   data.get("started"))
+
+
+def overlap(steps):
+    """Seconds during which two steps ran at once: their seconds less the time covered by any.
+    None when a step's start is not known."""
+    if any(s.started is None for s in steps):
+        return None
+    covered, end = 0.0, 0.0
+    for started, seconds in sorted((s.started, s.seconds) for s in steps):
+        covered += max(0.0, started + seconds - max(started, end))
+        end = max(end, started + seconds)
+    return round(sum(s.seconds for s in steps) - covered, 2)
 
 
 @dataclasses.dataclass
@@ -394,10 +409,17 @@ class CheckSummary:
     interrupted_by: str = None
     node: str = None
     extra: dict = dataclasses.field(default_factory=dict)  # e.g. "cuda": the NVIDIA libraries used
+    # From the check's start to its summary; the steps' seconds add up to it plus the overlap
+    # (the CPU reference trained beside a GPU's runs), less what an interrupted step had run.
+    wall_seconds: float = None
 
     @property
     def passed(self):
         return self.status == PASSED
+
+    @property
+    def overlap_seconds(self):
+        return overlap(self.steps)
 
     def verdict(self):
         """Raise the error the check ended with, whose exit status is the summary's."""
@@ -412,7 +434,12 @@ class CheckSummary:
                 "interrupted_by": self.interrupted_by, "node": self.node, "config": self.config,
                 "device": self.device, "steps": [s.to_dict() for s in self.steps],
                 "tolerances": self.tolerances.to_dict(), "reference": self.reference, "versions": self.versions,
-                "origin": self.origin, "runs": self.runs, **self.extra}
+                "origin": self.origin, "runs": self.runs, **self._timing(), **self.extra}
+
+    def _timing(self):
+        if self.wall_seconds is None:  # a summary older than these fields, written back as read
+            return {}
+        return {"wall_seconds": self.wall_seconds, "overlap_seconds": self.overlap_seconds}
 
     @classmethod
     def from_dict(cls, data, path="summary"):
@@ -422,13 +449,13 @@ class CheckSummary:
         try:
             steps = [Step.from_dict(s) for s in data["steps"]]
             failed = next((s.name for s in steps if s.status == FAILED), None)
-            fields = {f.name for f in dataclasses.fields(cls)} | {"schema", "passed"}
+            fields = {f.name for f in dataclasses.fields(cls)} | {"schema", "passed", "overlap_seconds"}
             return cls(status, data["exit_status"], data["config"], data["device"], steps,
                        Tolerances.from_dict(data["tolerances"]), data["reference"], data.get("versions") or {},
                        data.get("origin") or {}, data.get("runs") or {},
                        data.get("failed_step", failed), data.get("reason", _old_reason(status, steps)),
                        data.get("interrupted_by"), data.get("node", (data.get("origin") or {}).get("host")),
-                       {k: v for k, v in data.items() if k not in fields})
+                       {k: v for k, v in data.items() if k not in fields}, data.get("wall_seconds"))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path}: not a complete {CHECK_SCHEMA} summary ({exc!r})") from None
 

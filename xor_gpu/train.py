@@ -10,11 +10,9 @@ import time
 import numpy as np
 
 from xor_gpu import engines
-from xor_gpu.config import TARGETS, is_converged
+from xor_gpu.config import TARGETS, history_every, is_converged
 from xor_gpu.errors import Diverged
 from xor_gpu.model import XorModel
-
-HISTORY_POINTS = 500  # a loss sample every steps/500 steps: enough for a curve, small JSON
 
 
 @dataclasses.dataclass
@@ -27,7 +25,7 @@ class TrainResult:
     history_every: int
     loss_history: list
     compile_seconds: float
-    first_step_seconds: float  # of the first call (steps_per_call steps), which also built kernels
+    first_step_seconds: float  # of the first call of each compiled function, which also built kernels
     train_seconds: float
     new_compiled_modules: int  # None: not counted (PyTensor's engines)
     ops: list
@@ -39,8 +37,10 @@ class TrainResult:
 
     @property
     def steps_per_second(self):
-        """Steady-state speed: the steps after the first call, which also built kernels."""
-        first = plan(self.config.steps, self.config.steps_per_call)[0][0]
+        """Steady-state speed: the steps of every call but the first of each compiled function,
+        which also built kernels."""
+        first = sum(k for k, _, _ in plan(self.config.steps, self.config.steps_per_call,
+                                           engines.get(self.config.engine).loop))
         steps, seconds = self.config.steps - first, self.train_seconds
         if steps == 0:
             steps, seconds = first, self.first_step_seconds
@@ -49,10 +49,6 @@ class TrainResult:
     @property
     def converged(self):
         return is_converged(self.predictions)
-
-
-def history_every(steps):
-    return max(1, steps // HISTORY_POINTS)
 
 
 def final_loss(predictions):
@@ -68,11 +64,20 @@ def weights_digest(weights):
     return digest.hexdigest()
 
 
-def plan(steps, steps_per_call):
-    """[(steps per call, calls)]: whole calls of steps_per_call, then the remainder one step
-    per call, so that no second long graph is compiled for it (the one-step graph is small)."""
+def plan(steps, steps_per_call, loop="chain"):
+    """[(steps per call, calls, stride)]: whole calls of steps_per_call, then the rest: one
+    step per call after a chain, so that no second long chain is compiled for it (the one-step
+    graph is small), one call after a scan (its graph is one step whatever its length).
+
+    A call returns the cost before every stride-th of its steps only: every step the history
+    samples, as stride divides the distance from a call's first step to the next sample (the
+    calls of a group start at multiples of stride, and samples lie at multiples of
+    history_every), and in a chain the costs not returned are not computed."""
+    every = history_every(steps)
     calls, rest = divmod(steps, steps_per_call)
-    return [(k, n) for k, n in ((steps_per_call, calls), (1, rest)) if n]
+    groups = [(steps_per_call, calls, 0), (rest, 1, calls * steps_per_call) if loop == "scan"
+              else (1, rest, calls * steps_per_call)]
+    return [(k, n, math.gcd(k, every, start)) for k, n, start in groups if n and k]
 
 
 def run(config, progress=None):
@@ -93,9 +98,11 @@ def run_seeds(config, seeds, progress=None):
     modules_before = runtime.compiled_modules()
     start = time.perf_counter()
     model = XorModel(runtime.module, config, runtime.mode)
-    calls = [(model.steps_function(k), k, n) for k, n in plan(config.steps, config.steps_per_call)]
+    loop = engines.get(config.engine).loop
+    calls = [(model.steps_function(k, stride, loop), k, n, stride)
+             for k, n, stride in plan(config.steps, config.steps_per_call, loop)]
     compile_seconds = time.perf_counter() - start
-    ops = [runtime.verify_graph(function) for function, _, _ in calls][0]
+    ops = [runtime.verify_graph(function) for function, *_ in calls][0]
     # Theano's compile cache is counted; PyTensor's caches are its own (None: not counted).
     new_modules = runtime.compiled_modules() - modules_before if runtime.counts_compiled_modules else None
     active, name = runtime.active_device()
@@ -103,6 +110,7 @@ def run_seeds(config, seeds, progress=None):
     for seed in seeds:
         model.start_from(seed)
         result = _train(model, calls, config.replace(seed=seed), progress)
+        runtime.verify_weights((model.W1, model.W2))
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
             new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas(),
@@ -119,17 +127,19 @@ def _train(model, calls, config, progress):
     step = done = 0  # steps run; steps told to `progress`
     first_call_seconds = 0.0
     start = time.perf_counter()
-    for function, k, n in calls:
-        for _ in range(n):
-            costs = function()  # costs[j]: the loss before step `step + j`
-            if step == 0:
-                # The first call also builds the device's kernels (PoCL, NVRTC): timed apart.
-                first_call_seconds = time.perf_counter() - start
-                start = time.perf_counter()
+    for function, k, n, stride in calls:
+        for call in range(n):
+            called = time.perf_counter()
+            costs = function()  # costs[j]: the loss before step `step + j * stride`
+            if call == 0:
+                # A function's first call also builds the device's kernels (PoCL, NVRTC) or
+                # compiles it (Numba, JAX): timed apart.
+                first_call_seconds += time.perf_counter() - called
             first = -step % every  # the first sampled step of this call, as an offset
             if first < k:
+                costs = np.asarray(costs).ravel()  # one transfer from the device for the call's samples
                 for j in range(first, k, every):
-                    loss = float(costs[j])
+                    loss = float(costs[j // stride])
                     if not math.isfinite(loss):
                         raise Diverged(f"diverged: loss became {loss} at step {step + j} (seed {config.seed}); "
                                        f"lower --lr (now {config.lr})")
@@ -138,12 +148,12 @@ def _train(model, calls, config, progress):
                     progress(step + k - done)
                     done = step + k
             step += k
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start - first_call_seconds
     if progress and done < step:
         progress(step - done)
     weights = model.final_weights()
     predictions = [float(p) for p in np.asarray(model.predict()).ravel()]
-    if not all(math.isfinite(p) for p in predictions) or not math.isfinite(costs[-1]):
+    if not all(math.isfinite(p) for p in predictions) or not math.isfinite(np.asarray(costs).ravel()[-1]):
         raise Diverged(f"diverged: training ended with a non-finite loss or prediction (seed {config.seed}); "
                        f"lower --lr (now {config.lr})")
 
