@@ -1,11 +1,11 @@
 """The package's structure, drawn from its code (benchmarks/import_graph.py): no import
 cycles, xor_gpu modules imported inside functions only by the CLI's lazy command loading,
-and engine names compared only in the engine registry."""
+engine names compared only in the engine registry, device names only in xor_gpu/devices.py."""
 import ast
 import importlib.util
 import pathlib
 
-from xor_gpu import engines
+from xor_gpu import devices, engines
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "xor_gpu"
@@ -80,3 +80,40 @@ def test_the_engine_check_finds_each_way_of_comparing():
             'z = {"theano": 1, "pytensor-jax": 2}.get(engine)\n'
             'ok = "pytensor" in versions and engine == "cuda"\n')
     assert [line for line, _ in _engine_comparisons(ast.parse(code))] == [1, 2, 3, 4]
+
+
+def _device_comparisons(tree):
+    """(line, text) of each comparison of a device's name as a string (`device == "cpu"`,
+    `name in ("cuda", "cpu")`) and of each test of its prefix (`device.startswith("cuda")`)."""
+    def device_name(node):
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str) and devices.DEVICE_PATTERN.fullmatch(node.value) is not None
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(device_name(e) for e in node.elts)
+
+    def device_prefix(node):
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str) and node.value.startswith(("cpu", "cuda", "opencl"))
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(device_prefix(e) for e in node.elts)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(device_name(s) for s in (node.left, *node.comparators)):
+            yield node.lineno, ast.unparse(node)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("startswith", "endswith") and any(device_prefix(a) for a in node.args)):
+            yield node.lineno, ast.unparse(node)
+
+
+def test_device_names_are_read_only_in_devices_py():
+    found = [f"{path.name}:{line}: {text}" for path in sorted(PACKAGE.glob("*.py")) if path.name != "devices.py"
+             for line, text in _device_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
+    assert found == []
+
+
+def test_the_device_check_finds_each_way_of_comparing():
+    code = ('if device == "cpu": pass\n'
+            'x = config.device != "cuda0"\n'
+            'y = name in ("opencl0:0", "cpu")\n'
+            'z = device.startswith("cuda")\n'
+            'w = name.startswith(("opencl", "x"))\n'
+            'ok = platform == "gpu" and kind != wanted and "cpu" if flag else "cuda"\n')
+    assert [line for line, _ in _device_comparisons(ast.parse(code))] == [1, 2, 3, 4, 5]

@@ -178,7 +178,7 @@ class Check:
     def parity(self, device, dev_report, beside=None):
         """The CPU reference against the device's run; `beside`: (its training, started with the
         device's, and when: the step's span starts there), else it trains now."""
-        if device == "cpu":
+        if devices.device(device).is_cpu:
             return self.step("parity", SKIPPED, self.clock.lap(), "the device is the CPU, the reference device itself")
         if beside is None:
             cpu, since = self.train("cpu", "the CPU reference", "parity"), None
@@ -246,7 +246,7 @@ class Check:
         """summary.json's record of the NVIDIA stack a cuda check used: the driver, and for
         libgpuarray's engine the NVRTC and cuBLAS it loaded (cuda_libs) and what it did with
         cuDNN; other engines (JAX) load their own, named in their versions."""
-        if not self.config.device.startswith("cuda"):
+        if not devices.device(self.config.device).is_cuda:
             return {}
         cuda = cuda_libs.describe()
         if not engines.get(self.config.engine).libgpuarray:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from xor_gpu import backend, cuda_libs, cuda_standin, render, report
+from xor_gpu import backend, cuda_libs, cuda_standin, devices, render, report
 from xor_gpu.config import TrainConfig
 from xor_gpu.model import XorModel
 from xor_gpu import ptxas as ptxas_tool
@@ -66,7 +66,7 @@ def this_gpu_arch():
 
 def check_args(device, arch):
     """(arch, (major, minor)) for the command line's --device and --arch; ConfigError."""
-    if not (device or "cuda").startswith("cuda"):
+    if device is not None and not devices.device(device).is_cuda:
         raise ConfigError(f"--compile-only compiles CUDA kernels: it needs --device cuda, not {device}")
     arch = arch if arch is not None else this_gpu_arch() or DEFAULT_ARCH
     return arch, parse_arch(arch)

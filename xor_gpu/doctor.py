@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import backend, child, compile_cache, cuda_libs, host, report
+from xor_gpu import backend, child, compile_cache, cuda_libs, devices, host, report
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
 
@@ -124,10 +124,10 @@ def advice(f):
     """(problem, fix) pairs for what is wrong."""
     out = []
     device = f.get("device")
-    wants = device["name"] if device else ""  # no device: every family is of interest
-    cuda = not wants or wants.startswith("cuda")
-    opencl = not wants or wants.startswith("opencl")
-    if f["pygpu"] is None and wants != "cpu":
+    wants = devices.device(device["name"]) if device else None  # None: every family is of interest
+    cuda = not wants or wants.is_cuda
+    opencl = not wants or wants.is_opencl
+    if f["pygpu"] is None and not (wants and wants.is_cpu):
         out.append((f"pygpu does not import: {f.get('pygpu_error')}",
                     "apt-get install python3-pygpu libgpuarray-dev, then: xor-gpu link-pygpu"))
     chosen = f["cuda_libs"]

@@ -12,12 +12,12 @@ Python named by the engine's variable (XOR_GPU_THEANO_PYTHON, XOR_GPU_PYTENSOR_P
 import dataclasses
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 
 from xor_gpu import backend, pytensor_backend
-from xor_gpu.devices import check_device
+from xor_gpu.devices import CPU, CUDA, OPENCL
+from xor_gpu.devices import device as device_of
 from xor_gpu.errors import ConfigError, DeviceError
 
 # SGD steps per compiled call of Theano on the CPU (xor_gpu/model.py) unless given: every value
@@ -52,8 +52,7 @@ class Engine:
 
     name: str
     package: str  # the module it imports: theano or pytensor
-    devices: str  # a regular expression over device names
-    where: str  # the same, for people
+    kinds: tuple  # the kinds of device it runs on (xor_gpu/devices.py)
     runtime: type
     # K steps per call (xor_gpu/model.py): "chain", K copies of the optimized step linked into one
     # call; "scan", one scan over K steps, compiled as a loop by Numba or JAX.
@@ -64,9 +63,14 @@ class Engine:
 
     def check_device(self, device):
         """Refuse this engine on a device it cannot run on, before anything is trained."""
-        check_device(device)
-        if not re.fullmatch(self.devices, device):
+        if device_of(device).kind not in self.kinds:
             raise ConfigError(f"engine {self.name} cannot run on {device}: it runs on {self.where}")
+
+    @property
+    def where(self):
+        """The devices it runs on, for people: "cpu or cuda", "cpu only"."""
+        *others, last = self.kinds
+        return f"{', '.join(others)} or {last}" if others else f"{last} only"
 
     def default_steps_per_call(self, device):
         """K unless given, or None: the whole training in as few calls as the loss history and
@@ -80,7 +84,7 @@ class Engine:
         one transfer of the costs per call."""
         if self.loop == "scan":
             return None
-        return self.chain_steps if device == "cpu" else 1
+        return device_of(device).steps_per_call(self.chain_steps)
 
     @property
     def max_steps_per_call(self):
@@ -97,14 +101,14 @@ class Engine:
 
 
 ENGINES = {e.name: e for e in (
-    Engine("theano", "theano", r"cpu|cuda\d*|opencl\d+:\d+", "cpu, cuda or opencl", backend.Runtime,
+    Engine("theano", "theano", (CPU, CUDA, OPENCL), backend.Runtime,
            chain_steps=CPU_STEPS_PER_CALL, libgpuarray=True,
            about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
-    Engine("pytensor", "pytensor", r"cpu", "cpu only", pytensor_backend.CRuntime, chain_steps=C_CHAIN_STEPS_PER_CALL,
+    Engine("pytensor", "pytensor", (CPU,), pytensor_backend.CRuntime, chain_steps=C_CHAIN_STEPS_PER_CALL,
            about="PyTensor's C backend (the cvm linker), on the CPU"),
-    Engine("pytensor-numba", "pytensor", r"cpu", "cpu only", pytensor_backend.NumbaRuntime, loop="scan",
+    Engine("pytensor-numba", "pytensor", (CPU,), pytensor_backend.NumbaRuntime, loop="scan",
            about="PyTensor compiled by Numba, on the CPU"),
-    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "cpu or cuda", pytensor_backend.JaxRuntime, loop="scan",
+    Engine("pytensor-jax", "pytensor", (CPU, CUDA), pytensor_backend.JaxRuntime, loop="scan",
            about="PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
 )}
 DEFAULT = "theano"

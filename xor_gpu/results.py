@@ -14,6 +14,7 @@ import signal
 import numpy as np
 
 from xor_gpu.config import INPUTS
+from xor_gpu.devices import device
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted
 
 TRAIN_SCHEMA = "xor_gpu.train/1"
@@ -480,7 +481,11 @@ def load(path):
     try:
         data = json.loads(text)
     except ValueError as exc:
-        truncated = getattr(exc, "pos", 0) >= len(text.rstrip()) and text.strip()
+        # Cut short (a copy or a write that stopped): the parser ran out of text, or a JSON
+        # object or array never closes (a number cut as "1e" fails one character before the end).
+        body = text.strip()
+        truncated = body and (getattr(exc, "pos", 0) >= len(text.rstrip())
+                              or body[0] in "{[" and body[-1] not in "}]")
         raise ConfigError(f"{path}: {'truncated JSON' if truncated else 'not JSON'} ({exc})") from None
     except RecursionError:  # Python's parser gives up past about a thousand levels
         raise ConfigError(f"{path}: not an xor_gpu report (JSON nested too deeply)") from None
@@ -639,7 +644,7 @@ class Node:
                 raise ConfigError(f"{path}: not a complete {PARITY_SCHEMA} report ({exc!r})") from None
             failed = next(iter(parity.failures.items()), None)
             reason = failed[1].of(failed[0]) if failed else next(iter(parity.problems()), None)
-            names = [r["device"]["name"] for r in parity.runs.values() if r["device"]["requested"] != "cpu"]
+            names = [r["device"]["name"] for r in parity.runs.values() if not device(r["device"]["requested"]).is_cpu]
             return cls(str(path), origin.get("host"), ",".join(parity.devices), names[0] if names else None,
                        None, None, None, NODE_OF_CHECK[PASSED if parity.passed else FAILED],
                        None if parity.passed else "parity", reason, runs=len(runs))
@@ -652,7 +657,7 @@ class Node:
 
 
 def _gpu(requested, name):
-    return None if requested in (None, "cpu") else name
+    return None if requested is None or device(requested).is_cpu else name
 
 
 @dataclasses.dataclass
