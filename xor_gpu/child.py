@@ -35,12 +35,9 @@ class ChildRun:
 
 def train_args(config, seeds=None):
     """`xor-gpu train` arguments for config; with `seeds`, --seeds instead of config's --seed."""
-    seed = ["--seeds", ",".join(map(str, seeds))] if seeds is not None else ["--seed", str(config.seed)]
-    args = ["--engine", config.engine, "--device", config.device, "--floatx", config.floatx,
-            "--hidden", str(config.hidden), "--lr", repr(config.lr), "--steps", str(config.steps), *seed]
-    if config.steps_per_call is not None:  # else the child's device's default
-        args += ["--steps-per-call", str(config.steps_per_call)]
-    return args
+    if seeds is None:
+        return config.to_argv()
+    return [*config.to_argv(leave_out=("seed",)), "--seeds", ",".join(map(str, seeds))]
 
 
 def train(config, timeout=None, seeds=None):
