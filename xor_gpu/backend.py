@@ -12,7 +12,7 @@ import platform
 import sys
 import warnings
 
-from xor_gpu import cuda_libs, cuda_standin, host
+from xor_gpu import cuda_search, cuda_standin, host
 from xor_gpu.compile_cache import compiledir, count_compiled_modules, rebuild_on_load_failure, repair
 from xor_gpu.devices import check_device, device as device_of
 from xor_gpu.errors import DeviceError
@@ -279,7 +279,7 @@ def cudnn_of(theano, ops):
     the compiled graph), "library", "version" (the cuDNN found here, or None)}; None off CUDA."""
     if not device_of(theano.config.device).is_cuda:
         return None
-    found = cuda_libs.find_cudnn() or {"library": None, "version": None}
+    found = cuda_search.find_cudnn() or {"library": None, "version": None}
     return {"enabled": str(theano.config.dnn.enabled) != "False", "used": any(n.startswith("GpuDnn") for n in ops), **found}
 
 

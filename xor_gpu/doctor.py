@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import backend, child, compile_cache, cuda_libs, devices, host, report
+from xor_gpu import backend, child, compile_cache, cuda_libs, cuda_search, devices, host, report
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
 
@@ -106,7 +106,7 @@ def collect(device=None):
     findings["cuda_driver"], findings["cuda_gpus"] = host.cuda_driver()
     findings["cuda_libs"] = cuda_libs.describe()  # what the launcher put on LD_LIBRARY_PATH, and why
     # cuDNN: what Theano would find, and whether runs use it (off unless THEANO_FLAGS say so)
-    findings["cudnn"] = {"enabled": backend.cudnn_enabled(), **(cuda_libs.find_cudnn() or {"library": None,
+    findings["cudnn"] = {"enabled": backend.cudnn_enabled(), **(cuda_search.find_cudnn() or {"library": None,
                                                                                            "version": None})}
     findings["libraries"] = {name: _load(name) or "ok" for name in LOADED_BY_LIBGPUARRAY}
     findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")

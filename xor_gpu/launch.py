@@ -18,7 +18,7 @@ import os
 import platform
 import sys
 
-from xor_gpu import cuda_libs, engines, host
+from xor_gpu import cuda_libs, cuda_search, engines, host
 from xor_gpu.devices import device
 from xor_gpu.errors import ConfigError, DeviceError, XorGpuError
 
@@ -29,7 +29,7 @@ def wanted_env(devices, host=None):
     """{variable: value} to change in `host`'s environment before running on `devices`."""
     if not any(device(d).is_cuda for d in devices):
         return {}
-    host = host or cuda_libs.Host()
+    host = host or cuda_search.Host()
     first = cuda_libs.loader_folders(host)
     paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
     if first and paths[:len(first)] != first:
@@ -159,7 +159,7 @@ def bundle_test(tests, args, env):
         raise ConfigError(f"no tests in this bundle ({tests}): build it with this version's bundle/build.py")
     env = {**env, "THEANO_FLAGS": f"{env['THEANO_FLAGS']},device={dev},floatX=float32",
            "XOR_GPU_REQUIRE_GPU": "1"}
-    env.update(wanted_env([dev.name], cuda_libs.Host(environ=env)))
+    env.update(wanted_env([dev.name], cuda_search.Host(environ=env)))
     sys.stdout.flush()
     os.chdir(tests)
     os.execve(sys.executable, [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "device",
