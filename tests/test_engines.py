@@ -138,3 +138,17 @@ def test_check_on_a_pytensor_engine_passes_against_theanos_reference(tmp_path):
     assert [s["status"] for s in summary["steps"]] == ["passed", "passed", "passed", "skipped", "passed"]
     reference = summary["steps"][-1]["differences"]["cpu"]
     assert reference["max_abs_prediction_diff"] <= 1e-6 and not reference["bitwise_equal"]
+
+
+@pytest.mark.engines
+def test_a_checks_plot_names_the_engine_that_ran(tmp_path, monkeypatch):
+    """A check of another engine than Theano says which in its figures: the curves of
+    check.png are `pytensor-jax:cpu`, as `parity --runs` names runs, and so is its title."""
+    from xor_gpu import check, plots
+    from xor_gpu.config import TrainConfig
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_runs", lambda path, runs, title, **kw: drawn.update(
+        {os.path.basename(path): (list(runs), title)}))
+    check.main(TrainConfig(engine="pytensor-jax"), str(tmp_path / "check"))
+    assert drawn == {"check.png": (["pytensor-jax:cpu"], "pytensor-jax:cpu check against the reference")}

@@ -14,6 +14,7 @@ CPU, and PoCL's OpenCL) the three run one after the other. Each step records whe
 started: the steps' seconds add up to the wall time plus the overlap, both in the summary.
 """
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -184,21 +185,23 @@ class Check:
             cpu, since = self.train("cpu", "the CPU reference", "parity"), None
         else:
             cpu, since = self.finish(beside[0], "the CPU reference", "parity"), beside[1]
+        # Named as `parity --runs` names them: the device alone for Theano, ENGINE:DEVICE otherwise.
+        ref, dev = (engines.label(self.config.engine, d) for d in ("cpu", device))
         reports, failures = {}, {}
         if cpu.ok:
-            reports["cpu"] = self.runs["cpu"] = cpu.report
+            reports[ref] = self.runs["cpu"] = cpu.report
         else:
-            failures["cpu"] = Failure(cpu.exit_status, cpu.error)
-        reports[device] = dev_report
-        result = parity.assess(self.config, ["cpu", device], reports, failures, self.tolerances)
+            failures[ref] = Failure(cpu.exit_status, cpu.error)
+        reports[dev] = dev_report
+        result = parity.assess(self.config, [ref, dev], reports, failures, self.tolerances)
         pipeline.write(result, os.path.join(self.out, "parity.json"))
         if failures:
             return self.step("parity", FAILED, self.clock.lap(since), f"the CPU run failed: {cpu.error}")
         if self.plots:
             parity.plot(os.path.join(self.out, "parity.png"), result)
-        diff = result.differences[device]
+        diff = result.differences[dev]
         self.step("parity", PASSED if result.passed else FAILED, self.clock.lap(since),
-                  render.against(device, "cpu", diff, self.tolerances), **diff.to_dict())
+                  render.against(dev, ref, diff, self.tolerances), **diff.to_dict())
 
     def reference(self):
         self.doing = "reference"
@@ -208,8 +211,9 @@ class Check:
         diffs = {name: Difference.between(self.ref.report, run) for name, run in self.runs.items()}
         ok = all(self.tolerances.admit(d) for d in diffs.values())
         if self.plots:
-            plots.plot_runs(os.path.join(self.out, "check.png"), self.runs,
-                            f"{self.config.device} check against the reference",
+            label = functools.partial(engines.label, self.config.engine)
+            plots.plot_runs(os.path.join(self.out, "check.png"), {label(d): run for d, run in self.runs.items()},
+                            f"{label(self.config.device)} check against the reference",
                             reference=(self.ref.label, self.ref.report), atol=self.tolerances.atol,
                             rtol=self.tolerances.rtol)
         self.step("reference", PASSED if ok else FAILED, self.clock.lap(), render.check_reference(diffs),
