@@ -2,8 +2,8 @@
 parity, the seed sweep, check and compare (xor_gpu.results holds the results themselves)."""
 import re
 
-from xor_gpu.config import CONVERGENCE_MARGIN, row_converged
-from xor_gpu.results import (FAILED, NODE_OF_CHECK, NODE_PASS, NODE_STATUSES, ROWS, Difference, alike, node_kind,
+from xor_gpu.problem import CONVERGENCE_MARGIN, ROWS, row_converged
+from xor_gpu.results import (FAILED, NODE_OF_CHECK, NODE_PASS, NODE_STATUSES, Difference, alike, node_kind,
                              row_kind)
 
 

@@ -13,9 +13,9 @@ import signal
 
 import numpy as np
 
-from xor_gpu.config import INPUTS
 from xor_gpu.devices import device
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted
+from xor_gpu.problem import ROWS
 
 TRAIN_SCHEMA = "xor_gpu.train/1"
 SEEDS_SCHEMA = "xor_gpu.train-seeds/1"  # train --seeds: one train report per seed
@@ -37,13 +37,6 @@ CONFIG_FIELDS = ("floatx", "hidden", "lr", "steps", "seed")  # what makes runs c
 # Why a parity failed: in its error, and as the reason of its node in compare's fleet.
 NOT_CONVERGED = "not every device converged"
 BEYOND_TOLERANCE = "devices differ by more than the tolerance"
-
-
-def row_key(row):
-    return f"{row[0]},{row[1]}"
-
-
-ROWS = tuple(row_key(r) for r in INPUTS)
 
 
 def _finite(value):
