@@ -1,6 +1,7 @@
 """The import graph of the xor_gpu package, drawn from the code: each module's lines, its
 layer (0: imports no xor_gpu module; n: one more than its deepest import), import cycles,
-and the imports of xor_gpu modules made inside functions.
+and the imports of xor_gpu modules made inside functions, or on demand: a module named as
+"xor_gpu.MODULE:NAME" (the engine registry's runtimes) is imported when first used.
 
     python benchmarks/import_graph.py [--json]
 """
@@ -8,9 +9,11 @@ import argparse
 import ast
 import json
 import pathlib
+import re
 import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "xor_gpu"
+ON_DEMAND = re.compile(r"xor_gpu\.(\w+):\w+")
 
 
 def _imported(node, package=PACKAGE):
@@ -33,7 +36,8 @@ def graph(package=PACKAGE):
         name = path.parent.name if path.name == "__init__.py" else path.stem
         tree = ast.parse(path.read_text(encoding="utf-8"))
         top = {m for node in tree.body for m in _imported(node, package)}
-        late = set()
+        late = {match[1] for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                for match in [ON_DEMAND.fullmatch(node.value)] if match}
         for func in ast.walk(tree):
             if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 late |= {m for node in ast.walk(func) for m in _imported(node, package)}
@@ -107,13 +111,13 @@ def main(argv=None):
         return 0
     for m in sorted(modules, key=lambda m: (depth[m] is None, depth[m] or 0, m)):
         v = modules[m]
-        late = f"  (in functions: {', '.join(v['late_imports'])})" if v["late_imports"] else ""
+        late = f"  (on demand: {', '.join(v['late_imports'])})" if v["late_imports"] else ""
         print(f"{depth[m] if depth[m] is not None else '-':>2} {m:<18} {v['lines']:>4}  {', '.join(v['imports'])}{late}")
     print(f"{summary['modules']} modules, {summary['lines']} lines, {summary['imports']} imports of xor_gpu "
           f"modules, {summary['layers']} layers")
     print(f"cycles: {summary['cycles'] or 'none'}")
     late = sum(len(v) for v in summary["late_imports"].values())
-    print(f"imports inside functions: {late} ({', '.join(f'{m} {len(v)}' for m, v in summary['late_imports'].items())})")
+    print(f"imports on demand (inside functions, or by name): {late} ({', '.join(f'{m} {len(v)}' for m, v in summary['late_imports'].items())})")
     return 0
 
 

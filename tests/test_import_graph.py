@@ -1,6 +1,7 @@
 """The package's structure, drawn from its code (benchmarks/import_graph.py): no import
-cycles, xor_gpu modules imported inside functions only by the CLI's lazy command loading,
-engine names compared only in the engine registry, device names only in xor_gpu/devices.py."""
+cycles, xor_gpu modules imported on demand only by the CLI's lazy command loading and the
+engine registry's runtimes, engine names compared only in the engine registry, device names
+only in xor_gpu/devices.py."""
 import ast
 import importlib.util
 import pathlib
@@ -23,12 +24,13 @@ def test_the_graph_sees_every_import(tmp_path):
     (tmp_path / "a.py").write_text("from xor_gpu import b\n")
     (tmp_path / "b.py").write_text("import os\n\ndef f():\n    from xor_gpu.a import x\n")
     (tmp_path / "c.py").write_text("import xor_gpu.b\n")
+    (tmp_path / "d.py").write_text('RUNTIME = "xor_gpu.c:Runtime"\n')  # imported when first used
     graph = _import_graph()
     modules = graph.graph(tmp_path)
     assert {m: (v["imports"], v["late_imports"]) for m, v in modules.items()} == {
-        "a": (["b"], []), "b": ([], ["a"]), "c": (["b"], [])}
+        "a": (["b"], []), "b": ([], ["a"]), "c": (["b"], []), "d": ([], ["c"])}
     assert graph.cycles(modules) == [["a", "b"]] and graph.cycles(modules, late=False) == []
-    assert graph.layers(modules) == {"a": 1, "b": 0, "c": 1}
+    assert graph.layers(modules) == {"a": 1, "b": 0, "c": 1, "d": 0}
 
 
 def test_no_import_cycles():
@@ -36,10 +38,13 @@ def test_no_import_cycles():
     assert graph.cycles(graph.graph()) == []
 
 
-def test_xor_gpu_modules_are_imported_inside_functions_only_by_the_cli():
+def test_xor_gpu_modules_are_imported_on_demand_only_by_the_cli_and_the_engine_registry():
+    """The CLI loads a command's module when it runs; the registry imports an engine's runtime
+    (and with it Theano's or PyTensor's backend) when the engine starts, so that checking
+    input, which every command does first, loads neither backend."""
     late = {m: set(v["late_imports"]) for m, v in _import_graph().graph().items() if v["late_imports"]}
     late.pop("cli")
-    assert late == {}
+    assert late == {"engines": {"backend", "pytensor_backend"}}
 
 
 def _engine_comparisons(tree):
