@@ -1,15 +1,11 @@
 """What a train report says about the run's stack: which BLAS Theano called, and the
-versions of what the run used (real `xor-gpu train` processes); and how reports are written:
-atomically."""
-import json
+versions of what the run used (real `xor-gpu train` processes)."""
 import os
-import subprocess
-import sys
 
 import pytest
 
 from xorlib import train_report
-from xor_gpu import host, report
+from xor_gpu import host
 
 
 def _report(tmp_path, name, *args, flags=None):
@@ -49,36 +45,3 @@ def test_a_device_run_reports_pygpu_and_no_host_blas(device, tmp_path):
     assert report["versions"]["pygpu"] == "0.7.6"
     # The device's own BLAS (clBLAST, cuBLAS) does the products: no host BLAS is loaded.
     assert report["blas"]["library"] is None and report["blas"]["version"] is None
-
-
-WRITER = """
-import sys
-from xor_gpu import report
-path, rounds = sys.argv[1], int(sys.argv[2])
-for i in range(rounds):
-    report.write_json(path, {"schema": "big", "round": i, "values": [i % 7] * 200_000})
-"""
-
-
-def test_a_reader_never_sees_a_partial_report(tmp_path):
-    """A writer in another process rewrites a 1 MB report while this one reads it: every read
-    is a whole report (a temporary file renamed over the old one), never a torn one."""
-    path = tmp_path / "report.json"
-    report.write_json(path, {"schema": "big", "round": -1, "values": []})
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "60"])
-    reads = set()
-    while writer.poll() is None:
-        data = json.loads(path.read_text())  # a torn file raises here
-        assert len(data["values"]) in (0, 200_000) and set(data["values"]) <= {data["round"] % 7}
-        reads.add(data["round"])
-    assert writer.returncode == 0 and len(reads) > 2, reads  # it read while the writer wrote
-    assert json.loads(path.read_text())["round"] == 59
-    assert os.listdir(tmp_path) == ["report.json"]  # no temporary file left behind
-
-
-def test_a_failed_write_leaves_the_previous_report(tmp_path):
-    path = tmp_path / "report.json"
-    report.write_json(path, {"schema": "x", "n": 1})
-    with pytest.raises(ValueError):
-        report.write_json(path, {"schema": "x", "n": float("nan")})  # not JSON: refused mid-write
-    assert json.loads(path.read_text()) == {"schema": "x", "n": 1} and os.listdir(tmp_path) == ["report.json"]

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from xor_gpu import compare, problem, render, report, results
+from xor_gpu import compare, files, problem, render, results
 from xor_gpu.errors import CheckFailed, ConfigError, DeviceError, Interrupted
 from xor_gpu.results import CheckSummary, Difference, Parity, Sweep, Tolerances, TrainRun
 
@@ -152,7 +152,7 @@ def test_a_broken_summary_is_bad_input(tmp_path, edit, fragment):
     data = _load("check-cpu.json")
     edit(data)
     path = tmp_path / "s.json"
-    report.write_json(path, data)
+    files.write_json(path, data)
     with pytest.raises(ConfigError, match=fragment):
         compare.compare([str(path)], compare.BUILTIN)
 

@@ -19,8 +19,8 @@ import signal
 import sys
 import time
 
-from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, host, parity, pipeline, plots, render,
-                     report)
+from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, files, host, parity, pipeline, plots,
+                     render, report)
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
 from xor_gpu.results import (CONFIG_FIELDS, FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary,
                              Difference, Failure, Step, Tolerances)
@@ -42,7 +42,7 @@ class Log:
             self.lines.append(detail.rstrip())
 
     def save(self):
-        report._atomic(self.path, lambda f: f.write("\n".join(self.lines) + "\n"))
+        files.write_text(self.path, "\n".join(self.lines) + "\n")
 
 
 def prepare_out(out):
@@ -94,7 +94,7 @@ class Check:
         self.steps, self.runs, self.failure = [], {}, None  # failure: the error to raise at the end
         self.doing = STEPS[0]  # the step under way, named when a signal interrupts it
         self.interrupted = None  # the Interrupted error of the signal that ended the check
-        self.plots = report.can_plot()  # without matplotlib the check still runs, without PNGs
+        self.plots = plots.available()  # without matplotlib the check still runs, without PNGs
         self.clock = Clock()
 
     def step(self, name, status, span, summary, **figures):
@@ -131,7 +131,7 @@ class Check:
     def run(self):
         device = self.config.device
         findings = doctor.collect()
-        report.write_json(os.path.join(self.out, "doctor.json"), findings)
+        files.write_json(os.path.join(self.out, "doctor.json"), findings)
         doctor_span = self.clock.lap()
         # The doctor's advice is about Theano's stack (pygpu, NVIDIA libraries for libgpuarray).
         theano = engines.get(self.config.engine).libgpuarray
@@ -157,7 +157,7 @@ class Check:
                 return self.skip_rest("training failed")
             r = first.report
             self.runs[device] = r
-            report.write_json(os.path.join(self.out, "train.json"), r)
+            files.write_json(os.path.join(self.out, "train.json"), r)
             self.step("train", PASSED if r["converged"] else FAILED, self.clock.lap(), render.check_train(r),
                       converged=r["converged"], final_loss=r["final_loss"], steps_per_second=r["steps_per_second"],
                       weights_sha256=r["weights_sha256"])

@@ -126,22 +126,20 @@ def config_from(args, device, engine=engines.DEFAULT):
 
 
 def cmd_train(args):
-    from xor_gpu import render, report, train
+    from xor_gpu import files, plots, render, report, train
 
     config = config_from(args, args.device, engines.get(args.engine).name)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    report.check_writable(args.json)
-    report.check_plot_path(args.plot)
+    files.check_writable(args.json)
+    plots.check_path(args.plot)
     if seeds:
         return _train_seeds(args, config, seeds)
     with _progress(config.steps, f"train {config.device}") as bar:
         result = train.run(config, progress=bar.update)
     data = report.train_report(result)
     if args.json:
-        report.write_json(args.json, data)
+        files.write_json(args.json, data)
     if args.plot:
-        from xor_gpu import plots
-
         plots.plot_runs(args.plot, {config.device: data},
                         f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
     print(render.train(data))
@@ -151,16 +149,14 @@ def cmd_train(args):
 
 
 def _train_seeds(args, config, seeds):
-    from xor_gpu import render, report, train
+    from xor_gpu import files, plots, render, report, train
 
     with _progress(config.steps * len(seeds), f"train {config.device}, {len(seeds)} seeds") as bar:
         results = train.run_seeds(config, seeds, progress=bar.update)
     data = report.seeds_report(results)
     if args.json:
-        report.write_json(args.json, data)
+        files.write_json(args.json, data)
     if args.plot:
-        from xor_gpu import plots
-
         plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data["runs"].items()},
                         f"XOR loss by seed, {config.device}, {config.floatx}")
     print(render.seeds(data))

@@ -9,7 +9,7 @@ failed or that was interrupted is a row of its own, not bad input.
 import importlib.resources
 import os
 
-from xor_gpu import pipeline, plots, render, report, results
+from xor_gpu import files, pipeline, plots, render, results
 from xor_gpu.errors import ConfigError
 from xor_gpu.results import DEFAULT_ATOL, DEFAULT_RTOL, Comparison, Node, Row, Tolerances, TrainRun
 
@@ -59,8 +59,8 @@ def plot(path, result):
 
 def main(paths, reference=None, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, json_path=None, plot_path=None, every=None):
     tolerances = Tolerances(atol, rtol)
-    report.check_writable(json_path)
-    report.check_plot_path(plot_path)
+    files.check_writable(json_path)
+    plots.check_path(plot_path)
     result = compare(paths, reference, tolerances)
     return pipeline.finish(result, render.comparison(result, every), json_path,
                            (lambda: plot(plot_path, result)) if plot_path else None, render.passed("compare"))

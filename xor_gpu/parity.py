@@ -4,7 +4,7 @@ Theano binds its device at import, so each device runs as a child `xor-gpu train
 (xor_gpu.pipeline.collect); the result (xor_gpu.results.Parity) holds every run against
 the first device's.
 """
-from xor_gpu import engines, pipeline, plots, render, report
+from xor_gpu import engines, files, pipeline, plots, render
 from xor_gpu.config import check_device
 from xor_gpu.errors import ConfigError
 from xor_gpu.results import Parity, Tolerances
@@ -42,8 +42,8 @@ def plot(path, result):
 def main(config, runs, atol, rtol, json_path=None, plot_path=None):
     """runs: {label: (engine, device)}, the first the reference (runs_of())."""
     tolerances = Tolerances(atol, rtol)
-    report.check_writable(json_path)
-    report.check_plot_path(plot_path)
+    files.check_writable(json_path)
+    plots.check_path(plot_path)
     reports, failures = pipeline.collect(config, runs)
     result = assess(config, list(runs), reports, failures, tolerances)
     return pipeline.finish(result, None if failures else render.parity(result), json_path,

@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from xor_gpu.report import _atomic
+from xor_gpu.errors import ConfigError
+from xor_gpu.files import check_writable, write_atomically
 from xor_gpu.results import max_prediction_difference, relative_loss_differences
 
 # A loss curve spanning less than this ratio reads better on a linear axis.
@@ -18,6 +19,25 @@ LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.
 # Above this many runs, the loss panel names only the reference (each run is named below).
 FLEET = 8
 WITHIN, OVER, NO_TOL, REFERENCE, TOL_LINE = "tab:green", "tab:red", "tab:blue", "black", "crimson"
+
+
+def available():
+    """Whether matplotlib imports (an optional dependency: pip install 'xor_gpu[plot]')."""
+    try:
+        import matplotlib  # noqa: F401  (a broken install fails here, not after training)
+    except ImportError:
+        return False
+    return True
+
+
+def check_path(path):
+    """A --plot path (None: no plot) before anything runs: writable, a PNG's name, and
+    matplotlib there to draw it."""
+    check_writable(path)
+    if path is not None and not str(path).lower().endswith(".png"):
+        raise ConfigError(f"--plot {path}: plots are PNG images; give a path ending in .png")
+    if path is not None and not available():
+        raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'")
 
 
 def loss_axis_scale(values):
@@ -266,11 +286,11 @@ def _figure(**kwargs):
 
 
 def _save(fig, path):
-    """Write the figure as a PNG atomically (report._atomic), then free it; returns it."""
+    """Write the figure as a PNG atomically (xor_gpu.files), then free it; returns it."""
     import matplotlib.pyplot as plt
 
     try:
-        _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     finally:
         plt.close(fig)
     return fig

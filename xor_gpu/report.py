@@ -1,18 +1,13 @@
 """What a run leaves behind: its train report (schema in README.md and xor_gpu.results),
-written as JSON; the text is xor_gpu.render's.
-
-Files are written atomically (a temporary file in the same folder, then os.replace), so a
-reader never sees half a report, and paths are checked before training starts.
+written as JSON (xor_gpu.files); the text is xor_gpu.render's.
 """
 import json
 import os
 import platform
 import socket
-import tempfile
 
 from xor_gpu import host
 from xor_gpu.problem import CONVERGENCE_MARGIN, INPUTS, TARGETS, row_key
-from xor_gpu.errors import ConfigError
 from xor_gpu.results import SEEDS_SCHEMA, TRAIN_SCHEMA
 
 # The image writes its manifest here; the offline bundle points XOR_GPU_MANIFEST at its own.
@@ -73,53 +68,6 @@ def train_report(result):
         "weights_sha256": result.weights_sha256,
         "final_weights": result.final_weights,
     }
-
-
-def check_writable(path):
-    """Fail before training, not after, when an output file cannot be written."""
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ConfigError(f"cannot write {path}: it is a directory")
-    if not os.path.isdir(folder):
-        raise ConfigError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write {path}: folder {folder} is not writable")
-
-
-def can_plot():
-    try:
-        import matplotlib  # noqa: F401  (a broken install fails here, not after training)
-    except ImportError:
-        return False
-    return True
-
-
-def check_plot_path(path):
-    """As check_writable, the name a PNG's, and matplotlib must be there: all before training."""
-    check_writable(path)
-    if path is not None and not str(path).lower().endswith(".png"):
-        raise ConfigError(f"--plot {path}: plots are PNG images; give a path ending in .png")
-    if path is not None and not can_plot():
-        raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'")
-
-
-def _atomic(path, write, mode="w"):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(path, data):
-    _atomic(path, lambda f: (json.dump(data, f, indent=2, allow_nan=False), f.write("\n")))
 
 
 def seeds_report(results):

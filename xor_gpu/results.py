@@ -1,7 +1,7 @@
 """What every command produces, typed: a train run, its differences against a reference,
 parity, a seed sweep, a check summary, compare's rows and nodes. The one place that knows
 every report schema: reading a report file (ConfigError, one line, for anything that is not
-one of ours) and each result's JSON (to_dict, written by report.write_json).
+one of ours) and each result's JSON (to_dict, written by files.write_json).
 
 The schemas are those of README.md; fields are only ever added (tests/data holds reports of
 earlier releases, which must keep loading).

@@ -6,7 +6,7 @@ run of the same seed (xor_gpu.results.Sweep says which seeds fail and why).
 """
 import sys
 
-from xor_gpu import pipeline, plots, render, report
+from xor_gpu import files, pipeline, plots, render
 from xor_gpu.results import Sweep, Tolerances
 
 
@@ -19,8 +19,8 @@ def assess(config, devices, seeds, sweeps, failures, tolerances):
 def main(config, runs, seeds, atol, rtol, json_path=None, plot_path=None):
     """runs: {label: (engine, device)}, the first the reference (parity.runs_of())."""
     tolerances = Tolerances(atol, rtol)
-    report.check_writable(json_path)
-    report.check_plot_path(plot_path)
+    files.check_writable(json_path)
+    plots.check_path(plot_path)
     sweeps, failures = pipeline.collect(config, runs, seeds)
     for label, data in sweeps.items():
         converged = sum(r["converged"] for r in data["runs"].values())
