@@ -13,27 +13,43 @@ import re
 import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "xor_gpu"
-ON_DEMAND = re.compile(r"xor_gpu\.(\w+):\w+")
+ON_DEMAND = re.compile(r"xor_gpu\.([\w.]+):\w+")
+
+
+def _module(dotted, package=PACKAGE):
+    """The graph's name of module xor_gpu.DOTTED ("results.runs"), or None where there is none."""
+    path = package.joinpath(*dotted.split("."))
+    return dotted if path.with_suffix(".py").exists() or (path / "__init__.py").exists() else None
 
 
 def _imported(node, package=PACKAGE):
-    """The xor_gpu modules an import statement names."""
+    """The xor_gpu modules an import statement names: `from xor_gpu.results import runs` names
+    results.runs, `from xor_gpu.results import X` (not a module) the package results."""
     if isinstance(node, ast.Import):
-        return [a.name.split(".")[1] for a in node.names if a.name.startswith("xor_gpu.")]
+        return [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("xor_gpu.")]
     if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "xor_gpu":
-        if node.module == "xor_gpu":
-            return [a.name for a in node.names
-                    if (package / f"{a.name}.py").exists() or (package / a.name / "__init__.py").exists()]
-        return [node.module.split(".")[1]]
+        inside = node.module.partition(".")[2]
+        found = [_module(f"{inside}.{a.name}" if inside else a.name, package) for a in node.names]
+        return [m for m in found if m] if not inside or any(found) else [inside]
     return []
+
+
+def _sources(package):
+    """(name, path) of every module: the top-level ones (the package's __init__ named xor_gpu),
+    and each subpackage's, named from the package (results, results.runs; cuda_standin)."""
+    for path in sorted(package.glob("*.py")):
+        yield package.name if path.name == "__init__.py" else path.stem, path
+    for init in sorted(package.glob("*/__init__.py")):
+        yield init.parent.name, init
+        for path in sorted(init.parent.glob("*.py")):
+            if path != init:
+                yield f"{init.parent.name}.{path.stem}", path
 
 
 def graph(package=PACKAGE):
     """{module: {"lines", "imports", "late_imports"}}: imports at module level, and inside functions."""
     modules = {}
-    # Top-level modules and the subpackages' __init__ (e.g. cuda_standin), named by their folder.
-    for path in sorted([*package.glob("*.py"), *package.glob("*/__init__.py")]):
-        name = path.parent.name if path.name == "__init__.py" else path.stem
+    for name, path in _sources(package):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         top = {m for node in tree.body for m in _imported(node, package)}
         late = {match[1] for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)

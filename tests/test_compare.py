@@ -9,7 +9,8 @@ import pytest
 
 from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
 from xor_gpu import compare, host, render
-from xor_gpu.results import CONFIG_FIELDS, Difference, Parity, Tolerances
+from xor_gpu.results.parity import Parity
+from xor_gpu.results.runs import CONFIG_FIELDS, Difference, Tolerances
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
 H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # checks run on an NVIDIA H200 node

@@ -14,7 +14,7 @@ import pytest
 
 from xor_gpu import engines
 from xor_gpu.compare import builtin_reference_path
-from xor_gpu.results import Difference
+from xor_gpu.results.runs import Difference
 from xorlib import one_line_error, run_cli, train_report
 
 PYTENSOR_ENGINES = ["pytensor", "pytensor-numba", "pytensor-jax"]

@@ -25,12 +25,17 @@ def test_the_graph_sees_every_import(tmp_path):
     (tmp_path / "b.py").write_text("import os\n\ndef f():\n    from xor_gpu.a import x\n")
     (tmp_path / "c.py").write_text("import xor_gpu.b\n")
     (tmp_path / "d.py").write_text('RUNTIME = "xor_gpu.c:Runtime"\n')  # imported when first used
+    (tmp_path / "p").mkdir()  # a subpackage: its modules named from the package
+    (tmp_path / "p" / "__init__.py").write_text("")
+    (tmp_path / "p" / "q.py").write_text("from xor_gpu.p import r\nfrom xor_gpu import c\n")
+    (tmp_path / "p" / "r.py").write_text("from xor_gpu.p import NAME\n")  # a name of the package itself
     graph = _import_graph()
     modules = graph.graph(tmp_path)
     assert {m: (v["imports"], v["late_imports"]) for m, v in modules.items()} == {
-        "a": (["b"], []), "b": ([], ["a"]), "c": (["b"], []), "d": ([], ["c"])}
+        "a": (["b"], []), "b": ([], ["a"]), "c": (["b"], []), "d": ([], ["c"]),
+        "p": ([], []), "p.q": (["c", "p.r"], []), "p.r": (["p"], [])}
     assert graph.cycles(modules) == [["a", "b"]] and graph.cycles(modules, late=False) == []
-    assert graph.layers(modules) == {"a": 1, "b": 0, "c": 1, "d": 0}
+    assert graph.layers(modules) == {"a": 1, "b": 0, "c": 1, "d": 0, "p": 0, "p.q": 2, "p.r": 1}
 
 
 def test_no_import_cycles():
@@ -73,7 +78,8 @@ def _engine_comparisons(tree):
 
 
 def test_engine_names_are_compared_only_in_the_registry():
-    found = [f"{path.name}:{line}: {text}" for path in sorted(PACKAGE.glob("*.py")) if path.name != "engines.py"
+    found = [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path != PACKAGE / "engines.py"
              for line, text in _engine_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
     assert found == []
 
@@ -109,7 +115,8 @@ def _device_comparisons(tree):
 
 
 def test_device_names_are_read_only_in_devices_py():
-    found = [f"{path.name}:{line}: {text}" for path in sorted(PACKAGE.glob("*.py")) if path.name != "devices.py"
+    found = [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path != PACKAGE / "devices.py"
              for line, text in _device_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
     assert found == []
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from xor_gpu.results import Tolerances, relative_loss_differences as relative_differences
+from xor_gpu.results.runs import Tolerances, relative_loss_differences as relative_differences
 from xor_gpu import sweep
 from xor_gpu.config import TrainConfig
 from xor_gpu.plots import loss_axis_scale, margin_text, plot_runs, plot_seeds

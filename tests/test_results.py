@@ -8,16 +8,20 @@ import pathlib
 
 import pytest
 
-from xor_gpu import compare, files, problem, render, results
+from xor_gpu import compare, files, problem, render
 from xor_gpu.errors import CheckFailed, ConfigError, DeviceError, Interrupted
-from xor_gpu.results import CheckSummary, Difference, Parity, Sweep, Tolerances, TrainRun
+from xor_gpu.results import schemas
+from xor_gpu.results.check import CheckSummary
+from xor_gpu.results.parity import Parity
+from xor_gpu.results.runs import Difference, Tolerances, TrainRun
+from xor_gpu.results.sweep import Sweep
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"
 H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # written on an NVIDIA H200 node
 
 
 def _load(name):
-    return results.load(DATA / name)
+    return schemas.load(DATA / name)
 
 
 def _tokens(text):
@@ -34,7 +38,7 @@ def _printed(name, drop_last=True):
 def test_a_train_report_loads_and_renders_as_before():
     data = _load("train.json")
     run = TrainRun("train.json", data)
-    assert run.converged is True and run["schema"] == results.TRAIN_SCHEMA
+    assert run.converged is True and run["schema"] == schemas.TRAIN_SCHEMA
     assert Difference.between(data, data) == Difference(0.0, 0.0, True)
 
 
@@ -94,7 +98,7 @@ def test_a_summarys_verdict_is_its_error_with_its_exit_status(name, error):
 def test_a_gpu_nodes_summary_loads_and_writes_back_as_it_was(name, engine):
     """Real summaries of a CUDA 13 node: passed, and every field written back unchanged
     (the "cuda" record of the NVIDIA libraries kept as the check wrote it)."""
-    data = results.load(H200 / name)
+    data = schemas.load(H200 / name)
     summary = CheckSummary.from_dict(data)
     assert summary.passed and summary.verdict() is None and summary.config["engine"] == engine
     assert summary.extra["cuda"]["driver"] == "13.0" and summary.device["active"] == "cuda"

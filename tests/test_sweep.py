@@ -10,7 +10,8 @@ from xorlib import CLOSE, FAR, STALLED_FAR, one_line_error, run_cli, stub_sweep
 from xor_gpu import render, sweep
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, DeviceError
-from xor_gpu.results import Failure, Tolerances
+from xor_gpu.results.parity import Failure
+from xor_gpu.results.runs import Tolerances
 
 TOL = Tolerances(1e-4, 1e-3)
 

@@ -6,7 +6,7 @@ import pytest
 from xor_gpu import report, train
 from xor_gpu.config import PROGRESS_CALLS, TrainConfig
 from xor_gpu.engines import C_CHAIN_STEPS_PER_CALL, CPU_STEPS_PER_CALL, MAX_SCAN
-from xor_gpu.results import Difference, TrainRun, check_same_config
+from xor_gpu.results.runs import Difference, TrainRun, check_same_config
 from xorlib import train_report
 
 # Short runs that converge like the seed config (lr x steps = 600); 2,000 steps sample the

@@ -5,7 +5,7 @@ Steps: doctor (what is installed), train (the seed config on DEV, converged), de
 (a second independent run on DEV ends with bitwise-identical weights), parity (the CPU
 against DEV within the tolerances), reference (each run against the committed reference).
 Every training runs in its own process (xor_gpu.child). OUT gets summary.json (schema
-xor_gpu.check/1, xor_gpu.results.CheckSummary) beside the train and parity reports and
+xor_gpu.check/1, xor_gpu.results.check.CheckSummary) beside the train and parity reports and
 plots; a failed step, or SIGTERM/SIGINT, never stops the summary from being written.
 
 On a device with hardware of its own (a CUDA GPU) the CPU reference trains beside the
@@ -22,8 +22,9 @@ import time
 from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, files, host, parity, pipeline, plots,
                      render, report)
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
-from xor_gpu.results import (CONFIG_FIELDS, FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary,
-                             Difference, Failure, Step, Tolerances)
+from xor_gpu.results.check import FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary, Step
+from xor_gpu.results.parity import Failure
+from xor_gpu.results.runs import CONFIG_FIELDS, Difference, Tolerances
 
 STEPS = ("doctor", "train", "determinism", "parity", "reference")
 

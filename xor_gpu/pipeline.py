@@ -7,7 +7,7 @@ import sys
 
 from xor_gpu import child, engines, files, render
 from xor_gpu.errors import EXIT_OK
-from xor_gpu.results import Failure
+from xor_gpu.results.parity import Failure
 
 
 def collect(config, runs, seeds=None):

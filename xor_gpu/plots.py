@@ -11,7 +11,7 @@ import numpy as np
 
 from xor_gpu.errors import ConfigError
 from xor_gpu.files import check_writable, write_atomically
-from xor_gpu.results import max_prediction_difference, relative_loss_differences
+from xor_gpu.results.runs import max_prediction_difference, relative_loss_differences
 
 # A loss curve spanning less than this ratio reads better on a linear axis.
 LOG_SPAN = 20

@@ -3,8 +3,9 @@ parity, the seed sweep, check and compare (xor_gpu.results holds the results the
 import re
 
 from xor_gpu.problem import CONVERGENCE_MARGIN, ROWS, row_converged
-from xor_gpu.results import (FAILED, NODE_OF_CHECK, NODE_PASS, NODE_STATUSES, Difference, alike, node_kind,
-                             row_kind)
+from xor_gpu.results.check import FAILED
+from xor_gpu.results.fleet import NODE_OF_CHECK, NODE_PASS, NODE_STATUSES, alike, node_kind, row_kind
+from xor_gpu.results.runs import Difference
 
 
 def yes(flag):

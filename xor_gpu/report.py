@@ -8,7 +8,7 @@ import socket
 
 from xor_gpu import host
 from xor_gpu.problem import CONVERGENCE_MARGIN, INPUTS, TARGETS, row_key
-from xor_gpu.results import SEEDS_SCHEMA, TRAIN_SCHEMA
+from xor_gpu.results.schemas import SEEDS_SCHEMA, TRAIN_SCHEMA
 
 # The image writes its manifest here; the offline bundle points XOR_GPU_MANIFEST at its own.
 MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"

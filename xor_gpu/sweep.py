@@ -2,12 +2,13 @@
 
 Each device trains every seed in one child process (`xor-gpu train --seeds`: one
 compilation serves them all), and each seed's run is compared with the reference device's
-run of the same seed (xor_gpu.results.Sweep says which seeds fail and why).
+run of the same seed (xor_gpu.results.sweep.Sweep says which seeds fail and why).
 """
 import sys
 
 from xor_gpu import files, pipeline, plots, render
-from xor_gpu.results import Sweep, Tolerances
+from xor_gpu.results.runs import Tolerances
+from xor_gpu.results.sweep import Sweep
 
 
 def assess(config, devices, seeds, sweeps, failures, tolerances):
