@@ -58,7 +58,7 @@ def test_verdict_on_plain_data(other, error, fragment):
     if error is None:
         result.verdict()
         assert data["passed"]
-        assert data["differences"]["opencl0:0"]["bitwise_equal"] == (other["weights_sha256"] == REF["weights_sha256"])
+        assert data["differences"]["opencl0:0"]["bitwise_equal"] == (other.weights_sha256 == REF.weights_sha256)
     else:
         assert not data["passed"]
         with pytest.raises(error, match=fragment):

@@ -126,7 +126,8 @@ def config_from(args, device, engine=engines.DEFAULT):
 
 
 def cmd_train(args):
-    from xor_gpu import files, plots, render, report, train
+    from xor_gpu import files, origin, plots, render, train
+    from xor_gpu.results.train_report import TrainReport
 
     config = config_from(args, args.device, engines.get(args.engine).name)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
@@ -136,28 +137,29 @@ def cmd_train(args):
         return _train_seeds(args, config, seeds)
     with _progress(config.steps, f"train {config.device}") as bar:
         result = train.run(config, progress=bar.update)
-    data = report.train_report(result)
+    data = TrainReport.of(result, origin.here())
     if args.json:
-        files.write_json(args.json, data)
+        files.write_json(args.json, data.to_dict())
     if args.plot:
         plots.plot_runs(args.plot, {config.device: data},
                         f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
     print(render.train(data))
-    if args.check and not data["converged"]:
+    if args.check and not data.converged:
         raise CheckFailed("did not converge")
     return EXIT_OK
 
 
 def _train_seeds(args, config, seeds):
-    from xor_gpu import files, plots, render, report, train
+    from xor_gpu import files, origin, plots, render, train
+    from xor_gpu.results.train_report import SeedsReport
 
     with _progress(config.steps * len(seeds), f"train {config.device}, {len(seeds)} seeds") as bar:
         results = train.run_seeds(config, seeds, progress=bar.update)
-    data = report.seeds_report(results)
+    data = SeedsReport.of(results, origin.here())
     if args.json:
-        files.write_json(args.json, data)
+        files.write_json(args.json, data.to_dict())
     if args.plot:
-        plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data["runs"].items()},
+        plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data.runs.items()},
                         f"XOR loss by seed, {config.device}, {config.floatx}")
     print(render.seeds(data))
     if args.check and not all(r.converged for r in results):

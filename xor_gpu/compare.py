@@ -11,9 +11,8 @@ import os
 
 from xor_gpu import files, pipeline, plots, render
 from xor_gpu.errors import ConfigError
-from xor_gpu.results.fleet import Comparison, Node, Row
-from xor_gpu.results.runs import (CONFIG_FIELDS, DEFAULT_ATOL, DEFAULT_RTOL, Tolerances, TrainRun, check_same_config,
-                                  reference_run, runs_in)
+from xor_gpu.results.fleet import Comparison, Row, read, reference_run
+from xor_gpu.results.runs import DEFAULT_ATOL, DEFAULT_RTOL, Tolerances, TrainRun, check_same_config
 from xor_gpu.results.schemas import load
 
 BUILTIN = "builtin"  # --reference builtin: the committed reference shipped with the package
@@ -36,9 +35,10 @@ def compare(paths, reference=None, tolerances=Tolerances()):
     """The Comparison of the reports at `paths`; ConfigError for anything that is not a report."""
     if not paths:
         raise ConfigError("compare needs at least one report")
-    reports = [(str(path), load(path)) for path in paths]
-    nodes = [Node.of(path, data) for path, data in reports]
-    runs = [run for path, data in reports for run in runs_in(path, data)]
+    loaded = [(str(path), load(path)) for path in paths]  # every file read before any is judged
+    reports = [read(path, data) for path, data in loaded]
+    nodes = [node for node, _ in reports]
+    runs = [run for _, held in reports for run in held]
     if reference is not None:
         ref = reference_of(reference)
     elif len(runs) == 1:
@@ -47,7 +47,7 @@ def compare(paths, reference=None, tolerances=Tolerances()):
         ref, runs = (runs[0], runs[1:]) if runs else (None, [])
     if ref is not None:
         check_same_config(ref, runs)
-    config = {f: ref["config"][f] for f in CONFIG_FIELDS} if ref else None
+    config = ref.report.comparable_config() if ref else None
     return Comparison(config, ref, tolerances, [Row.of(run, ref, tolerances) for run in runs], nodes, runs)
 
 

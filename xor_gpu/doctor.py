@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import backend, child, compile_cache, cuda_libs, devices, files, host, report
+from xor_gpu import backend, child, compile_cache, cuda_libs, devices, files, host, origin
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
 
@@ -112,7 +112,7 @@ def collect(device=None):
     findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
     findings["compiledir"] = compile_cache.compiledir()
     findings["pocl_cache_dir"] = os.environ.get("POCL_CACHE_DIR", "(PoCL default, ~/.cache/pocl)")
-    manifest = report.read_manifest()
+    manifest = origin.read_manifest()
     if manifest:
         findings["manifest"] = manifest
     if device:

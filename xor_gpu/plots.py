@@ -86,8 +86,8 @@ def _colors(n):
 
 
 def _steps(report, n=None):
-    history = report["loss_history"]
-    return np.arange(len(history["values"]) if n is None else n) * history["every"]
+    history = report.loss_history
+    return np.arange(len(history.values) if n is None else n) * history.every
 
 
 def _legend(ax, n):
@@ -138,8 +138,8 @@ def _loss_panel(ax, ref_label, ref, others, colors):
     curves += [(label, r, c, "-" if single else "--", 1.8 if single else 1.2)
                for (label, r), c in zip(others.items(), colors)]
     for label, r, color, style, width in curves:
-        ax.plot(_steps(r), r["loss_history"]["values"], label=label, color=color, linestyle=style, linewidth=width)
-    ax.set_yscale(loss_axis_scale([v for _, r, *_ in curves for v in r["loss_history"]["values"]]))
+        ax.plot(_steps(r), r.loss_history.values, label=label, color=color, linestyle=style, linewidth=width)
+    ax.set_yscale(loss_axis_scale([v for _, r, *_ in curves for v in r.loss_history.values]))
     if ax.get_yscale() == "log":
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.yaxis.set_minor_formatter(NullFormatter())
@@ -169,14 +169,14 @@ def _loss_difference_panel(ax, ref_label, ref, others, colors, rtol, height):
     """height: the log axis' height in inches, the strip of exact zeros hangs below it."""
     from matplotlib.ticker import LogLocator
 
-    ref_values = ref["loss_history"]["values"]
+    ref_values = ref.loss_history.values
     n = len(others)
     # Exact zeros go on a strip of their own under the log axis, one row per run.
     strip_height = _strip_inches(n) / height
     strip = ax.inset_axes([0, -0.03 - strip_height, 1, strip_height], sharex=ax)
     nonzero = []
     for row, ((label, r), color) in enumerate(zip(others.items(), colors)):
-        rel, zero = relative_loss_differences(ref_values, r["loss_history"]["values"])
+        rel, zero = relative_loss_differences(ref_values, r.loss_history.values)
         steps = _steps(r, len(rel))
         if zero.all():
             text = f"{label}: bitwise equal"
@@ -241,7 +241,7 @@ def _width(others):
 
 
 def plot_runs(path, runs, title, reference=None, atol=None, rtol=None, missing=()):
-    """Write the PNG for `runs` ({label: train report}) atomically to path; returns the figure.
+    """Write the PNG for `runs` ({label: TrainReport}) atomically to path; returns the figure.
 
     reference: the label in runs the others are compared with, a (label, report) pair for
     one that is not among them, or None (loss curves only). atol bounds the max |prediction

@@ -24,7 +24,7 @@ def main(config, runs, seeds, atol, rtol, json_path=None, plot_path=None):
     plots.check_path(plot_path)
     sweeps, failures = pipeline.collect(config, runs, seeds)
     for label, data in sweeps.items():
-        converged = sum(r["converged"] for r in data["runs"].values())
+        converged = sum(r.converged for r in data.runs.values())
         print(f"{label}: {converged} of {len(seeds)} seeds converged", file=sys.stderr)
     result = assess(config, list(runs), seeds, sweeps, failures, tolerances)
     return pipeline.finish(result, None if failures else render.sweep(result), json_path,

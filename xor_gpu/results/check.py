@@ -4,7 +4,7 @@ import dataclasses
 import signal
 
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted
-from xor_gpu.results.runs import Tolerances
+from xor_gpu.results.runs import Tolerances, held_runs
 from xor_gpu.results.schemas import CHECK_SCHEMA, plain
 
 
@@ -65,7 +65,7 @@ class CheckSummary:
     reference: dict
     versions: dict
     origin: dict
-    runs: dict  # label -> train report
+    runs: dict  # label -> TrainReport
     failed_step: str = None
     reason: str = None
     interrupted_by: str = None
@@ -96,7 +96,7 @@ class CheckSummary:
                 "interrupted_by": self.interrupted_by, "node": self.node, "config": self.config,
                 "device": self.device, "steps": [s.to_dict() for s in self.steps],
                 "tolerances": self.tolerances.to_dict(), "reference": self.reference, "versions": self.versions,
-                "origin": self.origin, "runs": self.runs, **self._timing(), **self.extra}
+                "origin": self.origin, "runs": plain(self.runs), **self._timing(), **self.extra}
 
     def _timing(self):
         if self.wall_seconds is None:  # a summary older than these fields, written back as read
@@ -105,6 +105,8 @@ class CheckSummary:
 
     @classmethod
     def from_dict(cls, data, path="summary"):
+        """`path` names the summary in its errors, PATH[NAME] a run it holds."""
+        runs = held_runs(path, data.get("runs"))
         status = data.get("status", status_of_exit(data.get("exit_status")))
         if status not in CHECK_STATUSES:
             raise ConfigError(f"{path}: unknown check status {status!r} (expected {', '.join(CHECK_STATUSES)})")
@@ -114,7 +116,7 @@ class CheckSummary:
             fields = {f.name for f in dataclasses.fields(cls)} | {"schema", "passed", "overlap_seconds"}
             return cls(status, data["exit_status"], data["config"], data["device"], steps,
                        Tolerances.from_dict(data["tolerances"]), data["reference"], data.get("versions") or {},
-                       data.get("origin") or {}, data.get("runs") or {},
+                       data.get("origin") or {}, runs,
                        data.get("failed_step", failed), data.get("reason", _old_reason(status, steps)),
                        data.get("interrupted_by"), data.get("node", (data.get("origin") or {}).get("host")),
                        {k: v for k, v in data.items() if k not in fields}, data.get("wall_seconds"))

@@ -6,8 +6,9 @@ from xor_gpu.devices import device
 from xor_gpu.errors import CheckFailed, ConfigError
 from xor_gpu.results.check import CHECK_STATUSES, FAILED, PASSED, CheckSummary
 from xor_gpu.results.parity import Parity
-from xor_gpu.results.runs import Difference, Tolerances, TrainRun, runs_in
-from xor_gpu.results.schemas import CHECK_SCHEMA, COMPARE_SCHEMA, PARITY_SCHEMA
+from xor_gpu.results.runs import Difference, Tolerances, TrainRun
+from xor_gpu.results.schemas import CHECK_SCHEMA, COMPARE_SCHEMA, PARITY_SCHEMA, RUN_SCHEMAS, TRAIN_SCHEMA, load
+from xor_gpu.results.train_report import RunDevice, TrainReport
 
 
 # A node's status in compare's fleet view (upper case: a verdict, as compare's "FAIL").
@@ -43,8 +44,7 @@ def node_kind(node):
 
 def row_kind(row):
     """What makes runs alike: the same device and GPU, weights and verdict against the reference."""
-    return (row.device.get("active"), row.device.get("name"), row.weights_sha256, row.difference, row.converged,
-            row.passed)
+    return (row.device.active, row.device.name, row.weights_sha256, row.difference, row.converged, row.passed)
 
 
 @dataclasses.dataclass
@@ -52,7 +52,7 @@ class Row:
     """compare: one run against the reference."""
     label: str
     where: str
-    device: dict
+    device: RunDevice
     predictions: dict
     weights_sha256: str
     converged: bool
@@ -62,11 +62,13 @@ class Row:
     @classmethod
     def of(cls, run, reference, tolerances):
         diff = Difference.between(reference.report, run.report)
-        return cls(run.label, run.where(), run["device"], run["predictions"], run["weights_sha256"],
+        report = run.report
+        return cls(run.label, run.where(), report.device, report.predictions, report.weights_sha256,
                    run.converged, diff, tolerances.admit(diff) and run.converged)
 
     def to_dict(self):
-        return {"label": self.label, "where": self.where, "device": self.device, "predictions": self.predictions,
+        return {"label": self.label, "where": self.where, "device": self.device.to_dict(),
+                "predictions": self.predictions,
                 "weights_sha256": self.weights_sha256, "converged": self.converged, **self.difference.to_dict(),
                 "passed": self.passed}
 
@@ -85,7 +87,8 @@ def gpu_libraries(versions, cuda):
 
 @dataclasses.dataclass
 class Node:
-    """compare: one report given, seen as the machine that made it. nvrtc and cublas: those
+    """compare: one report given, seen as the machine that made it (read() makes it, by the
+    report's schema; its runs are counted, not compared). nvrtc and cublas: those
     libgpuarray loaded (None for a run that did not load it); libraries: what the GPU run used,
     in words (gpu_libraries)."""
     report: str
@@ -107,39 +110,72 @@ class Node:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "runs"}
 
     @classmethod
-    def of(cls, path, data):
-        """From a report (dict), by its schema; its runs are counted, not compared."""
-        runs = runs_in(path, data)
-        origin = data.get("origin") or (runs[0]["origin"] if runs else {}) or {}
-        if data["schema"] == CHECK_SCHEMA:
-            summary = CheckSummary.from_dict(data, path)
-            cuda = summary.extra.get("cuda") or {}
-            requested = summary.device.get("requested")
-            gpu = _gpu(requested, summary.device.get("name"))
-            libgpuarray = "pygpu" in summary.versions
-            return cls(str(path), summary.node or origin.get("host"), requested, gpu, cuda.get("driver"),
-                       *((cuda.get(kind) or {}).get("version") if libgpuarray else None for kind in ("nvrtc", "cublas")),
-                       NODE_OF_CHECK[summary.status], summary.failed_step, summary.reason,
-                       libraries=gpu_libraries(summary.versions, cuda) if gpu else None,
-                       engine=summary.config.get("engine"),
-                       weights_sha256=(summary.runs.get(requested) or {}).get("weights_sha256"), runs=len(runs))
-        if data["schema"] == PARITY_SCHEMA:
-            try:
-                parity = Parity.from_dict(data)
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise ConfigError(f"{path}: not a complete {PARITY_SCHEMA} report ({exc!r})") from None
-            failed = next(iter(parity.failures.items()), None)
-            reason = failed[1].of(failed[0]) if failed else next(iter(parity.problems()), None)
-            names = [r["device"]["name"] for r in parity.runs.values() if not device(r["device"]["requested"]).is_cpu]
-            return cls(str(path), origin.get("host"), ",".join(parity.devices), names[0] if names else None,
-                       None, None, None, NODE_OF_CHECK[PASSED if parity.passed else FAILED],
-                       None if parity.passed else "parity", reason, runs=len(runs))
-        run = runs[0]
-        requested = run["device"]["requested"]
-        return cls(str(path), origin.get("host"), requested, _gpu(requested, run["device"].get("name")),
+    def of_check(cls, path, summary):
+        cuda = summary.extra.get("cuda") or {}
+        requested = summary.device.get("requested")
+        gpu = _gpu(requested, summary.device.get("name"))
+        libgpuarray = "pygpu" in summary.versions
+        run = summary.runs.get(requested)
+        return cls(path, summary.node or _host(summary.origin, summary.runs), requested, gpu, cuda.get("driver"),
+                   *((cuda.get(kind) or {}).get("version") if libgpuarray else None for kind in ("nvrtc", "cublas")),
+                   NODE_OF_CHECK[summary.status], summary.failed_step, summary.reason,
+                   libraries=gpu_libraries(summary.versions, cuda) if gpu else None,
+                   engine=summary.config.get("engine"), weights_sha256=run.weights_sha256 if run else None,
+                   runs=len(summary.runs))
+
+    @classmethod
+    def of_parity(cls, path, parity):
+        failed = next(iter(parity.failures.items()), None)
+        reason = failed[1].of(failed[0]) if failed else next(iter(parity.problems()), None)
+        names = [r.device.name for r in parity.runs.values() if not device(r.device.requested).is_cpu]
+        return cls(path, _host({}, parity.runs), ",".join(parity.devices), names[0] if names else None,
+                   None, None, None, NODE_OF_CHECK[PASSED if parity.passed else FAILED],
+                   None if parity.passed else "parity", reason, runs=len(parity.runs))
+
+    @classmethod
+    def of_train(cls, path, run):
+        requested = run.device.requested
+        return cls(path, _host(run.origin, {}), requested, _gpu(requested, run.device.name),
                    None, None, None, NODE_OF_CHECK[PASSED if run.converged else FAILED],
                    None if run.converged else "train", None if run.converged else "did not converge",
-                   engine=run["config"].get("engine"), weights_sha256=run["weights_sha256"], runs=1)
+                   engine=run.engine, weights_sha256=run.weights_sha256, runs=1)
+
+
+def read(path, data):
+    """(its Node, its [TrainRun]) of a report given to compare (a dict of schema train, parity
+    or check), read once; ConfigError for one that is none of them or is incomplete."""
+    schema, path = data["schema"], str(path)
+    if schema == CHECK_SCHEMA:
+        summary = CheckSummary.from_dict(data, path)
+        return Node.of_check(path, summary), _labelled(path, summary.runs)
+    if schema == PARITY_SCHEMA:
+        try:
+            parity = Parity.from_dict(data, path)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{path}: not a complete {PARITY_SCHEMA} report ({exc!r})") from None
+        return Node.of_parity(path, parity), _labelled(path, parity.runs)
+    if schema == TRAIN_SCHEMA:
+        run = TrainReport.from_dict(data, path)
+        return Node.of_train(path, run), [TrainRun(path, run)]
+    raise ConfigError(f"{path}: unknown schema {schema!r} (expected {', '.join(RUN_SCHEMAS[:-1])} "
+                      f"or {RUN_SCHEMAS[-1]})")
+
+
+def _labelled(path, runs):
+    return [TrainRun(f"{path}[{name}]", run) for name, run in runs.items()]
+
+
+def reference_run(path, label=None):
+    """The one training run of a reference report."""
+    _, runs = read(path, load(path))
+    if len(runs) != 1:
+        raise ConfigError(f"{label or path}: a reference must hold one training run, it holds {len(runs)}")
+    return runs[0]
+
+
+def _host(origin, runs):
+    """Where a report was made: its own origin's host, else its first run's."""
+    return (origin or next((r.origin for r in runs.values()), None) or {}).get("host")
 
 
 def _gpu(requested, name):
@@ -175,8 +211,9 @@ class Comparison:
     def to_dict(self):
         ref = self.reference
         return {"schema": COMPARE_SCHEMA, "config": self.config,
-                "reference": ref and {"label": ref.label, "where": ref.where(), "device": ref["device"],
-                                      "weights_sha256": ref["weights_sha256"], "predictions": ref["predictions"]},
+                "reference": ref and {"label": ref.label, "where": ref.where(), "device": ref.report.device.to_dict(),
+                                      "weights_sha256": ref.report.weights_sha256,
+                                      "predictions": ref.report.predictions},
                 "tolerances": self.tolerances.to_dict(), "rows": [r.to_dict() for r in self.rows],
                 "passed": self.passed, "nodes": [n.to_dict() for n in self.nodes],
                 "status_counts": self.status_counts()}

@@ -3,8 +3,8 @@ that did not finish (Failure), as parity and the seed sweep record it."""
 import dataclasses
 
 from xor_gpu.errors import CheckFailed, DeviceError
-from xor_gpu.results.runs import Difference, Tolerances
-from xor_gpu.results.schemas import PARITY_SCHEMA
+from xor_gpu.results.runs import Difference, Tolerances, held_runs
+from xor_gpu.results.schemas import PARITY_SCHEMA, plain
 
 
 # Why a parity failed: in its error, and as the reason of its node in compare's fleet.
@@ -40,7 +40,7 @@ class Parity:
     config: dict
     devices: list
     tolerances: Tolerances
-    runs: dict  # label -> train report
+    runs: dict  # label -> TrainReport
     failures: dict  # label -> Failure
     differences: dict = None  # label -> Difference against the reference; none when a run failed
 
@@ -56,7 +56,7 @@ class Parity:
 
     @property
     def converged(self):
-        return all(r["converged"] for r in self.runs.values())
+        return all(r.converged for r in self.runs.values())
 
     @property
     def within(self):
@@ -78,13 +78,15 @@ class Parity:
 
     def to_dict(self):
         return {"schema": PARITY_SCHEMA, "config": self.config, "devices": self.devices,
-                "reference": self.reference, "tolerances": self.tolerances.to_dict(), "runs": self.runs,
+                "reference": self.reference, "tolerances": self.tolerances.to_dict(), "runs": plain(self.runs),
                 "failures": {k: f.to_dict() for k, f in self.failures.items()},
                 "differences": {k: d.to_dict() for k, d in self.differences.items()},
                 "converged": self.converged, "passed": self.passed}
 
     @classmethod
-    def from_dict(cls, data):
-        return cls(data["config"], data["devices"], Tolerances.from_dict(data["tolerances"]), data["runs"],
+    def from_dict(cls, data, path="parity"):
+        """`path` names the report in the errors of its runs."""
+        runs = held_runs(path, data["runs"])
+        return cls(data["config"], data["devices"], Tolerances.from_dict(data["tolerances"]), runs,
                    {k: Failure(**f) for k, f in data["failures"].items()},
                    {k: Difference.from_dict(d) for k, d in data["differences"].items()})

@@ -1,9 +1,11 @@
-"""The report schemas, and reading a report file: ConfigError (one line) for anything that
-is not one of ours. Each result's JSON is its to_dict(), written by xor_gpu.files.
+"""The report schemas, reading a report file (ConfigError, one line, for anything that is not
+one of ours), and JSON objects as dataclasses. Each result's JSON is its to_dict(), written
+by xor_gpu.files.
 
 The schemas are those of README.md; fields are only ever added (tests/data holds reports of
-earlier releases, which must keep loading).
+earlier releases, which must keep loading and be written back as they were).
 """
+import dataclasses
 import json
 
 from xor_gpu.errors import ConfigError
@@ -52,3 +54,34 @@ def plain(value):
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+@dataclasses.dataclass
+class JsonObject:
+    """A JSON object as a dataclass: a subclass declares the object's keys as its fields, in
+    the object's order, each with a default; a field whose type is a JsonObject is read as
+    one. What a report of another release holds beyond them is kept, so that it is written
+    back as it was read: `extra`, the keys this version does not know (written after the
+    fields), and `absent`, the fields that an earlier release did not write yet."""
+    extra: dict = dataclasses.field(default_factory=dict, kw_only=True, repr=False)
+    absent: frozenset = dataclasses.field(default=frozenset(), kw_only=True, repr=False, compare=False)
+
+    @classmethod
+    def json_fields(cls):
+        return [f for f in dataclasses.fields(cls) if f.name not in ("extra", "absent")]
+
+    @classmethod
+    def from_dict(cls, data):
+        fields = cls.json_fields()
+        known = {f.name for f in fields}
+        return cls(**{f.name: f.type.from_dict(data[f.name]) if _nested(f.type) and data[f.name] is not None
+                      else data[f.name] for f in fields if f.name in data},
+                   extra={k: v for k, v in data.items() if k not in known}, absent=frozenset(known - set(data)))
+
+    def to_dict(self):
+        return {**{f.name: plain(getattr(self, f.name)) for f in self.json_fields() if f.name not in self.absent},
+                **self.extra}
+
+
+def _nested(kind):
+    return isinstance(kind, type) and issubclass(kind, JsonObject)

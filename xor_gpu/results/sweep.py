@@ -28,16 +28,16 @@ class Sweep:
 
     @classmethod
     def of_reports(cls, config, devices, seeds, tolerances, sweeps, failures):
-        """From each run's `train --seeds` report (sweeps: {label: report}); devices[0] is the reference."""
+        """From each run's `train --seeds` report (sweeps: {label: SeedsReport}); devices[0] is the reference."""
         matrix = {}
         for seed in seeds if not failures else []:
-            runs = {d: sweeps[d]["runs"][str(seed)] for d in devices}
-            matrix[str(seed)] = {"converged": {d: r["converged"] for d, r in runs.items()},
+            runs = {d: sweeps[d].runs[str(seed)] for d in devices}
+            matrix[str(seed)] = {"converged": {d: r.converged for d, r in runs.items()},
                                  "differences": {d: Difference.between(runs[devices[0]], runs[d])
                                                  for d in devices[1:]}}
         return cls(config, devices, seeds, tolerances,
-                   {d: s["runs"][str(seeds[0])]["device"]["name"] for d, s in sweeps.items()},
-                   {d: {k: {f: r[f] for f in SWEEP_RUN_FIELDS} for k, r in s["runs"].items()}
+                   {d: s.runs[str(seeds[0])].device.name for d, s in sweeps.items()},
+                   {d: {k: {f: getattr(r, f) for f in SWEEP_RUN_FIELDS} for k, r in s.runs.items()}
                     for d, s in sweeps.items()}, failures, matrix)
 
     @property
