@@ -48,6 +48,10 @@ def test_seeds_that_converge_nowhere_are_reported_not_failed():
     assert data["passed"] and data["converged_nowhere"] == [1] and data["converged_everywhere"] == [0]
     assert data["disagree"] == data["beyond_tolerance"] == []
     assert data["matrix"]["1"]["converged"] == {"cpu": False, "opencl0:0": False}
+    # The one view of it that its text, plot and verdict read: a row per seed.
+    assert [(r.seed, r.kind) for r in result.rows] == [(0, "converged_everywhere"), (1, "converged_nowhere")]
+    assert result.converged_counts() == {"cpu": 1, "opencl0:0": 1}
+    assert result.worst().max_abs_prediction_diff == pytest.approx(0.4)  # seed 1 stalled: 0.5 against 0.1
 
 
 @pytest.mark.parametrize("others, fragment", [

@@ -318,20 +318,19 @@ def plot_seeds(path, result):
     a red X: the devices disagree. Exact zeros sit on a strip below (a log axis has no 0)."""
     from matplotlib.lines import Line2D
 
-    seeds, devices, ref = result.seeds, result.devices[1:], result.reference
-    atol, groups = result.tolerances.atol, result.groups()
-    kind = {**{s: "everywhere" for s in groups["converged_everywhere"]},
-            **{s: "nowhere" for s in groups["converged_nowhere"]}, **{s: "disagree" for s in groups["disagree"]}}
+    seeds, devices, ref = [row.seed for row in result.rows], result.devices[1:], result.reference
+    atol = result.tolerances.atol
     colors, nonzero = _colors(len(devices)), []
     fig = _figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
                      layout="constrained")
     ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, _strip_inches(len(devices)) + 0.3])
     for row, (device, color) in enumerate(zip(devices, colors)):
-        diffs = np.array([result.matrix[str(s)]["differences"][device].max_abs_prediction_diff for s in seeds])
+        diffs = np.array([seed.differences[device].max_abs_prediction_diff for seed in result.rows])
         zero = diffs == 0
         x = np.arange(len(seeds)) + 0.5 * (row - (len(devices) - 1) / 2) / max(len(devices), 2)  # side by side
-        for name, marker, face in (("everywhere", "o", color), ("nowhere", "o", "none"), ("disagree", "X", OVER)):
-            pick = np.array([kind[s] == name for s in seeds]) & ~zero
+        for kind, marker, face in (("converged_everywhere", "o", color), ("converged_nowhere", "o", "none"),
+                                   ("disagree", "X", OVER)):
+            pick = np.array([seed.kind == kind for seed in result.rows]) & ~zero
             ax.scatter(x[pick], diffs[pick], marker=marker, facecolors=face, edgecolors=color, s=28, zorder=4)
         strip.plot(x[zero], np.full(zero.sum(), row), linestyle="none", marker="|", color=color, markersize=9)
         nonzero += list(diffs[~zero])

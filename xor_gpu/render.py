@@ -5,7 +5,6 @@ import re
 from xor_gpu.problem import CONVERGENCE_MARGIN, ROWS, row_converged
 from xor_gpu.results.check import FAILED
 from xor_gpu.results.fleet import NODE_OF_CHECK, NODE_PASS, NODE_STATUSES, alike, node_kind, row_kind
-from xor_gpu.results.runs import Difference
 
 
 def yes(flag):
@@ -99,20 +98,18 @@ def against(label, reference, diff, tolerances):
 def sweep(result):
     """Per seed: where it converged, and each run's max |prediction diff| to the reference."""
     devices, groups = result.devices, result.groups()
-    rows = [[seed, " ".join("Y" if row["converged"][d] else "-" for d in devices),
+    rows = [[row.seed, " ".join("Y" if row.converged[d] else "-" for d in devices),
              *("0 (bitwise)" if v.bitwise_equal else f"{v.max_abs_prediction_diff:.3g}"
-               for v in (row["differences"][d] for d in devices[1:]))]
-            for seed, row in result.matrix.items()]
+               for v in (row.differences[d] for d in devices[1:]))]
+            for row in result.rows]
     lines = table(["seed", "converged", *devices[1:]], rows, "<<" + ">" * (len(devices) - 1))
     lines.append(f"(converged: Y or - for {', '.join(devices)}; columns: max |prediction diff| "
                  f"against {result.reference})")
     lines.append(f"{len(result.seeds)} seeds: {len(groups['converged_everywhere'])} converged on every device, "
                  f"{len(groups['converged_nowhere'])} on none, {len(groups['disagree'])} disagreements, "
                  f"{len(groups['beyond_tolerance'])} beyond the tolerance")
-    diffs = result.differences()
-    if diffs:
-        worst = Difference(max(d.max_abs_prediction_diff for d in diffs), max(d.max_rel_loss_diff for d in diffs),
-                           False)
+    diffs, worst = result.differences(), result.worst()
+    if worst:
         lines.append(f"{difference(worst, result.tolerances)}, "
                      f"{sum(d.bitwise_equal for d in diffs)} of {len(diffs)} runs bitwise equal")
     return "\n".join(lines)

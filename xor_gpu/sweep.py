@@ -23,10 +23,9 @@ def main(config, runs, seeds, atol, rtol, json_path=None, plot_path=None):
     files.check_writable(json_path)
     plots.check_path(plot_path)
     sweeps, failures = pipeline.collect(config, runs, seeds)
-    for label, data in sweeps.items():
-        converged = sum(r.converged for r in data.runs.values())
-        print(f"{label}: {converged} of {len(seeds)} seeds converged", file=sys.stderr)
     result = assess(config, list(runs), seeds, sweeps, failures, tolerances)
+    for label, converged in result.converged_counts().items():
+        print(f"{label}: {converged} of {len(seeds)} seeds converged", file=sys.stderr)
     return pipeline.finish(result, None if failures else render.sweep(result), json_path,
                            (lambda: plots.plot_seeds(plot_path, result)) if plot_path and not failures
                            else None, f"{render.passed('parity')} ({', '.join(runs)}; {len(seeds)} seeds)")
