@@ -13,13 +13,14 @@ from xor_gpu import child
 from xor_gpu.cli import build_parser
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError, TimedOut
+from xor_gpu.results.train_report import TrainReport
 
 
 def test_a_run_returns_its_train_report():
     run = child.train(TrainConfig(steps=2000, lr=0.3))
     assert run.ok and run.exit_status == EXIT_OK and run.error == ""
-    assert run.report["schema"] == "xor_gpu.train/1" and run.report["config"]["steps"] == 2000
-    assert run.report["converged"] is True and run.seconds > 0
+    assert isinstance(run.report, TrainReport) and run.report.schema == "xor_gpu.train/1" and run.report.steps == 2000
+    assert run.report.converged is True and run.seconds > 0
 
 
 def test_train_args_give_the_child_the_same_config():

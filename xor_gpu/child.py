@@ -14,6 +14,7 @@ import time
 
 from xor_gpu import engines
 from xor_gpu.errors import EXIT_OK, TimedOut
+from xor_gpu.results import train_report
 
 ERROR_ENV = "XOR_GPU_ERROR_JSON"
 ERROR_SCHEMA = "xor_gpu.error/1"
@@ -23,7 +24,7 @@ STOP_GRACE = 10  # seconds a stopped child has to exit before SIGKILL
 @dataclasses.dataclass
 class ChildRun:
     exit_status: int
-    report: dict = None  # the train report when exit_status is 0
+    report: object = None  # its TrainReport (a SeedsReport with seeds) when exit_status is 0
     error: str = ""  # the child's one-line error otherwise
     seconds: float = 0.0
     stderr: str = ""  # everything the child printed on stderr, for logs
@@ -164,7 +165,8 @@ class Training(Process):
                             stderr=exc.stderr, error=f"training on {self.device} did not finish in {timeout:g} s")
         run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - self.started, stderr=stderr)
         if run.ok:
-            run.report = read_json(self.path("report.json"))
+            data = read_json(self.path("report.json"))
+            run.report = None if data is None else train_report.read(data, f"the report of training on {self.device}")
         else:
             error = read_json(self.path("error.json"))
             run.error = error["message"] if error else died(returncode, stderr)

@@ -111,42 +111,40 @@ def build_parser():
 
 
 def cmd_train(args):
-    from xor_gpu import render, report, train
+    from xor_gpu import files, origin, plots, render, train
+    from xor_gpu.results.train_report import TrainReport
 
     config = args.config  # made (and checked) by main(), before an engine's re-exec
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    report.check_writable(args.json)
-    report.check_plot_path(args.plot)
+    files.check_writable(args.json)
+    plots.check_path(args.plot)
     if seeds:
         return _train_seeds(args, config, seeds)
     with _progress(config.steps, f"train {config.device}") as bar:
         result = train.run(config, progress=bar.update)
-    data = report.train_report(result)
+    data = TrainReport.of(result, origin.here())
     if args.json:
-        report.write_json(args.json, data)
+        files.write_json(args.json, data.to_dict())
     if args.plot:
-        from xor_gpu import plots
-
         plots.plot_runs(args.plot, {config.device: data},
                         f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
     print(render.train(data))
-    if args.check and not data["converged"]:
+    if args.check and not data.converged:
         raise CheckFailed("did not converge")
     return EXIT_OK
 
 
 def _train_seeds(args, config, seeds):
-    from xor_gpu import render, report, train
+    from xor_gpu import files, origin, plots, render, train
+    from xor_gpu.results.train_report import SeedsReport
 
     with _progress(config.steps * len(seeds), f"train {config.device}, {len(seeds)} seeds") as bar:
         results = train.run_seeds(config, seeds, progress=bar.update)
-    data = report.seeds_report(results)
+    data = SeedsReport.of(results, origin.here())
     if args.json:
-        report.write_json(args.json, data)
+        files.write_json(args.json, data.to_dict())
     if args.plot:
-        from xor_gpu import plots
-
-        plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data["runs"].items()},
+        plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data.runs.items()},
                         f"XOR loss by seed, {config.device}, {config.floatx}")
     print(render.seeds(data))
     if args.check and not all(r.converged for r in results):

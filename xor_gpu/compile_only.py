@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from xor_gpu import backend, child, cuda_libs, cuda_standin, devices, render, report
+from xor_gpu import backend, child, cuda_libs, cuda_standin, devices, files, render
 from xor_gpu.config import TrainConfig
 from xor_gpu.model import XorModel
 from xor_gpu import ptxas as ptxas_tool
@@ -321,7 +321,7 @@ def main(device, arch, json_path):
     """`doctor --compile-only`: exit 0 when every kernel compiled and assembled and every cuBLAS
     name is there, 5 otherwise (report written), 3 without NVRTC/cuBLAS, 2 bad input."""
     arch, cc = check_args(device, arch)
-    report.check_writable(json_path)
+    files.check_writable(json_path)
     policy = cuda_libs.resolve()
     why = cuda_libs.problem(policy)
     if why:
@@ -333,7 +333,7 @@ def main(device, arch, json_path):
         shutil.rmtree(work, ignore_errors=True)
     print(format_report(data))
     if json_path:
-        report.write_json(json_path, data)
+        files.write_json(json_path, data)
     if data["problems"]:
         raise CheckFailed(data["problems"][0])
     return EXIT_OK

@@ -13,15 +13,6 @@ from xor_gpu import engines
 from xor_gpu.devices import check_device
 from xor_gpu.errors import ConfigError
 
-# The XOR data set of the seed, rows in the seed's order.
-INPUTS = ((1, 0), (0, 0), (0, 1), (1, 1))
-TARGETS = (1, 0, 1, 0)
-
-# Converged: every prediction lies on the right side of 0.5 by at least this margin,
-# i.e. |prediction - target| <= 0.5 - CONVERGENCE_MARGIN. The seed config ends with its
-# worst row at about 0.12 from its target, well inside 0.25.
-CONVERGENCE_MARGIN = 0.25
-
 FLOATX_CHOICES = ("float32", "float64")
 MAX_STEPS = 10**9
 MAX_HIDDEN = 4096
@@ -131,15 +122,6 @@ class TrainConfig:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
-
-
-def row_converged(prediction, target):
-    """The convergence rule for one row; a run converged when every row did."""
-    return abs(prediction - target) <= 0.5 - CONVERGENCE_MARGIN
-
-
-def is_converged(predictions):
-    return all(row_converged(p, t) for p, t in zip(predictions, TARGETS))
 
 
 def parse_seeds(text):

@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import backend, child, compile_cache, cuda_libs, cuda_search, devices, host, report
+from xor_gpu import backend, child, compile_cache, cuda_libs, cuda_search, devices, files, host, origin
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
 
@@ -112,7 +112,7 @@ def collect(device=None):
     findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
     findings["compiledir"] = compile_cache.compiledir()
     findings["pocl_cache_dir"] = os.environ.get("POCL_CACHE_DIR", "(PoCL default, ~/.cache/pocl)")
-    manifest = report.read_manifest()
+    manifest = origin.read_manifest()
     if manifest:
         findings["manifest"] = manifest
     if device:
@@ -185,11 +185,11 @@ def format_findings(f):
 
 
 def main(device=None, json_path=None):
-    report.check_writable(json_path)
+    files.check_writable(json_path)
     findings = collect(device)
     print(format_findings(findings))
     if json_path:
-        report.write_json(json_path, findings)
+        files.write_json(json_path, findings)
     if device and findings["device"]["error"]:
         raise DeviceError(f"device {device} is not usable: {findings['device']['error']}")
     return EXIT_OK

@@ -2,20 +2,21 @@
 each of PyTensor's backends, one entry each. An entry carries where the engine runs, its
 steps-per-call policy, and its runtime (import, compile mode, graph check, versions, BLAS);
 nothing outside this module tells engines apart by name. One model definition
-(xor_gpu/model.py) serves them all. The runtimes import their package only when started,
-so input is checked before Theano or PyTensor is imported.
+(xor_gpu/model.py) serves them all. An entry names its runtime's class, which is imported
+when the engine first starts (and imports its package then): checking input, as every
+command does first, loads neither backend, nor Theano or PyTensor.
 
 PyTensor needs numpy 2 and Theano numpy < 1.24: the two live in separate Python
 environments. A run of an engine whose package this Python cannot import goes to the
 Python named by the engine's variable (XOR_GPU_THEANO_PYTHON, XOR_GPU_PYTENSOR_PYTHON).
 """
 import dataclasses
+import importlib
 import importlib.util
 import os
 import subprocess
 import sys
 
-from xor_gpu import backend, pytensor_backend
 from xor_gpu.devices import CPU, CUDA, OPENCL
 from xor_gpu.devices import device as device_of
 from xor_gpu.errors import ConfigError, DeviceError
@@ -53,7 +54,7 @@ class Engine:
     name: str
     package: str  # the module it imports: theano or pytensor
     kinds: tuple  # the kinds of device it runs on (xor_gpu/devices.py)
-    runtime: type
+    runtime_name: str  # "module:class" of its runtime, imported when first used (runtime)
     # K steps per call (xor_gpu/model.py): "chain", K copies of the optimized step linked into one
     # call; "scan", one scan over K steps, compiled as a loop by Numba or JAX.
     loop: str = "chain"
@@ -90,6 +91,13 @@ class Engine:
     def max_steps_per_call(self):
         return MAX_SCAN if self.loop == "scan" else MAX_CHAIN
 
+    @property
+    def runtime(self):
+        """The runtime's class, its module imported now if it was not yet: the one place
+        where a module of the package is imported on demand outside the CLI."""
+        module, _, name = self.runtime_name.partition(":")
+        return getattr(importlib.import_module(module), name)
+
     def start(self, device, floatx):
         """Import the engine bound to `device` (DeviceError when that is not the one in use)."""
         return self.runtime(self.name, device, floatx)
@@ -101,14 +109,14 @@ class Engine:
 
 
 ENGINES = {e.name: e for e in (
-    Engine("theano", "theano", (CPU, CUDA, OPENCL), backend.Runtime,
+    Engine("theano", "theano", (CPU, CUDA, OPENCL), "xor_gpu.backend:Runtime",
            chain_steps=CPU_STEPS_PER_CALL, libgpuarray=True,
            about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
-    Engine("pytensor", "pytensor", (CPU,), pytensor_backend.CRuntime, chain_steps=C_CHAIN_STEPS_PER_CALL,
+    Engine("pytensor", "pytensor", (CPU,), "xor_gpu.pytensor_backend:CRuntime", chain_steps=C_CHAIN_STEPS_PER_CALL,
            about="PyTensor's C backend (the cvm linker), on the CPU"),
-    Engine("pytensor-numba", "pytensor", (CPU,), pytensor_backend.NumbaRuntime, loop="scan",
+    Engine("pytensor-numba", "pytensor", (CPU,), "xor_gpu.pytensor_backend:NumbaRuntime", loop="scan",
            about="PyTensor compiled by Numba, on the CPU"),
-    Engine("pytensor-jax", "pytensor", (CPU, CUDA), pytensor_backend.JaxRuntime, loop="scan",
+    Engine("pytensor-jax", "pytensor", (CPU, CUDA), "xor_gpu.pytensor_backend:JaxRuntime", loop="scan",
            about="PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
 )}
 DEFAULT = "theano"

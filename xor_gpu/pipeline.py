@@ -5,9 +5,9 @@ whose exit status the CLI returns. `check` ends the same way (write, then the ve
 summary written while SIGTERM and SIGINT wait."""
 import sys
 
-from xor_gpu import child, engines, render, report
+from xor_gpu import child, engines, files, render
 from xor_gpu.errors import EXIT_OK
-from xor_gpu.results import Failure
+from xor_gpu.results.parity import Failure
 
 
 def collect(config, runs, seeds=None):
@@ -46,4 +46,4 @@ def write(result, json_path):
     """The result's JSON report, written atomically; `check` writes its summary this way while
     signals wait, then raises its verdict as finish() does."""
     if json_path:
-        report.write_json(json_path, result.to_dict())
+        files.write_json(json_path, result.to_dict())
