@@ -4,14 +4,12 @@ Exit status (xor_gpu/errors.py): 0 ok, 2 bad input, 3 device or setup unusable, 
 diverged, 5 a verdict failed (not converged, out of tolerance). Errors are one line on stderr.
 """
 import argparse
-import contextlib
 import os
 import sys
-import types
 
 from xor_gpu import child, engines, launch
 from xor_gpu.config import TrainConfig, parse_seeds
-from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
+from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, XorGpuError
 
 PROG = "xor-gpu"
 
@@ -111,45 +109,11 @@ def build_parser():
 
 
 def cmd_train(args):
-    from xor_gpu import files, origin, plots, render, train
-    from xor_gpu.results.train_report import TrainReport
+    from xor_gpu import train_command
 
-    config = args.config  # made (and checked) by main(), before an engine's re-exec
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    files.check_writable(args.json)
-    plots.check_path(args.plot)
-    if seeds:
-        return _train_seeds(args, config, seeds)
-    with _progress(config.steps, f"train {config.device}") as bar:
-        result = train.run(config, progress=bar.update)
-    data = TrainReport.of(result, origin.here())
-    if args.json:
-        files.write_json(args.json, data.to_dict())
-    if args.plot:
-        plots.plot_runs(args.plot, {config.device: data},
-                        f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
-    print(render.train(data))
-    if args.check and not data.converged:
-        raise CheckFailed("did not converge")
-    return EXIT_OK
-
-
-def _train_seeds(args, config, seeds):
-    from xor_gpu import files, origin, plots, render, train
-    from xor_gpu.results.train_report import SeedsReport
-
-    with _progress(config.steps * len(seeds), f"train {config.device}, {len(seeds)} seeds") as bar:
-        results = train.run_seeds(config, seeds, progress=bar.update)
-    data = SeedsReport.of(results, origin.here())
-    if args.json:
-        files.write_json(args.json, data.to_dict())
-    if args.plot:
-        plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data.runs.items()},
-                        f"XOR loss by seed, {config.device}, {config.floatx}")
-    print(render.seeds(data))
-    if args.check and not all(r.converged for r in results):
-        raise CheckFailed("not every seed converged")
-    return EXIT_OK
+    # args.config: made (and checked) by main(), before an engine's re-exec
+    return train_command.main(args.config, seeds, args.json, args.plot, args.check)
 
 
 def cmd_parity(args):
@@ -210,15 +174,6 @@ def cmd_cuda_libs(args):
 
     print(cuda_libs.link_folder(args.sources, args.dest))
     return EXIT_OK
-
-
-def _progress(total, desc):
-    """A bar on a terminal; silent in logs and CI, where tqdm (30 ms to import) is not imported."""
-    if not sys.stderr.isatty():
-        return contextlib.nullcontext(types.SimpleNamespace(update=None))
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
 
 
 def _devices_of(args):

@@ -29,16 +29,21 @@ def collect(config, runs, seeds=None):
     return reports, failures
 
 
+QUIET = ""  # finish(passed=QUIET): no closing line (train's table is its own ending)
+
+
 def finish(result, text, json_path=None, draw=None, passed=None):
     """Print text (None: nothing to show), write the result's JSON, draw (a function, or None),
-    then the verdict: its error is raised, else the `passed` line is printed."""
+    then the verdict: its error is raised, else the `passed` line is printed (None: the
+    result's "NAME: PASS")."""
     if text:
         print(text)
     write(result, json_path)
     if draw:
         draw()
     result.verdict()
-    print(passed or render.passed(type(result).__name__.lower()))
+    if passed != QUIET:
+        print(passed or render.passed(type(result).__name__.lower()))
     return EXIT_OK
 
 
