@@ -19,13 +19,10 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-TRAINING = ("floatx", "hidden", "lr", "steps", "seed", "steps_per_call")  # TrainConfig's, besides where
-
-
 def _add_config_args(p):
     """The training's options (TrainConfig's fields), with --seeds beside --seed."""
     seeds = p.add_mutually_exclusive_group()
-    TrainConfig.add_options(p, TRAINING, groups={"seed": seeds})
+    TrainConfig.add_options(p, TrainConfig.training(), groups={"seed": seeds})
     seeds.add_argument("--seeds", metavar="LIST",
                        help="many seeds in one run, e.g. 0-19 or 1,5,9 (at most 1,000): one compilation "
                             "serves them all")

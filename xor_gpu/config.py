@@ -43,9 +43,12 @@ def default_steps_per_call(device, engine, steps):
     return min(every * math.ceil(steps // every / PROGRESS_CALLS), engine.max_steps_per_call)
 
 
-def _option(default, help, type=str, metavar=None):
-    """A field of TrainConfig and the command-line option that sets it (--name-with-dashes)."""
-    return dataclasses.field(default=default, metadata={"help": help, "type": type, "metavar": metavar})
+def _option(default, help, type=str, metavar=None, where=False):
+    """A field of TrainConfig and the command-line option that sets it (--name-with-dashes);
+    `where`: a field that says where a run trains (device, engine), which each command asks
+    for its own way, rather than how it trains."""
+    return dataclasses.field(default=default, metadata={"help": help, "type": type, "metavar": metavar,
+                                                        "where": where})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +57,7 @@ class TrainConfig:
     options that set them (add_options) and the arguments that pass them to a child process
     (to_argv), and their validation (here, once, whoever builds one)."""
 
-    device: str = _option("cpu", "cpu, cuda, cudaN or openclP:D")
+    device: str = _option("cpu", "cpu, cuda, cudaN or openclP:D", where=True)
     floatx: str = _option("float32", "Theano floatX")
     hidden: int = _option(3, "hidden units", int)
     lr: float = _option(0.01, "learning rate", float)
@@ -64,7 +67,13 @@ class TrainConfig:
         None, f"SGD steps per compiled call; every K gives the same result (default: theano "
               f"{engines.CPU_STEPS_PER_CALL} on cpu, 1 on GPUs; pytensor {engines.C_CHAIN_STEPS_PER_CALL}; "
               f"pytensor-numba and pytensor-jax the whole training in {PROGRESS_CALLS} calls)", int, "K")
-    engine: str = _option(engines.DEFAULT, f"{', '.join(engines.ENGINES)} (README: Engines)")  # xor_gpu/engines.py
+    engine: str = _option(engines.DEFAULT, f"{', '.join(engines.ENGINES)} (README: Engines)",  # engines.py
+                          where=True)
+
+    @classmethod
+    def training(cls):
+        """The names of the fields that say how a run trains (every one but where it trains)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata["where"])
 
     @classmethod
     def add_options(cls, parser, names, groups=None):
