@@ -41,7 +41,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires="==3.11.*",
-    packages=["xor_gpu", "xor_gpu.cuda_standin"],
+    packages=["xor_gpu", "xor_gpu.cuda_standin", "xor_gpu.results"],
     # The committed reference report of the seed config (see docs/reference.md).
     # The CUDA stand-ins' C sources, built at first use by `doctor --compile-only`.
     package_data={"xor_gpu": ["reference/*.json"], "xor_gpu.cuda_standin": ["*.c"]},

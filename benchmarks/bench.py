@@ -402,7 +402,7 @@ def parse(argv):
 
 
 def bench(opts):
-    from xor_gpu.report import check_writable, write_json
+    from xor_gpu.files import check_writable, write_json
 
     check_writable(opts.json)
     opts.steps_per_call = has_steps_per_call()

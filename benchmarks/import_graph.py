@@ -1,6 +1,7 @@
 """The import graph of the xor_gpu package, drawn from the code: each module's lines, its
 layer (0: imports no xor_gpu module; n: one more than its deepest import), import cycles,
-and the imports of xor_gpu modules made inside functions.
+and the imports of xor_gpu modules made inside functions, or on demand: a module named as
+"xor_gpu.MODULE:NAME" (the engine registry's runtimes) is imported when first used.
 
     python benchmarks/import_graph.py [--json]
 """
@@ -8,32 +9,51 @@ import argparse
 import ast
 import json
 import pathlib
+import re
 import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "xor_gpu"
+ON_DEMAND = re.compile(r"xor_gpu\.([\w.]+):\w+")
+
+
+def _module(dotted, package=PACKAGE):
+    """The graph's name of module xor_gpu.DOTTED ("results.runs"), or None where there is none."""
+    path = package.joinpath(*dotted.split("."))
+    return dotted if path.with_suffix(".py").exists() or (path / "__init__.py").exists() else None
 
 
 def _imported(node, package=PACKAGE):
-    """The xor_gpu modules an import statement names."""
+    """The xor_gpu modules an import statement names: `from xor_gpu.results import runs` names
+    results.runs, `from xor_gpu.results import X` (not a module) the package results."""
     if isinstance(node, ast.Import):
-        return [a.name.split(".")[1] for a in node.names if a.name.startswith("xor_gpu.")]
+        return [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("xor_gpu.")]
     if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "xor_gpu":
-        if node.module == "xor_gpu":
-            return [a.name for a in node.names
-                    if (package / f"{a.name}.py").exists() or (package / a.name / "__init__.py").exists()]
-        return [node.module.split(".")[1]]
+        inside = node.module.partition(".")[2]
+        found = [_module(f"{inside}.{a.name}" if inside else a.name, package) for a in node.names]
+        return [m for m in found if m] if not inside or any(found) else [inside]
     return []
+
+
+def _sources(package):
+    """(name, path) of every module: the top-level ones (the package's __init__ named xor_gpu),
+    and each subpackage's, named from the package (results, results.runs; cuda_standin)."""
+    for path in sorted(package.glob("*.py")):
+        yield package.name if path.name == "__init__.py" else path.stem, path
+    for init in sorted(package.glob("*/__init__.py")):
+        yield init.parent.name, init
+        for path in sorted(init.parent.glob("*.py")):
+            if path != init:
+                yield f"{init.parent.name}.{path.stem}", path
 
 
 def graph(package=PACKAGE):
     """{module: {"lines", "imports", "late_imports"}}: imports at module level, and inside functions."""
     modules = {}
-    # Top-level modules and the subpackages' __init__ (e.g. cuda_standin), named by their folder.
-    for path in sorted([*package.glob("*.py"), *package.glob("*/__init__.py")]):
-        name = path.parent.name if path.name == "__init__.py" else path.stem
+    for name, path in _sources(package):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         top = {m for node in tree.body for m in _imported(node, package)}
-        late = set()
+        late = {match[1] for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                for match in [ON_DEMAND.fullmatch(node.value)] if match}
         for func in ast.walk(tree):
             if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 late |= {m for node in ast.walk(func) for m in _imported(node, package)}
@@ -107,13 +127,13 @@ def main(argv=None):
         return 0
     for m in sorted(modules, key=lambda m: (depth[m] is None, depth[m] or 0, m)):
         v = modules[m]
-        late = f"  (in functions: {', '.join(v['late_imports'])})" if v["late_imports"] else ""
+        late = f"  (on demand: {', '.join(v['late_imports'])})" if v["late_imports"] else ""
         print(f"{depth[m] if depth[m] is not None else '-':>2} {m:<18} {v['lines']:>4}  {', '.join(v['imports'])}{late}")
     print(f"{summary['modules']} modules, {summary['lines']} lines, {summary['imports']} imports of xor_gpu "
           f"modules, {summary['layers']} layers")
     print(f"cycles: {summary['cycles'] or 'none'}")
     late = sum(len(v) for v in summary["late_imports"].values())
-    print(f"imports inside functions: {late} ({', '.join(f'{m} {len(v)}' for m, v in summary['late_imports'].items())})")
+    print(f"imports on demand (inside functions, or by name): {late} ({', '.join(f'{m} {len(v)}' for m, v in summary['late_imports'].items())})")
     return 0
 
 

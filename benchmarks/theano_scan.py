@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from xor_gpu import engines  # noqa: E402
 from xor_gpu.config import TrainConfig  # noqa: E402
 from xor_gpu.model import XorModel  # noqa: E402
-from xor_gpu.report import write_json  # noqa: E402
+from xor_gpu.files import write_json  # noqa: E402
 from xor_gpu.train import weights_digest  # noqa: E402
 
 

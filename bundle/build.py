@@ -62,7 +62,7 @@ MAX_MIB = 62
 # The device tests tox's gpu env runs (pytest -m device), with what they import, and the pytest
 # settings (markers) of pyproject.toml; pytest itself comes pinned from setup.py's test extra.
 DEVICE_TESTS = ["conftest.py", "xorlib.py", "cuda_stand_ins.py", "test_device.py", "test_backend.py",
-                "test_cuda_libs.py", "test_report.py"]
+                "test_cuda_libs.py", "test_train_report.py"]
 TEST_RUNNER = "pytest"
 SOURCE_FILES = ["setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"]
 DEFAULT_EPOCH = 946684800  # 2000-01-01, outside a git checkout

@@ -281,7 +281,7 @@ def _failed_check(tmp_path, config, reference="builtin"):
 def test_determinism_fails_when_the_repeat_ends_with_other_weights(tmp_path, monkeypatch):
     def other_digest(number, config, report):
         if number == 2:
-            report["weights_sha256"] = "0" * 64
+            report.weights_sha256 = "0" * 64
     _tamper(monkeypatch, other_digest)
     failed, steps, error = _failed_check(tmp_path, SHORT)
     assert failed == "determinism" and steps["train"]["status"] == "passed"
@@ -292,7 +292,7 @@ def test_determinism_fails_when_the_repeat_ends_with_other_weights(tmp_path, mon
 def test_parity_fails_when_the_cpu_run_lies_beyond_the_tolerance(tmp_path, monkeypatch):
     def moved(number, config, report):
         if config.device == "cpu":
-            report["predictions"]["1,0"] += 2e-4
+            report.predictions["1,0"] += 2e-4
     calls = _tamper(monkeypatch, moved)
     failed, steps, error = _failed_check(tmp_path, SHORT.replace(device="opencl0:0"))
     assert calls == ["opencl0:0", "opencl0:0", "cpu"]
@@ -337,7 +337,7 @@ def test_opencl_trains_the_cpu_reference_after_its_runs(tmp_path, monkeypatch):
 
 def test_the_reference_step_fails_when_the_run_moved_from_the_reference(tmp_path, monkeypatch):
     def moved(number, config, report):
-        report["predictions"]["0,1"] -= 2e-4  # both runs: determinism still holds (equal weights)
+        report.predictions["0,1"] -= 2e-4  # both runs: determinism still holds (equal weights)
     _tamper(monkeypatch, moved)
     failed, steps, error = _failed_check(tmp_path, TrainConfig())
     assert failed == "reference" and steps["determinism"]["status"] == "passed"

@@ -10,23 +10,28 @@ import pytest
 
 from xorlib import without_cuda_gpu
 from xor_gpu import child
+from xor_gpu.cli import build_parser
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError, TimedOut
+from xor_gpu.results.train_report import TrainReport
 
 
 def test_a_run_returns_its_train_report():
     run = child.train(TrainConfig(steps=2000, lr=0.3))
     assert run.ok and run.exit_status == EXIT_OK and run.error == ""
-    assert run.report["schema"] == "xor_gpu.train/1" and run.report["config"]["steps"] == 2000
-    assert run.report["converged"] is True and run.seconds > 0
+    assert isinstance(run.report, TrainReport) and run.report.schema == "xor_gpu.train/1" and run.report.steps == 2000
+    assert run.report.converged is True and run.seconds > 0
 
 
-def test_train_args_name_every_field_of_the_config():
-    config = TrainConfig(device="opencl0:0", hidden=4, lr=0.25, steps=7, seed=3, steps_per_call=1)
-    assert child.train_args(config) == ["--engine", "theano", "--device", "opencl0:0", "--floatx", "float32",
-                                        "--hidden", "4", "--lr", "0.25", "--steps", "7", "--seed", "3",
-                                        "--steps-per-call", "1"]
-    assert child.train_args(config, seeds=[1, 5])[-4:] == ["--seeds", "1,5", "--steps-per-call", "1"]
+def test_train_args_give_the_child_the_same_config():
+    """Every field, as `xor-gpu train` parses it back; --seeds instead of --seed for a sweep."""
+    config = TrainConfig(device="opencl0:0", hidden=4, lr=0.1 + 0.2, steps=7, seed=3, steps_per_call=1)
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    assert TrainConfig.from_args(train.parse_args(child.train_args(config))) == config
+    sweep = train.parse_args(child.train_args(config, seeds=[1, 5]))
+    assert sweep.seeds == "1,5" and TrainConfig.from_args(sweep) == config.replace(seed=TrainConfig().seed)
+    # A field left to the child's default (steps per call: the device's) is not passed at all.
+    assert "--steps-per-call" not in child.train_args(config.replace(steps_per_call=None))
 
 
 @without_cuda_gpu

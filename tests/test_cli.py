@@ -6,6 +6,7 @@ import pytest
 
 from xor_gpu import render
 from xor_gpu.engines import CPU_STEPS_PER_CALL
+from xor_gpu.results.train_report import TrainReport
 from xorlib import one_line_error, run_cli, train_report, without_cuda_gpu
 
 
@@ -86,7 +87,7 @@ def test_default_train_converges_and_reports(tmp_path):
     assert report["loss_history"]["values"][0] > report["final_loss"] > 0
     assert report["steps_per_second"] > 0 and report["compile_seconds"] > 0
     # The printed text is the report's (xor_gpu.render), whatever its spacing.
-    assert proc.stdout.strip() == render.train(report)
+    assert proc.stdout.strip() == render.train(TrainReport.from_dict(report))
     table = {row[0]: row[1:] for row in (line.split() for line in proc.stdout.splitlines()[1:5])}
     assert table == {k: [str(report["targets"][k]), f"{v:.6f}", "yes"] for k, v in report["predictions"].items()}
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,9 @@ import pytest
 
 from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
 from xor_gpu import compare, host, render
-from xor_gpu.results import CONFIG_FIELDS, Difference, Parity, Tolerances
+from xor_gpu.results.parity import Parity
+from xor_gpu.results.runs import Difference, Tolerances
+from xor_gpu.results.train_report import TrainReport
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
 H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # checks run on an NVIDIA H200 node
@@ -57,7 +59,7 @@ def test_a_live_seed_run_matches_the_committed_reference(reports):
     folder, _, _, seed = reports
     proc = run_cli("compare", folder / "seed.json", "--reference", "builtin", check=0)
     assert proc.stdout.splitlines()[-1] == "compare: PASS"
-    diff = Difference.between(json.load(open(compare.builtin_reference_path())), seed)
+    diff = Difference.between(compare.reference_of("builtin").report, TrainReport.from_dict(seed))
     assert diff.max_abs_prediction_diff <= compare.DEFAULT_ATOL
     print(f"live cpu run vs committed reference: {diff}")
     # With the pinned OpenBLAS kernels (every x86-64 CPU with AVX2 and FMA): the same bits.
@@ -81,7 +83,8 @@ def test_one_prediction_moved_by_2e_4_fails_with_exit_5(reports, tmp_path):
 
 def test_parity_and_check_reports_are_read_run_by_run(reports, tmp_path):
     folder, a, b, _ = reports
-    parity = Parity(a["config"], ["cpu", "cpu-again"], Tolerances(), {"cpu": a, "cpu-again": b}, {}).to_dict()
+    runs = {"cpu": TrainReport.from_dict(a), "cpu-again": TrainReport.from_dict(b)}
+    parity = Parity(a["config"], ["cpu", "cpu-again"], Tolerances(), runs, {}).to_dict()
     check = {**json.loads((DATA / "check-cpu.json").read_text()), "runs": {"cpu": b}}  # a summary of 0.1.0
     result = compare.compare([str(_write(tmp_path, "p.json", parity)), str(_write(tmp_path, "s.json", check))])
     assert [r.label for r in result.rows] == [f"{tmp_path}/p.json[cpu-again]", f"{tmp_path}/s.json[cpu]"]
@@ -142,16 +145,16 @@ def test_the_committed_reference_is_the_seed_config_made_in_the_image():
     from xor_gpu.config import TrainConfig
     from xor_gpu.train import weights_digest
 
-    ref = compare.reference_of("builtin")
-    assert ref.label == "builtin" and ref["schema"] == "xor_gpu.train/1" and ref.converged is True
-    seed = TrainConfig().to_dict()  # float32, 3 hidden, lr 0.01, 60,000 steps, seed 1234
-    assert {f: ref["config"][f] for f in CONFIG_FIELDS} == {f: seed[f] for f in CONFIG_FIELDS}
-    assert ref["device"]["active"] == "cpu" and ref["versions"]["theano"] == "1.0.5"
-    assert ref["blas"]["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}
-    assert ref["origin"]["package"]["kind"] == "image" and ref["origin"]["package"]["name"] == "xor-gpu:cpu"
-    weights = [np.asarray(ref["final_weights"][k], dtype=np.float32) for k in ("W1", "W2")]
-    assert weights_digest(weights) == ref["weights_sha256"]
-    assert len(ref["loss_history"]["values"]) == 500
+    run = compare.reference_of("builtin")
+    ref = run.report
+    assert run.label == "builtin" and ref.schema == "xor_gpu.train/1" and run.converged is True
+    assert ref.config_mismatch(TrainConfig().to_dict()) is None  # float32, 3 hidden, lr 0.01, 60,000 steps, seed 1234
+    assert ref.device.active == "cpu" and ref.versions["theano"] == "1.0.5"
+    assert ref.blas["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}
+    assert ref.origin["package"]["kind"] == "image" and ref.origin["package"]["name"] == "xor-gpu:cpu"
+    weights = [np.asarray(ref.final_weights[k], dtype=np.float32) for k in ("W1", "W2")]
+    assert weights_digest(weights) == ref.weights_sha256
+    assert len(ref.loss_history.values) == 500
 
 
 # Where no CUDA GPU is, cuda is the unusable device of the contract; elsewhere an OpenCL

@@ -1,5 +1,6 @@
-"""The CUDA library policy: where NVRTC and cuBLAS are looked for, which are chosen for the
-driver, and the folder of links libgpuarray loads them through.
+"""The CUDA library policy: where NVRTC, cuBLAS and cuDNN are looked for and what each is
+(xor_gpu/cuda_search.py), which are chosen for the driver, and the folder of links libgpuarray
+loads them through (xor_gpu/cuda_libs.py).
 
 Without a GPU this is still fully testable: `choose` is pure, and stand-in libraries built
 with gcc (tests/cuda_stand_ins.py) answer the version queries through ctypes and prove the
@@ -17,8 +18,8 @@ import pytest
 
 import cuda_stand_ins as stand_in
 from xorlib import DEVICE, run_cli
-from xor_gpu import cuda_libs, doctor
-from xor_gpu.cuda_libs import Host
+from xor_gpu import cuda_libs, cuda_search, doctor
+from xor_gpu.cuda_search import Host
 from xor_gpu.errors import DeviceError
 
 # Old enough for the driver of any GPU this project can meet: the tests that use this
@@ -91,27 +92,27 @@ def test_choose(candidates, driver, nvrtc, cublas, notes):
 # --- versions, asked of the libraries ----------------------------------------------------
 
 def test_versions_are_read_from_the_libraries(libs, tmp_path):
-    assert cuda_libs.read_candidates(libs["cu13"]) == ([
+    assert cuda_search.read_candidates(libs["cu13"]) == ([
         ("nvrtc", libs["cu13"], f"{libs['cu13']}/libnvrtc.so.13", (13, 0)),
         ("cublas", libs["cu13"], f"{libs['cu13']}/libcublas.so.13", (13, 0, 0)),
     ], [])
     nvrtc, blas = libs["cu12"]
-    assert cuda_libs.read_candidates(nvrtc)[0] == [("nvrtc", nvrtc, f"{nvrtc}/libnvrtc.so.12", CU12[0])]
-    assert cuda_libs.read_candidates(blas)[0] == [("cublas", blas, f"{blas}/libcublas.so.12", CU12[1])]
+    assert cuda_search.read_candidates(nvrtc)[0] == [("nvrtc", nvrtc, f"{nvrtc}/libnvrtc.so.12", CU12[0])]
+    assert cuda_search.read_candidates(blas)[0] == [("cublas", blas, f"{blas}/libcublas.so.12", CU12[1])]
     # A file that does not answer is left out, with the reason.
     stand_in.build(tmp_path, "libnvrtc.so.11.2", "int other(void) { return 0; }")
-    found, notes = cuda_libs.read_candidates(str(tmp_path))
+    found, notes = cuda_search.read_candidates(str(tmp_path))
     assert found == [] and len(notes) == 1
     assert notes[0].startswith(f"{tmp_path}/libnvrtc.so.11.2: cannot read its version (") and "nvrtcVersion" in notes[0]
 
 
 def test_the_driver_version_is_read_from_libcuda(libs, tmp_path):
-    assert cuda_libs.find_driver(host(tmp_path, {"LD_LIBRARY_PATH": libs["driver-12.4"]})) == (
+    assert cuda_search.find_driver(host(tmp_path, {"LD_LIBRARY_PATH": libs["driver-12.4"]})) == (
         (f"{libs['driver-12.4']}/libcuda.so.1", (12, 4), True), [])
     # A driver the loader is not told about (no LD_LIBRARY_PATH, not in ldconfig's cache).
-    assert cuda_libs.find_driver(host(tmp_path, driver_folders=("/nonexistent", libs["driver-13.0"]))) == (
+    assert cuda_search.find_driver(host(tmp_path, driver_folders=("/nonexistent", libs["driver-13.0"]))) == (
         (f"{libs['driver-13.0']}/libcuda.so.1", (13, 0), False), [])
-    assert cuda_libs.find_driver(host(tmp_path)) == (None, [])
+    assert cuda_search.find_driver(host(tmp_path)) == (None, [])
 
 
 def test_libraries_newer_than_the_driver_are_skipped(libs, tmp_path):
@@ -183,7 +184,7 @@ def test_search_order(tmp_path):
     path = [d("path", "lib64")]
     machine = Host(environ=environ, sys_path=[str(tmp_path / "site"), str(tmp_path / "nowhere")],
                    ldconfig=ldconfig, usr_local=str(usr))
-    assert list(cuda_libs.search_folders(machine)) == [
+    assert list(cuda_search.search_folders(machine)) == [
         *given, *home, *path, *sys_wheels, str(usr / "cuda" / "lib64"), *local[1:], *other_wheels,
         str(tmp_path / "ldc"), str(tmp_path / "ld")]
 
@@ -281,9 +282,9 @@ def test_cudnn_is_found_where_the_nvidia_libraries_are_searched_with_its_version
     """What Theano would find if a user enabled it; runs leave it off (backend.CUDNN_DEFAULT)."""
     marker = tmp_path / "asked"
     bin_dir = _fake_python3(tmp_path / "bin", "", marker)  # a python3 on PATH is never asked for it
-    assert cuda_libs.find_cudnn(host(tmp_path, {"PATH": str(bin_dir)})) is None and not marker.exists()
+    assert cuda_search.find_cudnn(host(tmp_path, {"PATH": str(bin_dir)})) is None and not marker.exists()
     path = stand_in.cudnn(tmp_path / "lib", encoded)
-    assert cuda_libs.find_cudnn(host(tmp_path, {"XOR_GPU_CUDA_LIBS": str(tmp_path / "lib")})) == {
+    assert cuda_search.find_cudnn(host(tmp_path, {"XOR_GPU_CUDA_LIBS": str(tmp_path / "lib")})) == {
         "library": str(path), "version": version}
 
 

@@ -1,7 +1,7 @@
 """`xor-gpu doctor` on this machine: real libraries, real OpenCL, real device probes. What it
 found is read from its JSON report; the printed text is checked only to name it."""
 from xorlib import cli_report, without_cuda_gpu
-from xor_gpu import cuda_libs, host
+from xor_gpu import cuda_search, host
 from xor_gpu.doctor import advice, opencl_devices
 
 
@@ -26,7 +26,7 @@ def test_doctor_reports_the_host_as_host_introspection_sees_it(tmp_path):
 
 def test_doctor_says_whether_runs_use_cudnn_and_what_it_finds(tmp_path):
     found, proc = doctor(tmp_path)
-    assert found["cudnn"] == {"enabled": False, **(cuda_libs.find_cudnn() or {"library": None, "version": None})}
+    assert found["cudnn"] == {"enabled": False, **(cuda_search.find_cudnn() or {"library": None, "version": None})}
     assert "Theano uses it: no (dnn.enabled)" in proc.stdout
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from xor_gpu import engines
 from xor_gpu.compare import builtin_reference_path
-from xor_gpu.results import Difference
+from xor_gpu.results.runs import Difference
+from xor_gpu.results.train_report import TrainReport
 from xorlib import one_line_error, run_cli, train_report
 
 PYTENSOR_ENGINES = ["pytensor", "pytensor-numba", "pytensor-jax"]
@@ -71,7 +72,7 @@ def test_each_pytensor_backend_matches_theanos_reference(tmp_path, engine):
     report = json.loads(out.read_text())
     with open(builtin_reference_path(), encoding="utf-8") as f:
         reference = json.load(f)
-    diff = Difference.between(reference, report)
+    diff = Difference.between(TrainReport.from_dict(reference), TrainReport.from_dict(report))
     assert report["config"]["engine"] == engine and report["converged"]
     assert diff.max_abs_prediction_diff <= 1e-6 and diff.max_rel_loss_diff <= 1e-4, diff
     # The run was refused unless compiled by the backend asked for (pytensor_backend.verify_graph).
@@ -95,7 +96,7 @@ def test_many_steps_per_call_agree_with_the_engines_own_one_step_per_call(tmp_pa
         one = train_report(tmp_path, "--engine", engine, *args, "--steps-per-call", "1", name="one.json")
         assert one["config"]["steps_per_call"] == 1 and many["config"]["steps_per_call"] > 1
         assert {**many["config"], "steps_per_call": 1} == one["config"]
-        diff = Difference.between(one, many)
+        diff = Difference.between(TrainReport.from_dict(one), TrainReport.from_dict(many))
         assert len(many["loss_history"]["values"]) == len(one["loss_history"]["values"])
         assert diff.max_abs_prediction_diff <= 1e-6 and diff.max_rel_loss_diff <= 1e-6, diff
         if engines.get(engine).loop == "chain":
@@ -138,3 +139,17 @@ def test_check_on_a_pytensor_engine_passes_against_theanos_reference(tmp_path):
     assert [s["status"] for s in summary["steps"]] == ["passed", "passed", "passed", "skipped", "passed"]
     reference = summary["steps"][-1]["differences"]["cpu"]
     assert reference["max_abs_prediction_diff"] <= 1e-6 and not reference["bitwise_equal"]
+
+
+@pytest.mark.engines
+def test_a_checks_plot_names_the_engine_that_ran(tmp_path, monkeypatch):
+    """A check of another engine than Theano says which in its figures: the curves of
+    check.png are `pytensor-jax:cpu`, as `parity --runs` names runs, and so is its title."""
+    from xor_gpu import check, plots
+    from xor_gpu.config import TrainConfig
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_runs", lambda path, runs, title, **kw: drawn.update(
+        {os.path.basename(path): (list(runs), title)}))
+    check.main(TrainConfig(engine="pytensor-jax"), str(tmp_path / "check"))
+    assert drawn == {"check.png": (["pytensor-jax:cpu"], "pytensor-jax:cpu check against the reference")}

@@ -1,11 +1,12 @@
 """The package's structure, drawn from its code (benchmarks/import_graph.py): no import
-cycles, xor_gpu modules imported inside functions only by the CLI's lazy command loading,
-and engine names compared only in the engine registry."""
+cycles, xor_gpu modules imported on demand only by the CLI's lazy command loading and the
+engine registry's runtimes, engine names compared only in the engine registry, device names
+only in xor_gpu/devices.py."""
 import ast
 import importlib.util
 import pathlib
 
-from xor_gpu import engines
+from xor_gpu import devices, engines
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "xor_gpu"
@@ -23,12 +24,18 @@ def test_the_graph_sees_every_import(tmp_path):
     (tmp_path / "a.py").write_text("from xor_gpu import b\n")
     (tmp_path / "b.py").write_text("import os\n\ndef f():\n    from xor_gpu.a import x\n")
     (tmp_path / "c.py").write_text("import xor_gpu.b\n")
+    (tmp_path / "d.py").write_text('RUNTIME = "xor_gpu.c:Runtime"\n')  # imported when first used
+    (tmp_path / "p").mkdir()  # a subpackage: its modules named from the package
+    (tmp_path / "p" / "__init__.py").write_text("")
+    (tmp_path / "p" / "q.py").write_text("from xor_gpu.p import r\nfrom xor_gpu import c\n")
+    (tmp_path / "p" / "r.py").write_text("from xor_gpu.p import NAME\n")  # a name of the package itself
     graph = _import_graph()
     modules = graph.graph(tmp_path)
     assert {m: (v["imports"], v["late_imports"]) for m, v in modules.items()} == {
-        "a": (["b"], []), "b": ([], ["a"]), "c": (["b"], [])}
+        "a": (["b"], []), "b": ([], ["a"]), "c": (["b"], []), "d": ([], ["c"]),
+        "p": ([], []), "p.q": (["c", "p.r"], []), "p.r": (["p"], [])}
     assert graph.cycles(modules) == [["a", "b"]] and graph.cycles(modules, late=False) == []
-    assert graph.layers(modules) == {"a": 1, "b": 0, "c": 1}
+    assert graph.layers(modules) == {"a": 1, "b": 0, "c": 1, "d": 0, "p": 0, "p.q": 2, "p.r": 1}
 
 
 def test_no_import_cycles():
@@ -36,10 +43,13 @@ def test_no_import_cycles():
     assert graph.cycles(graph.graph()) == []
 
 
-def test_xor_gpu_modules_are_imported_inside_functions_only_by_the_cli():
+def test_xor_gpu_modules_are_imported_on_demand_only_by_the_cli_and_the_engine_registry():
+    """The CLI loads a command's module when it runs; the registry imports an engine's runtime
+    (and with it Theano's or PyTensor's backend) when the engine starts, so that checking
+    input, which every command does first, loads neither backend."""
     late = {m: set(v["late_imports"]) for m, v in _import_graph().graph().items() if v["late_imports"]}
     late.pop("cli")
-    assert late == {}
+    assert late == {"engines": {"backend", "pytensor_backend"}}
 
 
 def _engine_comparisons(tree):
@@ -68,7 +78,8 @@ def _engine_comparisons(tree):
 
 
 def test_engine_names_are_compared_only_in_the_registry():
-    found = [f"{path.name}:{line}: {text}" for path in sorted(PACKAGE.glob("*.py")) if path.name != "engines.py"
+    found = [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path != PACKAGE / "engines.py"
              for line, text in _engine_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
     assert found == []
 
@@ -80,3 +91,41 @@ def test_the_engine_check_finds_each_way_of_comparing():
             'z = {"theano": 1, "pytensor-jax": 2}.get(engine)\n'
             'ok = "pytensor" in versions and engine == "cuda"\n')
     assert [line for line, _ in _engine_comparisons(ast.parse(code))] == [1, 2, 3, 4]
+
+
+def _device_comparisons(tree):
+    """(line, text) of each comparison of a device's name as a string (`device == "cpu"`,
+    `name in ("cuda", "cpu")`) and of each test of its prefix (`device.startswith("cuda")`)."""
+    def device_name(node):
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str) and devices.DEVICE_PATTERN.fullmatch(node.value) is not None
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(device_name(e) for e in node.elts)
+
+    def device_prefix(node):
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str) and node.value.startswith(("cpu", "cuda", "opencl"))
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(device_prefix(e) for e in node.elts)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(device_name(s) for s in (node.left, *node.comparators)):
+            yield node.lineno, ast.unparse(node)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("startswith", "endswith") and any(device_prefix(a) for a in node.args)):
+            yield node.lineno, ast.unparse(node)
+
+
+def test_device_names_are_read_only_in_devices_py():
+    found = [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path != PACKAGE / "devices.py"
+             for line, text in _device_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
+    assert found == []
+
+
+def test_the_device_check_finds_each_way_of_comparing():
+    code = ('if device == "cpu": pass\n'
+            'x = config.device != "cuda0"\n'
+            'y = name in ("opencl0:0", "cpu")\n'
+            'z = device.startswith("cuda")\n'
+            'w = name.startswith(("opencl", "x"))\n'
+            'ok = platform == "gpu" and kind != wanted and "cpu" if flag else "cuda"\n')
+    assert [line for line, _ in _device_comparisons(ast.parse(code))] == [1, 2, 3, 4, 5]

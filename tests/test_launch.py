@@ -11,7 +11,7 @@ import pytest
 import cuda_stand_ins as stand_in
 from xorlib import run_cli
 from xor_gpu import launch
-from xor_gpu.cuda_libs import Host
+from xor_gpu.cuda_search import Host
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from xorlib import one_line_error, run_cli, stub_run, without_cuda_gpu
 from xor_gpu import parity
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, DeviceError
-from xor_gpu.results import Failure, Tolerances
+from xor_gpu.results.parity import Failure
+from xor_gpu.results.runs import Tolerances
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_verdict_on_plain_data(other, error, fragment):
     if error is None:
         result.verdict()
         assert data["passed"]
-        assert data["differences"]["opencl0:0"]["bitwise_equal"] == (other["weights_sha256"] == REF["weights_sha256"])
+        assert data["differences"]["opencl0:0"]["bitwise_equal"] == (other.weights_sha256 == REF.weights_sha256)
     else:
         assert not data["passed"]
         with pytest.raises(error, match=fragment):

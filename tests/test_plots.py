@@ -1,6 +1,7 @@
 """The figure of train, parity, check and compare: pure helpers on plain data, then real
 renders of real training reports (two short CPU runs whose learning rates differ by 1%)."""
 import copy
+import dataclasses
 import struct
 import subprocess
 import sys
@@ -8,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from xor_gpu.results import Tolerances, relative_loss_differences as relative_differences
 from xor_gpu import sweep
 from xor_gpu.config import TrainConfig
 from xor_gpu.plots import loss_axis_scale, margin_text, plot_runs, plot_seeds
+from xor_gpu.results.runs import Tolerances, relative_loss_differences as relative_differences
+from xor_gpu.results.train_report import TrainReport
 from xorlib import CLOSE, STALLED_FAR, stub_sweep, train_report
 
 ATOL, RTOL = 1e-4, 1e-3
@@ -23,16 +25,15 @@ def reports(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reports")
     base = train_report(tmp, "--steps", "2000", "--lr", "0.3", name="base.json")
     bumped = train_report(tmp, "--steps", "2000", "--lr", "0.303", name="bumped.json")
-    return base, bumped
+    return TrainReport.from_dict(base), TrainReport.from_dict(bumped)
 
 
 def nudged(report, scale, seed):
     """The report with predictions and every other loss sample moved by about `scale` (relative)."""
     rng = np.random.RandomState(seed)
     r = copy.deepcopy(report)
-    r["predictions"] = {k: v + scale * rng.uniform(0.5, 1) for k, v in r["predictions"].items()}
-    values = r["loss_history"]["values"]
-    r["loss_history"]["values"] = [v * (1 + scale * (i % 2)) for i, v in enumerate(values)]
+    r.predictions = {k: v + scale * rng.uniform(0.5, 1) for k, v in r.predictions.items()}
+    r.loss_history.values = [v * (1 + scale * (i % 2)) for i, v in enumerate(r.loss_history.values)]
     return r
 
 
@@ -110,7 +111,7 @@ def test_single_run(tmp_path, reports):
 
 def test_short_run_reads_plain_numbers_on_a_linear_axis(tmp_path, reports):
     base = copy.deepcopy(reports[0])
-    base["loss_history"]["values"] = base["loss_history"]["values"][:30]  # 1.068 .. about 1.0
+    base.loss_history.values = base.loss_history.values[:30]  # 1.068 .. about 1.0
     fig = plot_runs(tmp_path / "short.png", {"cpu": base}, "XOR loss, cpu, 120 steps")
     png_size(tmp_path / "short.png")
     [ax] = fig.axes
@@ -151,7 +152,7 @@ def test_bitwise_equal_pair_says_so(tmp_path, reports):
     assert legend_texts(rel) == ["cpu again: bitwise equal"]
     [strip] = rel.child_axes
     [zeros] = [x for x in strip.lines if x.get_gid() == "exactly-equal"]
-    assert len(zeros.get_xdata()) == len(base["loss_history"]["values"])
+    assert len(zeros.get_xdata()) == len(base.loss_history.values)
     assert texts(pred, "margin") == ["0: bitwise equal"]
     assert not pred.patches  # no bar pretends to a value
     assert line(rel, "tolerance-rtol")
@@ -183,9 +184,9 @@ def test_fleet_of_20_against_an_outside_reference(tmp_path, reports):
 def test_seed_sweep_draws_every_seed_against_atol(tmp_path):
     """parity --seeds: one point per seed on the log axis, exact zeros on the strip below,
     hollow points for seeds that converged nowhere, the atol line."""
-    same = {**CLOSE, "predictions": dict(stub_sweep(CLOSE)["cpu"]["runs"]["0"]["predictions"])}
+    same = dataclasses.replace(CLOSE, predictions=dict(stub_sweep(CLOSE)["cpu"].runs["0"].predictions))
     reports = stub_sweep(CLOSE, STALLED_FAR, same)
-    reports["cpu"]["runs"]["1"]["converged"] = False
+    reports["cpu"].runs["1"].converged = False
     data = sweep.assess(TrainConfig(), ["cpu", "opencl0:0"], [0, 1, 2], reports, {}, Tolerances(ATOL, RTOL))
     fig = plot_seeds(tmp_path / "sweep.png", data)
     png_size(tmp_path / "sweep.png")

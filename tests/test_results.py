@@ -1,23 +1,29 @@
-"""The typed result layer against reports written by the previous release (tests/data/v0.1.0,
-made by xor_gpu 0.1.0 with the commands its README lists): each loads, writes back the same
-JSON, renders the same figures and compares the same. Then the rules the results pin: the
-convergence margin at its boundary, and bad report files."""
+"""The typed result layer against reports written by earlier releases (tests/data/v0.1.0, made
+by xor_gpu 0.1.0 with the commands its README lists, and an H200 node's): each loads, writes
+back the same JSON (every train report in them byte for byte), renders the same figures and
+compares the same. Then the rules the results pin: the convergence margin a report states,
+and bad report files."""
 import dataclasses
 import json
 import pathlib
 
 import pytest
 
-from xor_gpu import compare, config, render, report, results
+from xor_gpu import compare, files, problem, render
 from xor_gpu.errors import CheckFailed, ConfigError, DeviceError, Interrupted
-from xor_gpu.results import CheckSummary, Difference, Parity, Sweep, Tolerances, TrainRun
+from xor_gpu.results import schemas
+from xor_gpu.results.check import CheckSummary
+from xor_gpu.results.parity import Parity
+from xor_gpu.results.runs import Difference, Tolerances, TrainRun
+from xor_gpu.results.sweep import Sweep
+from xor_gpu.results.train_report import SeedsReport, TrainReport
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"
 H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # written on an NVIDIA H200 node
 
 
 def _load(name):
-    return results.load(DATA / name)
+    return schemas.load(DATA / name)
 
 
 def _tokens(text):
@@ -31,17 +37,45 @@ def _printed(name, drop_last=True):
     return "\n".join(lines[:-1] if drop_last else lines)
 
 
+def _train_reports():
+    """(where, report) of every train report the files of earlier releases hold: alone, one
+    per seed, and the runs of parity reports and check summaries; and the committed one."""
+    found = [("builtin", json.loads(pathlib.Path(compare.builtin_reference_path()).read_text()))]
+    for path in sorted([*DATA.glob("*.json"), *H200.glob("*.json")]):
+        data = json.loads(path.read_text())
+        if data.get("schema") == schemas.TRAIN_SCHEMA:
+            found.append((path.name, data))
+        elif data.get("schema") in (schemas.SEEDS_SCHEMA, schemas.PARITY_SCHEMA, schemas.CHECK_SCHEMA):
+            found += [(f"{path.name}[{name}]", run) for name, run in data["runs"].items()]
+    return found
+
+
+@pytest.mark.parametrize("where, data", _train_reports(), ids=[where for where, _ in _train_reports()])
+def test_every_train_report_loads_and_writes_back_byte_for_byte(where, data):
+    report = TrainReport.from_dict(data, where)
+    assert json.dumps(report.to_dict(), indent=2) == json.dumps(data, indent=2)
+    assert report.converged is data["converged"] and report.device.name == data["device"]["name"]
+
+
+def test_the_earlier_releases_hold_train_reports_of_every_kind():
+    """The round trip above sees 14 reports: 0.1.0's train, seeds, parity and check runs, the
+    H200 node's, and the committed reference (cudnn absent from all but the last)."""
+    reports = dict(_train_reports())
+    assert len(reports) == 14 and sum("cudnn" in r for r in reports.values()) == 1
+    assert {r["config"]["engine"] for r in reports.values()} == {"theano", "pytensor-jax"}
+
+
 def test_a_train_report_loads_and_renders_as_before():
     data = _load("train.json")
-    run = TrainRun("train.json", data)
-    assert run.converged is True and run["schema"] == results.TRAIN_SCHEMA
-    assert Difference.between(data, data) == Difference(0.0, 0.0, True)
+    run = TrainRun("train.json", TrainReport.from_dict(data))
+    assert run.converged is True and run.report.schema == schemas.TRAIN_SCHEMA
+    assert Difference.between(run.report, run.report) == Difference(0.0, 0.0, True)
 
 
 def test_a_parity_report_round_trips_and_prints_the_same_figures():
     data = _load("parity.json")
     parity = Parity.from_dict(data)
-    assert parity.to_dict() == data
+    assert json.dumps(parity.to_dict()) == json.dumps(data)
     assert parity.passed and parity.reference == "cpu"
     assert _tokens(render.parity(parity)) == _tokens(_printed("parity.txt"))
 
@@ -49,13 +83,16 @@ def test_a_parity_report_round_trips_and_prints_the_same_figures():
 def test_a_sweep_report_round_trips_and_prints_the_same_figures():
     data = _load("parity-seeds.json")
     sweep = Sweep.from_dict(data)
-    assert sweep.to_dict() == data
+    assert json.dumps(sweep.to_dict()) == json.dumps(data)
     assert sweep.groups()["converged_nowhere"] == [1, 2]
     assert _tokens(render.sweep(sweep)) == _tokens(_printed("parity-seeds.txt"))
 
 
-def test_a_seeds_report_prints_the_same_figures():
-    assert _tokens(render.seeds(_load("train-seeds.json"))) == _tokens(_printed("train-seeds.txt", False))
+def test_a_seeds_report_round_trips_and_prints_the_same_figures():
+    data = _load("train-seeds.json")
+    seeds = SeedsReport.from_dict(data)
+    assert json.dumps(seeds.to_dict()) == json.dumps(data)
+    assert _tokens(render.seeds(seeds)) == _tokens(_printed("train-seeds.txt", False))
 
 
 @pytest.mark.parametrize("name, status, exit_status, failed_step, reason", [
@@ -94,12 +131,12 @@ def test_a_summarys_verdict_is_its_error_with_its_exit_status(name, error):
 def test_a_gpu_nodes_summary_loads_and_writes_back_as_it_was(name, engine):
     """Real summaries of a CUDA 13 node: passed, and every field written back unchanged
     (the "cuda" record of the NVIDIA libraries kept as the check wrote it)."""
-    data = results.load(H200 / name)
+    data = schemas.load(H200 / name)
     summary = CheckSummary.from_dict(data)
     assert summary.passed and summary.verdict() is None and summary.config["engine"] == engine
     assert summary.extra["cuda"]["driver"] == "13.0" and summary.device["active"] == "cuda"
-    assert summary.to_dict() == data
-    assert [TrainRun(label, run).converged for label, run in summary.runs.items()] == [True, True]
+    assert json.dumps(summary.to_dict()) == json.dumps(data)
+    assert [run.converged for run in summary.runs.values()] == [True, True]
 
 
 def test_an_interrupted_summarys_verdict_is_the_signals_exit_status():
@@ -134,22 +171,13 @@ def test_the_committed_reference_loads_and_is_bitwise_itself():
     assert result.passed and result.rows[0].difference == Difference(0.0, 0.0, True)
 
 
-@pytest.mark.parametrize("prediction, target, converged", [
-    (0.75, 1, True), (0.7499, 1, False), (0.25, 0, True), (0.2501, 0, False), (1.0, 1, True), (0.5, 0, False)])
-def test_the_convergence_rule_at_its_boundary(prediction, target, converged):
-    """Converged: within 0.25 of the target (`|prediction - target| <= 0.25`), no further."""
-    assert config.row_converged(prediction, target) is converged
-
-
 def test_the_convergence_rule_in_a_report():
     """A report states its margin, and its ok column applies it at the boundary."""
     data = json.loads(json.dumps(_load("train.json")))
-    assert data["convergence_margin"] == config.CONVERGENCE_MARGIN == 0.25
+    assert data["convergence_margin"] == problem.CONVERGENCE_MARGIN == 0.25
     data["predictions"] = {"1,0": 0.75, "0,0": 0.2501, "0,1": 0.7499, "1,1": 0.25}
-    table = {row[0]: row[-1] for row in _tokens(render.train(data))[1:5]}
+    table = {row[0]: row[-1] for row in _tokens(render.train(TrainReport.from_dict(data)))[1:5]}
     assert table == {"1,0": "yes", "0,0": "NO", "0,1": "NO", "1,1": "yes"}
-    assert config.is_converged(list(data["predictions"].values())) is False
-    assert config.is_converged([0.75, 0.25, 0.75, 0.25]) is True
 
 
 @pytest.mark.parametrize("edit, fragment", [
@@ -161,7 +189,7 @@ def test_a_broken_summary_is_bad_input(tmp_path, edit, fragment):
     data = _load("check-cpu.json")
     edit(data)
     path = tmp_path / "s.json"
-    report.write_json(path, data)
+    files.write_json(path, data)
     with pytest.raises(ConfigError, match=fragment):
         compare.compare([str(path)], compare.BUILTIN)
 

@@ -3,10 +3,11 @@ call, divergence, the loss history's sampling, and the digest of the final weigh
 import numpy as np
 import pytest
 
-from xor_gpu import report, train
+from xor_gpu import origin, train
 from xor_gpu.config import PROGRESS_CALLS, TrainConfig
 from xor_gpu.engines import C_CHAIN_STEPS_PER_CALL, CPU_STEPS_PER_CALL, MAX_SCAN
-from xor_gpu.results import Difference, TrainRun, check_same_config
+from xor_gpu.results.runs import Difference, TrainRun, check_same_config
+from xor_gpu.results.train_report import TrainReport
 from xorlib import train_report
 
 # Short runs that converge like the seed config (lr x steps = 600); 2,000 steps sample the
@@ -53,10 +54,10 @@ def test_any_steps_per_call_trains_bitwise_like_one_step_per_call():
     results = {k: train.run(TrainConfig(**SHORT, steps_per_call=k)) for k in ks}
     seed = results[1]
     assert len(seed.loss_history) == 500 and seed.converged
-    reports = {k: report.train_report(r) for k, r in results.items()}
+    reports = {k: TrainReport.of(r, origin.here()) for k, r in results.items()}
     for k in ks[1:]:
         r = results[k]
-        assert r.config.steps_per_call == reports[k]["config"]["steps_per_call"] == k
+        assert r.config.steps_per_call == reports[k].config["steps_per_call"] == k
         assert r.loss_history == seed.loss_history
         assert r.predictions == seed.predictions
         assert r.final_weights == seed.final_weights and r.weights_sha256 == seed.weights_sha256

@@ -1,6 +1,7 @@
 """Helpers shared by the tests (a module of its own: tests/docker has a conftest.py too,
 so `from conftest import` would be ambiguous). The device under test comes from
 THEANO_FLAGS (device=..., as tox sets it per env; default cpu)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import pytest
 
 from xor_gpu.host import cuda_driver
+from xor_gpu.problem import ROWS
+from xor_gpu.results.train_report import LossHistory, RunDevice, SeedsReport, TrainReport
 
 
 def _flag(name, default):
@@ -73,20 +76,18 @@ def train_report(tmp_path, *args, name="report.json", env=None):
 # --- reports of runs, holding only what the differences and verdicts read ----------------------
 
 def stub_run(predictions, losses, sha="a" * 64, converged=True):
-    keys = ("1,0", "0,0", "0,1", "1,1")
-    return {"predictions": dict(zip(keys, predictions)), "loss_history": {"every": 1, "values": losses},
-            "weights_sha256": sha, "converged": converged}
+    return TrainReport(predictions=dict(zip(ROWS, predictions)), loss_history=LossHistory(1, losses),
+                       weights_sha256=sha, converged=converged)
 
 
 def stub_sweep(*others):
     """Sweep reports of the reference device (every seed converged, predictions 0.9/0.1) and of
     a second device whose run of seed i is others[i]."""
-    ref = {"runs": {}}
-    dev = {"runs": {}}
+    ref, dev = SeedsReport(runs={}), SeedsReport(runs={})
     for i, other in enumerate(others):
-        ref["runs"][str(i)] = {**stub_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=other["converged"]),
-                               "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "cpu"}}
-        dev["runs"][str(i)] = {**other, "final_loss": 0.04, "steps_per_second": 1.0, "device": {"name": "d"}}
+        ref.runs[str(i)] = dataclasses.replace(stub_run([0.9, 0.1, 0.9, 0.1], [1.0, 0.5], converged=other.converged),
+                                               final_loss=0.04, steps_per_second=1.0, device=RunDevice(name="cpu"))
+        dev.runs[str(i)] = dataclasses.replace(other, final_loss=0.04, steps_per_second=1.0, device=RunDevice(name="d"))
     return {"cpu": ref, "opencl0:0": dev}
 
 

@@ -12,9 +12,9 @@ import platform
 import sys
 import warnings
 
-from xor_gpu import cuda_libs, cuda_standin, host
+from xor_gpu import cuda_search, cuda_standin, host
 from xor_gpu.compile_cache import compiledir, count_compiled_modules, rebuild_on_load_failure, repair
-from xor_gpu.devices import check_device
+from xor_gpu.devices import check_device, device as device_of
 from xor_gpu.errors import DeviceError
 
 TEN_YEARS = 10 * 365 * 24 * 3600  # compiled modules are kept, not aged out after 24 days
@@ -108,7 +108,7 @@ def import_theano(device, floatx):
             os.environ.pop("THEANO_FLAGS", None)
         else:
             os.environ["THEANO_FLAGS"] = user_flags
-    if device == "cpu":  # a GPU run calls the device's BLAS and loads none on the host
+    if device_of(device).is_cpu:  # a GPU run calls the device's BLAS and loads none on the host
         host.load_blas(theano.config.blas.ldflags)  # before any compiled module links it
     rebuild_on_load_failure()
     _one_line_optimizer_errors()
@@ -234,9 +234,10 @@ def _stable_cop_versions(theano):
 
 
 def _verify_context(theano, device, errors):
-    if device == "cpu":
+    dev = device_of(device)
+    if dev.is_cpu:
         return
-    if device.startswith("cuda"):  # first: what fails on compile-only's stand-in is not the GPU's fault
+    if dev.is_cuda:  # first: what fails on compile-only's stand-in is not the GPU's fault
         cuda_standin.refuse_if_loaded()
     if not theano.gpuarray.pygpu_activated:
         cause = errors[-1] if errors else "pygpu support is not active"
@@ -245,7 +246,7 @@ def _verify_context(theano, device, errors):
             f"run 'xor-gpu doctor --device {device}'"
         )
     kind = active_context(theano).kind.decode()
-    if not device.startswith(kind):
+    if kind != dev.kind:
         raise DeviceError(f"device {device} requested but the active context is {kind}")
 
 
@@ -257,7 +258,7 @@ def active_context(theano):
 
 def active_device(theano):
     """(device string, human-readable name) of what Theano actually runs on."""
-    if theano.config.device == "cpu" or not theano.gpuarray.pygpu_activated:
+    if device_of(theano.config.device).is_cpu or not theano.gpuarray.pygpu_activated:
         return "cpu", host.cpu_name()
     ctx = active_context(theano)
     return theano.config.device, ctx.devname.strip()
@@ -276,9 +277,9 @@ def cudnn_enabled(user_flags=None):
 def cudnn_of(theano, ops):
     """What a CUDA run did with cuDNN: {"enabled" (Theano's dnn.enabled not False), "used" (a GpuDnn op in
     the compiled graph), "library", "version" (the cuDNN found here, or None)}; None off CUDA."""
-    if not theano.config.device.startswith("cuda"):
+    if not device_of(theano.config.device).is_cuda:
         return None
-    found = cuda_libs.find_cudnn() or {"library": None, "version": None}
+    found = cuda_search.find_cudnn() or {"library": None, "version": None}
     return {"enabled": str(theano.config.dnn.enabled) != "False", "used": any(n.startswith("GpuDnn") for n in ops), **found}
 
 
@@ -295,7 +296,7 @@ def verify_graph(function, device):
     """Refuse a compiled function whose arithmetic does not run where it was asked to."""
     names = op_names(function)
     gpu_ops = [n for n in names if n.startswith("Gpu")]
-    if device == "cpu":
+    if device_of(device).is_cpu:
         if gpu_ops:
             raise DeviceError(f"device cpu requested but the graph holds GPU ops: {', '.join(gpu_ops)}")
         return names
@@ -347,7 +348,7 @@ def versions(theano=None):
     out = {"python": platform.python_version(), "numpy": numpy.__version__}
     if theano is not None:
         out["theano"] = theano.__version__
-        if theano.config.device != "cpu":
+        if not device_of(theano.config.device).is_cpu:
             out["pygpu"] = sys.modules["pygpu"].__version__
     return out
 

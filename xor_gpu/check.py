@@ -5,7 +5,7 @@ Steps: doctor (what is installed), train (the seed config on DEV, converged), de
 (a second independent run on DEV ends with bitwise-identical weights), parity (the CPU
 against DEV within the tolerances), reference (each run against the committed reference).
 Every training runs in its own process (xor_gpu.child). OUT gets summary.json (schema
-xor_gpu.check/1, xor_gpu.results.CheckSummary) beside the train and parity reports and
+xor_gpu.check/1, xor_gpu.results.check.CheckSummary) beside the train and parity reports and
 plots; a failed step, or SIGTERM/SIGINT, never stops the summary from being written.
 
 On a device with hardware of its own (a CUDA GPU) the CPU reference trains beside the
@@ -14,16 +14,18 @@ CPU, and PoCL's OpenCL) the three run one after the other. Each step records whe
 started: the steps' seconds add up to the wall time plus the overlap, both in the summary.
 """
 import contextlib
+import functools
 import os
 import signal
 import sys
 import time
 
-from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, host, parity, pipeline, plots, render,
-                     report)
+from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, files, host, origin, parity, pipeline,
+                     plots, render)
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
-from xor_gpu.results import (CONFIG_FIELDS, FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary,
-                             Difference, Failure, Step, Tolerances)
+from xor_gpu.results.check import FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary, Step
+from xor_gpu.results.parity import Failure
+from xor_gpu.results.runs import Difference, Tolerances
 
 STEPS = ("doctor", "train", "determinism", "parity", "reference")
 
@@ -42,7 +44,7 @@ class Log:
             self.lines.append(detail.rstrip())
 
     def save(self):
-        report._atomic(self.path, lambda f: f.write("\n".join(self.lines) + "\n"))
+        files.write_text(self.path, "\n".join(self.lines) + "\n")
 
 
 def prepare_out(out):
@@ -62,11 +64,12 @@ def load_reference(config, reference):
     """(TrainRun, applies). A reference that was asked for by name must match the config; the
     builtin one is skipped (not failed) for a config it was not made with, e.g. --steps."""
     ref = compare.reference_of(reference)
-    field = next((f for f in CONFIG_FIELDS if ref["config"][f] != getattr(config, f)), None)
-    if field and reference != compare.BUILTIN:
-        raise ConfigError(f"{reference}: the reference was made with {field}={ref['config'][field]!r}, "
-                          f"this check runs {field}={getattr(config, field)!r}")
-    return ref, field is None
+    mismatch = ref.report.config_mismatch(config.to_dict())
+    if mismatch and reference != compare.BUILTIN:
+        field, made, runs = mismatch
+        raise ConfigError(f"{reference}: the reference was made with {field}={made!r}, "
+                          f"this check runs {field}={runs!r}")
+    return ref, mismatch is None
 
 
 class Clock:
@@ -94,7 +97,7 @@ class Check:
         self.steps, self.runs, self.failure = [], {}, None  # failure: the error to raise at the end
         self.doing = STEPS[0]  # the step under way, named when a signal interrupts it
         self.interrupted = None  # the Interrupted error of the signal that ended the check
-        self.plots = report.can_plot()  # without matplotlib the check still runs, without PNGs
+        self.plots = plots.available()  # without matplotlib the check still runs, without PNGs
         self.clock = Clock()
 
     def step(self, name, status, span, summary, **figures):
@@ -131,7 +134,7 @@ class Check:
     def run(self):
         device = self.config.device
         findings = doctor.collect()
-        report.write_json(os.path.join(self.out, "doctor.json"), findings)
+        files.write_json(os.path.join(self.out, "doctor.json"), findings)
         doctor_span = self.clock.lap()
         # The doctor's advice is about Theano's stack (pygpu, NVIDIA libraries for libgpuarray).
         theano = engines.get(self.config.engine).libgpuarray
@@ -157,10 +160,10 @@ class Check:
                 return self.skip_rest("training failed")
             r = first.report
             self.runs[device] = r
-            report.write_json(os.path.join(self.out, "train.json"), r)
-            self.step("train", PASSED if r["converged"] else FAILED, self.clock.lap(), render.check_train(r),
-                      converged=r["converged"], final_loss=r["final_loss"], steps_per_second=r["steps_per_second"],
-                      weights_sha256=r["weights_sha256"])
+            files.write_json(os.path.join(self.out, "train.json"), r.to_dict())
+            self.step("train", PASSED if r.converged else FAILED, self.clock.lap(), render.check_train(r),
+                      converged=r.converged, final_loss=r.final_loss, steps_per_second=r.steps_per_second,
+                      weights_sha256=r.weights_sha256)
 
             second = self.train(device, "an independent repeat", "determinism")
             self.determinism(r, second)
@@ -173,32 +176,34 @@ class Check:
         diff = Difference.between(first, second.report)  # bitwise equal: the same weights digest
         same = diff.bitwise_equal
         self.step("determinism", PASSED if same else FAILED, self.clock.lap(), render.check_determinism(diff),
-                  bitwise_equal=same, weights_sha256=[first["weights_sha256"], second.report["weights_sha256"]])
+                  bitwise_equal=same, weights_sha256=[first.weights_sha256, second.report.weights_sha256])
 
     def parity(self, device, dev_report, beside=None):
         """The CPU reference against the device's run; `beside`: (its training, started with the
         device's, and when: the step's span starts there), else it trains now."""
-        if device == "cpu":
+        if devices.device(device).is_cpu:
             return self.step("parity", SKIPPED, self.clock.lap(), "the device is the CPU, the reference device itself")
         if beside is None:
             cpu, since = self.train("cpu", "the CPU reference", "parity"), None
         else:
             cpu, since = self.finish(beside[0], "the CPU reference", "parity"), beside[1]
+        # Named as `parity --runs` names them: the device alone for Theano, ENGINE:DEVICE otherwise.
+        ref, dev = (engines.label(self.config.engine, d) for d in ("cpu", device))
         reports, failures = {}, {}
         if cpu.ok:
-            reports["cpu"] = self.runs["cpu"] = cpu.report
+            reports[ref] = self.runs["cpu"] = cpu.report
         else:
-            failures["cpu"] = Failure(cpu.exit_status, cpu.error)
-        reports[device] = dev_report
-        result = parity.assess(self.config, ["cpu", device], reports, failures, self.tolerances)
+            failures[ref] = Failure(cpu.exit_status, cpu.error)
+        reports[dev] = dev_report
+        result = parity.assess(self.config, [ref, dev], reports, failures, self.tolerances)
         pipeline.write(result, os.path.join(self.out, "parity.json"))
         if failures:
             return self.step("parity", FAILED, self.clock.lap(since), f"the CPU run failed: {cpu.error}")
         if self.plots:
             parity.plot(os.path.join(self.out, "parity.png"), result)
-        diff = result.differences[device]
+        diff = result.differences[dev]
         self.step("parity", PASSED if result.passed else FAILED, self.clock.lap(since),
-                  render.against(device, "cpu", diff, self.tolerances), **diff.to_dict())
+                  render.against(dev, ref, diff, self.tolerances), **diff.to_dict())
 
     def reference(self):
         self.doing = "reference"
@@ -208,8 +213,9 @@ class Check:
         diffs = {name: Difference.between(self.ref.report, run) for name, run in self.runs.items()}
         ok = all(self.tolerances.admit(d) for d in diffs.values())
         if self.plots:
-            plots.plot_runs(os.path.join(self.out, "check.png"), self.runs,
-                            f"{self.config.device} check against the reference",
+            label = functools.partial(engines.label, self.config.engine)
+            plots.plot_runs(os.path.join(self.out, "check.png"), {label(d): run for d, run in self.runs.items()},
+                            f"{label(self.config.device)} check against the reference",
                             reference=(self.ref.label, self.ref.report), atol=self.tolerances.atol,
                             rtol=self.tolerances.rtol)
         self.step("reference", PASSED if ok else FAILED, self.clock.lap(), render.check_reference(diffs),
@@ -228,30 +234,31 @@ class Check:
         return PASSED, EXIT_OK, None, None
 
     def summary(self):
-        dev = self.runs.get(self.config.device) or {}
+        dev = self.runs.get(self.config.device)  # its TrainReport, None when it did not train
         status, exit_status, failed_step, reason = self.status()
-        origin = report.origin()
-        ref = self.ref
+        here = origin.here()
+        ref = self.ref.report
         return CheckSummary(
             status, exit_status, self.config.to_dict(),
-            {"requested": self.config.device, **({k: dev["device"][k] for k in ("active", "name")} if dev else {})},
+            {"requested": self.config.device,
+             **({"active": dev.device.active, "name": dev.device.name} if dev else {})},
             self.steps, self.tolerances,
-            {"label": ref.label, "weights_sha256": ref["weights_sha256"], "origin": ref.report.get("origin"),
+            {"label": self.ref.label, "weights_sha256": ref.weights_sha256, "origin": ref.origin,
              "applies": self.ref_applies},
-            dev.get("versions") or {}, origin, self.runs, failed_step, reason,
-            self.interrupted.signal_name if self.interrupted else None, origin["host"], self.gpu_stack(dev),
+            (dev.versions if dev else None) or {}, here, self.runs, failed_step, reason,
+            self.interrupted.signal_name if self.interrupted else None, here["host"], self.gpu_stack(dev),
             round(self.clock.now(), 2))
 
     def gpu_stack(self, dev):
         """summary.json's record of the NVIDIA stack a cuda check used: the driver, and for
         libgpuarray's engine the NVRTC and cuBLAS it loaded (cuda_libs) and what it did with
         cuDNN; other engines (JAX) load their own, named in their versions."""
-        if not self.config.device.startswith("cuda"):
+        if not devices.device(self.config.device).is_cuda:
             return {}
         cuda = cuda_libs.describe()
         if not engines.get(self.config.engine).libgpuarray:
             return {"cuda": {k: cuda[k] for k in ("driver", "libcuda")}}
-        return {"cuda": cuda, "cudnn": dev.get("cudnn")}
+        return {"cuda": cuda, "cudnn": dev.cudnn if dev else None}
 
 
 def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol=compare.DEFAULT_RTOL):

@@ -14,6 +14,7 @@ import time
 
 from xor_gpu import engines
 from xor_gpu.errors import EXIT_OK, TimedOut
+from xor_gpu.results import train_report
 
 ERROR_ENV = "XOR_GPU_ERROR_JSON"
 ERROR_SCHEMA = "xor_gpu.error/1"
@@ -23,7 +24,7 @@ STOP_GRACE = 10  # seconds a stopped child has to exit before SIGKILL
 @dataclasses.dataclass
 class ChildRun:
     exit_status: int
-    report: dict = None  # the train report when exit_status is 0
+    report: object = None  # its TrainReport (a SeedsReport with seeds) when exit_status is 0
     error: str = ""  # the child's one-line error otherwise
     seconds: float = 0.0
     stderr: str = ""  # everything the child printed on stderr, for logs
@@ -35,12 +36,9 @@ class ChildRun:
 
 def train_args(config, seeds=None):
     """`xor-gpu train` arguments for config; with `seeds`, --seeds instead of config's --seed."""
-    seed = ["--seeds", ",".join(map(str, seeds))] if seeds is not None else ["--seed", str(config.seed)]
-    args = ["--engine", config.engine, "--device", config.device, "--floatx", config.floatx,
-            "--hidden", str(config.hidden), "--lr", repr(config.lr), "--steps", str(config.steps), *seed]
-    if config.steps_per_call is not None:  # else the child's device's default
-        args += ["--steps-per-call", str(config.steps_per_call)]
-    return args
+    if seeds is None:
+        return config.to_argv()
+    return [*config.to_argv(leave_out=("seed",)), "--seeds", ",".join(map(str, seeds))]
 
 
 def train(config, timeout=None, seeds=None):
@@ -55,24 +53,27 @@ def start(config, seeds=None):
     return Training(config, seeds)
 
 
-class Training:
-    """`xor-gpu train` in a child process. result() waits for it; whatever stops the parent
-    while it waits (a signal that interrupts a check, a timeout), and stop() or leaving its
-    `with` block before the result, stop the child too: SIGTERM, then SIGKILL after STOP_GRACE."""
+class Process:
+    """A child process of the package's, and a folder for the files it writes (path()). Its
+    stderr goes to a file, not a pipe: a child running beside other work is read only at its
+    end. wait() for it; whatever stops the parent while it waits (a signal that interrupts a
+    check, a timeout), and stop() or leaving its `with` block before it ends, stop the child
+    too: SIGTERM, then SIGKILL after STOP_GRACE. Used by `check`, `parity` and the sweep (a
+    training, below) and by `doctor --compile-only` (its compiling child)."""
 
-    def __init__(self, config, seeds=None):
-        # The engine's own Python: PyTensor and Theano need environments of their own.
-        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *train_args(config, seeds)]
-        self.device = config.device
+    def __init__(self):
         self._tmp = tempfile.TemporaryDirectory(prefix="xor-gpu-child-")
-        self._report, self._error = (os.path.join(self._tmp.name, f) for f in ("report.json", "error.json"))
-        # stderr goes to a file, not a pipe: a child running beside other work is read only at its end.
-        self._stderr = open(os.path.join(self._tmp.name, "stderr.txt"), "w+", encoding="utf-8", errors="replace")
+        self._stderr = open(self.path("stderr.txt"), "w+", encoding="utf-8", errors="replace")
+        self._proc = None
+
+    def path(self, name):
+        return os.path.join(self._tmp.name, name)
+
+    def start(self, cmd, env):
         self.started = time.perf_counter()
         _Starting.active = True
         try:
-            self._proc = subprocess.Popen([*cmd, "--json", self._report], stdout=subprocess.DEVNULL,
-                                          stderr=self._stderr, env={**os.environ, ERROR_ENV: self._error})
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
         except BaseException:
             _Starting.done()
             self._cleanup()
@@ -82,6 +83,7 @@ class Training:
         except BaseException:
             self.stop()
             raise
+        return self
 
     def __enter__(self):
         return self
@@ -89,34 +91,24 @@ class Training:
     def __exit__(self, *exc):
         self.stop()
 
-    def result(self, timeout=None):
-        """The ChildRun, once the child has exited (at most `timeout` seconds from now)."""
+    def wait(self, timeout=None):
+        """(exit status, stderr) once the child has exited; after `timeout` seconds it is
+        stopped and subprocess.TimeoutExpired raised (its stderr so far in the exception)."""
         try:
             returncode = self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            seconds, stderr = time.perf_counter() - self.started, self.stop()
-            return ChildRun(exit_status=TimedOut.exit_status, seconds=seconds, stderr=stderr,
-                            error=f"training on {self.device} did not finish in {timeout:g} s")
+        except subprocess.TimeoutExpired as exc:
+            exc.stderr = self.stop()
+            raise
         except BaseException:
             self.stop()
             raise
-        run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - self.started, stderr=self._read())
-        if run.ok:
-            run.report = _load(self._report)
-        else:
-            error = _load(self._error)
-            # Without an error report the child crashed (a signal, a fault in native code).
-            last = (run.stderr.strip().splitlines() or [""])[-1][:300]
-            died = f"the child process died (exit {returncode}){': ' + last if last else ''}"
-            run.error = error["message"] if error else died
-        self._cleanup()
-        return run
+        return returncode, self._read()
 
     def stop(self):
         """Stop the child if it still runs; what it printed on stderr so far."""
         if self._tmp is None:
             return ""
-        if self._proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=STOP_GRACE)
@@ -136,6 +128,50 @@ class Training:
             self._stderr.close()
             self._tmp.cleanup()
             self._tmp = None
+
+
+def died(returncode, stderr, what="the child process"):
+    """The error of a child that left no word of its own (a signal, a fault in native code)."""
+    last = (stderr.strip().splitlines() or [""])[-1][:300]
+    return f"{what} died (exit {returncode}){': ' + last if last else ''}"
+
+
+def read_json(path):
+    """The JSON a child wrote at `path`, or None when it wrote none (or not all of it)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class Training(Process):
+    """`xor-gpu train` in a child process (its engine's own Python: PyTensor and Theano need
+    environments of their own); result() waits for its ChildRun."""
+
+    def __init__(self, config, seeds=None):
+        super().__init__()
+        self.device = config.device
+        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *train_args(config, seeds),
+               "--json", self.path("report.json")]
+        self.start(cmd, {**os.environ, ERROR_ENV: self.path("error.json")})
+
+    def result(self, timeout=None):
+        """The ChildRun, once the child has exited (at most `timeout` seconds from now)."""
+        try:
+            returncode, stderr = self.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            return ChildRun(exit_status=TimedOut.exit_status, seconds=time.perf_counter() - self.started,
+                            stderr=exc.stderr, error=f"training on {self.device} did not finish in {timeout:g} s")
+        run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - self.started, stderr=stderr)
+        if run.ok:
+            data = read_json(self.path("report.json"))
+            run.report = None if data is None else train_report.read(data, f"the report of training on {self.device}")
+        else:
+            error = read_json(self.path("error.json"))
+            run.error = error["message"] if error else died(returncode, stderr)
+        self._cleanup()
+        return run
 
 
 class _Starting:
@@ -170,11 +206,3 @@ def write_error(exc, exit_status):
                 "message": " ".join(str(exc).split())}
         with open(path, "w", encoding="utf-8") as f:
             json.dump(data, f)
-
-
-def _load(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None

@@ -4,14 +4,12 @@ Exit status (xor_gpu/errors.py): 0 ok, 2 bad input, 3 device or setup unusable, 
 diverged, 5 a verdict failed (not converged, out of tolerance). Errors are one line on stderr.
 """
 import argparse
-import contextlib
 import os
 import sys
-import types
 
 from xor_gpu import child, engines, launch
-from xor_gpu.config import PROGRESS_CALLS, TrainConfig, parse_seeds
-from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, CheckFailed, ConfigError, XorGpuError
+from xor_gpu.config import TrainConfig, parse_seeds
+from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, XorGpuError
 
 PROG = "xor-gpu"
 
@@ -21,23 +19,13 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _add_config_args(p, steps_only=False):
-    d = TrainConfig()
-    p.add_argument("--steps", type=int, default=d.steps, help=f"gradient steps (default {d.steps})")
-    if steps_only:
-        return
-    p.add_argument("--floatx", default=d.floatx, help=f"Theano floatX (default {d.floatx})")
-    p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+def _add_config_args(p):
+    """The training's options (TrainConfig's fields), with --seeds beside --seed."""
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=d.seed, help=f"RandomState seed (default {d.seed})")
+    TrainConfig.add_options(p, TrainConfig.training(), groups={"seed": seeds})
     seeds.add_argument("--seeds", metavar="LIST",
                        help="many seeds in one run, e.g. 0-19 or 1,5,9 (at most 1,000): one compilation "
                             "serves them all")
-    p.add_argument("--steps-per-call", type=int, metavar="K",
-                   help=f"SGD steps per compiled call; every K gives the same result (default: theano "
-                        f"{engines.CPU_STEPS_PER_CALL} on cpu, 1 on GPUs; pytensor {engines.C_CHAIN_STEPS_PER_CALL}; "
-                        f"pytensor-numba and pytensor-jax the whole training in {PROGRESS_CALLS} calls)")
 
 
 def _add_output_args(p):
@@ -60,9 +48,7 @@ def build_parser():
 
     p = sub.add_parser("train", help="train on one device and print the truth table")
     p.set_defaults(func=cmd_train)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cudaN or openclP:D (default cpu)")
-    p.add_argument("--engine", default=engines.DEFAULT,
-                   help=f"{', '.join(engines.ENGINES)} (default {engines.DEFAULT}; README: Engines)")
+    TrainConfig.add_options(p, ("device", "engine"))
     _add_config_args(p)
     _add_output_args(p)
     p.add_argument("--check", action="store_true", help="exit 5 unless every prediction converged")
@@ -81,9 +67,8 @@ def build_parser():
     p = sub.add_parser("check", help="the whole proof on this machine: doctor, train, determinism, parity, reference")
     p.set_defaults(func=cmd_check)
     p.add_argument("--device", required=True, help="cpu, cuda, cudaN or openclP:D")
-    p.add_argument("--engine", default=engines.DEFAULT, help=f"{', '.join(engines.ENGINES)} (default {engines.DEFAULT})")
+    TrainConfig.add_options(p, ("engine", "steps"))
     p.add_argument("--out", default="xor-gpu-check", help="folder for the reports (default ./xor-gpu-check)")
-    _add_config_args(p, steps_only=True)
     p.add_argument("--reference", default="builtin", metavar="FILE",
                    help="a train report to compare with (default: builtin, the committed seed reference)")
     _add_tolerance_args(p)
@@ -120,53 +105,12 @@ def build_parser():
     return parser
 
 
-def config_from(args, device, engine=engines.DEFAULT):
-    return TrainConfig(device=device, floatx=args.floatx, hidden=args.hidden, lr=args.lr,
-                       steps=args.steps, seed=args.seed, steps_per_call=args.steps_per_call, engine=engine)
-
-
 def cmd_train(args):
-    from xor_gpu import render, report, train
+    from xor_gpu import train_command
 
-    config = config_from(args, args.device, engines.get(args.engine).name)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    report.check_writable(args.json)
-    report.check_plot_path(args.plot)
-    if seeds:
-        return _train_seeds(args, config, seeds)
-    with _progress(config.steps, f"train {config.device}") as bar:
-        result = train.run(config, progress=bar.update)
-    data = report.train_report(result)
-    if args.json:
-        report.write_json(args.json, data)
-    if args.plot:
-        from xor_gpu import plots
-
-        plots.plot_runs(args.plot, {config.device: data},
-                        f"XOR loss, {config.device} ({result.device_name}), {config.floatx}")
-    print(render.train(data))
-    if args.check and not data["converged"]:
-        raise CheckFailed("did not converge")
-    return EXIT_OK
-
-
-def _train_seeds(args, config, seeds):
-    from xor_gpu import render, report, train
-
-    with _progress(config.steps * len(seeds), f"train {config.device}, {len(seeds)} seeds") as bar:
-        results = train.run_seeds(config, seeds, progress=bar.update)
-    data = report.seeds_report(results)
-    if args.json:
-        report.write_json(args.json, data)
-    if args.plot:
-        from xor_gpu import plots
-
-        plots.plot_runs(args.plot, {f"seed {s}": run for s, run in data["runs"].items()},
-                        f"XOR loss by seed, {config.device}, {config.floatx}")
-    print(render.seeds(data))
-    if args.check and not all(r.converged for r in results):
-        raise CheckFailed("not every seed converged")
-    return EXIT_OK
+    # args.config: made (and checked) by main(), before an engine's re-exec
+    return train_command.main(args.config, seeds, args.json, args.plot, args.check)
 
 
 def cmd_parity(args):
@@ -180,7 +124,8 @@ def cmd_parity(args):
         runs = parity.runs_of(devices)
     # Each run gets its own engine and device (parity.train_each); the rest is common, and
     # must suit every run (e.g. --steps-per-call and PyTensor): bad input before any training.
-    config = config_from(args, next(iter(runs.values()))[1])
+    engine, device = next(iter(runs.values()))
+    config = TrainConfig.from_args(args, engine=engine, device=device)
     for engine, device in runs.values():
         config.replace(engine=engine, device=device)
     if args.seeds is not None:
@@ -193,9 +138,7 @@ def cmd_parity(args):
 def cmd_check(args):
     from xor_gpu import check
 
-    config = TrainConfig(device=args.device, steps=args.steps, engine=engines.get(args.engine).name)
-    return check.main(config, args.out, args.reference,
-                      args.atol, args.rtol)
+    return check.main(TrainConfig.from_args(args), args.out, args.reference, args.atol, args.rtol)
 
 
 def cmd_compare(args):
@@ -230,15 +173,6 @@ def cmd_cuda_libs(args):
     return EXIT_OK
 
 
-def _progress(total, desc):
-    """A bar on a terminal; silent in logs and CI, where tqdm (30 ms to import) is not imported."""
-    if not sys.stderr.isatty():
-        return contextlib.nullcontext(types.SimpleNamespace(update=None))
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
-
-
 def _devices_of(args):
     if args.command in ("train", "check") and not engines.get(args.engine).libgpuarray:
         return []  # the CUDA libraries set up are libgpuarray's, not JAX's
@@ -256,7 +190,7 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         if args.command == "train":  # bad input (exit 2) is found before a missing engine (3)
-            config_from(args, args.device, engines.get(args.engine).name)
+            args.config = TrainConfig.from_args(args)
             launch.reexec_for_engine(argv, args.engine)
         launch.reexec_if_needed(argv, _devices_of(args))
         return args.func(args)

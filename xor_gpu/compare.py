@@ -9,9 +9,11 @@ failed or that was interrupted is a row of its own, not bad input.
 import importlib.resources
 import os
 
-from xor_gpu import pipeline, plots, render, report, results
+from xor_gpu import files, pipeline, plots, render
 from xor_gpu.errors import ConfigError
-from xor_gpu.results import DEFAULT_ATOL, DEFAULT_RTOL, Comparison, Node, Row, Tolerances, TrainRun
+from xor_gpu.results.fleet import Comparison, Row, read, reference_run
+from xor_gpu.results.runs import DEFAULT_ATOL, DEFAULT_RTOL, Tolerances, TrainRun, check_same_config
+from xor_gpu.results.schemas import load
 
 BUILTIN = "builtin"  # --reference builtin: the committed reference shipped with the package
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "BUILTIN", "builtin_reference_path", "reference_of", "compare", "main"]
@@ -25,17 +27,18 @@ def builtin_reference_path():
 def reference_of(reference):
     """The TrainRun of --reference: `builtin` (labelled so) or a report file holding one run."""
     if reference == BUILTIN:
-        return TrainRun(BUILTIN, results.reference_run(builtin_reference_path(), BUILTIN).report)
-    return results.reference_run(reference)
+        return TrainRun(BUILTIN, reference_run(builtin_reference_path(), BUILTIN).report)
+    return reference_run(reference)
 
 
 def compare(paths, reference=None, tolerances=Tolerances()):
     """The Comparison of the reports at `paths`; ConfigError for anything that is not a report."""
     if not paths:
         raise ConfigError("compare needs at least one report")
-    reports = [(str(path), results.load(path)) for path in paths]
-    nodes = [Node.of(path, data) for path, data in reports]
-    runs = [run for path, data in reports for run in results.runs_in(path, data)]
+    loaded = [(str(path), load(path)) for path in paths]  # every file read before any is judged
+    reports = [read(path, data) for path, data in loaded]
+    nodes = [node for node, _ in reports]
+    runs = [run for _, held in reports for run in held]
     if reference is not None:
         ref = reference_of(reference)
     elif len(runs) == 1:
@@ -43,8 +46,8 @@ def compare(paths, reference=None, tolerances=Tolerances()):
     else:  # the first run given, or none when no report holds a run (every node then fails)
         ref, runs = (runs[0], runs[1:]) if runs else (None, [])
     if ref is not None:
-        results.check_same_config(ref, runs)
-    config = {f: ref["config"][f] for f in results.CONFIG_FIELDS} if ref else None
+        check_same_config(ref, runs)
+    config = ref.report.comparable_config() if ref else None
     return Comparison(config, ref, tolerances, [Row.of(run, ref, tolerances) for run in runs], nodes, runs)
 
 
@@ -59,8 +62,8 @@ def plot(path, result):
 
 def main(paths, reference=None, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, json_path=None, plot_path=None, every=None):
     tolerances = Tolerances(atol, rtol)
-    report.check_writable(json_path)
-    report.check_plot_path(plot_path)
+    files.check_writable(json_path)
+    plots.check_path(plot_path)
     result = compare(paths, reference, tolerances)
     return pipeline.finish(result, render.comparison(result, every), json_path,
                            (lambda: plot(plot_path, result)) if plot_path else None, render.passed("compare"))

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from xor_gpu import backend, cuda_libs, cuda_standin, render, report
+from xor_gpu import backend, child, cuda_libs, cuda_standin, devices, files, render
 from xor_gpu.config import TrainConfig
 from xor_gpu.model import XorModel
 from xor_gpu import ptxas as ptxas_tool
@@ -66,7 +66,7 @@ def this_gpu_arch():
 
 def check_args(device, arch):
     """(arch, (major, minor)) for the command line's --device and --arch; ConfigError."""
-    if not (device or "cuda").startswith("cuda"):
+    if device is not None and not devices.device(device).is_cuda:
         raise ConfigError(f"--compile-only compiles CUDA kernels: it needs --device cuda, not {device}")
     arch = arch if arch is not None else this_gpu_arch() or DEFAULT_ARCH
     return arch, parse_arch(arch)
@@ -123,19 +123,14 @@ def child_main(out_path):
     return EXIT_OK if result["ok"] else XorGpuError.exit_status
 
 
-def _run_child(env, root):
-    out = os.path.join(root, "child.json")
-    try:
-        done = subprocess.run([sys.executable, "-m", "xor_gpu.compile_only", out], env=env, capture_output=True,
-                              text=True, timeout=CHILD_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise DeviceError(f"the compile-only child did not finish in {CHILD_TIMEOUT} s") from None
-    try:
-        with open(out, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return {"ok": False, "error": f"the compile-only child died: {last}"}
+def _run_child(env):
+    with child.Process() as proc:
+        out = proc.path("child.json")
+        try:
+            returncode, stderr = proc.start([sys.executable, "-m", "xor_gpu.compile_only", out], env).wait(CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"the compile-only child did not finish in {CHILD_TIMEOUT} s") from None
+        return child.read_json(out) or {"ok": False, "error": child.died(returncode, stderr, "the compile-only child")}
 
 
 # --- what the stand-in recorded ----------------------------------------------------------------
@@ -225,10 +220,10 @@ def nvrtc_arch(options):
     return None
 
 
-def _compile_failure(child, cc, asked, logs):
+def _compile_failure(compiled, cc, asked, logs):
     """One line: why the child failed, with the first lines of NVRTC's log, and what went
     wrong with the architecture when libgpuarray did not ask NVRTC for the right one."""
-    why = (child.get("error") or "unknown error").split("; run 'xor-gpu doctor", 1)[0]
+    why = (compiled.get("error") or "unknown error").split("; run 'xor-gpu doctor", 1)[0]
     log = next((text for text in logs if text.strip()), None)
     if log:
         why = f"{_first_lines(why, 1)}; NVRTC's log: {_first_lines(log)}"
@@ -242,7 +237,7 @@ def run(arch, cc, policy, work):
     """The report (a dict) for one architecture; raises nothing for a kernel that fails."""
     standins = cuda_standin.build()
     libs = _run_folder(standins, work)
-    child = _run_child(_child_env(libs, work, cc, os.path.realpath(policy.nvrtc.path)), work)
+    compiled = _run_child(_child_env(libs, work, cc, os.path.realpath(policy.nvrtc.path)))
     record = read_record(os.path.join(work, "record"))
     names = check_cublas(policy.cublas.path, cublas_names(standins["libcublas.so"]))
     data = {
@@ -251,26 +246,26 @@ def run(arch, cc, policy, work):
         "note": NOT_EXECUTED,
         "arch": arch,
         "compute_capability": f"{cc[0]}.{cc[1]}",
-        "device": child.get("device"),
+        "device": compiled.get("device"),
         "libgpuarray_arch": nvrtc_arch(record["nvrtc_options"]),
         "nvrtc_options": record["nvrtc_options"],
         "nvrtc": {"path": policy.nvrtc.path, "version": ".".join(map(str, policy.nvrtc.version))},
         "cublas": {"path": policy.cublas.path, "version": ".".join(map(str, policy.cublas.version)),
                    "names": names, "calls": record["cublas_calls"]},
         "cuda_libs_notes": policy.notes,
-        "ops": child.get("ops", []),
-        "cudnn": child.get("cudnn"),  # as a run would: off unless THEANO_FLAGS enable it
+        "ops": compiled.get("ops", []),
+        "cudnn": compiled.get("cudnn"),  # as a run would: off unless THEANO_FLAGS enable it
         "kernels": record["kernels"],
         "launches_recorded": record["launches"],
         "ptxas": None,
         "problems": [],
     }
-    if not child["ok"]:
+    if not compiled["ok"]:
         data["problems"].append(f"a kernel did not compile for {arch}: "
-                                f"{_compile_failure(child, cc, data['libgpuarray_arch'], record['nvrtc_logs'])}")
+                                f"{_compile_failure(compiled, cc, data['libgpuarray_arch'], record['nvrtc_logs'])}")
     if record["missing"]:
         data["problems"].append(f"kernels missing from their modules: {', '.join(record['missing'])}")
-    if child["ok"] and not record["kernels"]:
+    if compiled["ok"] and not record["kernels"]:
         data["problems"].append("no kernel was compiled: the graph holds no GPU kernel")
     if names["missing"]:
         data["problems"].append(f"cuBLAS {policy.cublas.path} lacks {', '.join(names['missing'])}, which "
@@ -326,7 +321,7 @@ def main(device, arch, json_path):
     """`doctor --compile-only`: exit 0 when every kernel compiled and assembled and every cuBLAS
     name is there, 5 otherwise (report written), 3 without NVRTC/cuBLAS, 2 bad input."""
     arch, cc = check_args(device, arch)
-    report.check_writable(json_path)
+    files.check_writable(json_path)
     policy = cuda_libs.resolve()
     why = cuda_libs.problem(policy)
     if why:
@@ -338,7 +333,7 @@ def main(device, arch, json_path):
         shutil.rmtree(work, ignore_errors=True)
     print(format_report(data))
     if json_path:
-        report.write_json(json_path, data)
+        files.write_json(json_path, data)
     if data["problems"]:
         raise CheckFailed(data["problems"][0])
     return EXIT_OK

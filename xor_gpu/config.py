@@ -13,15 +13,6 @@ from xor_gpu import engines
 from xor_gpu.devices import check_device
 from xor_gpu.errors import ConfigError
 
-# The XOR data set of the seed, rows in the seed's order.
-INPUTS = ((1, 0), (0, 0), (0, 1), (1, 1))
-TARGETS = (1, 0, 1, 0)
-
-# Converged: every prediction lies on the right side of 0.5 by at least this margin,
-# i.e. |prediction - target| <= 0.5 - CONVERGENCE_MARGIN. The seed config ends with its
-# worst row at about 0.12 from its target, well inside 0.25.
-CONVERGENCE_MARGIN = 0.25
-
 FLOATX_CHOICES = ("float32", "float64")
 MAX_STEPS = 10**9
 MAX_HIDDEN = 4096
@@ -52,16 +43,63 @@ def default_steps_per_call(device, engine, steps):
     return min(every * math.ceil(steps // every / PROGRESS_CALLS), engine.max_steps_per_call)
 
 
+def _option(default, help, type=str, metavar=None, where=False):
+    """A field of TrainConfig and the command-line option that sets it (--name-with-dashes);
+    `where`: a field that says where a run trains (device, engine), which each command asks
+    for its own way, rather than how it trains."""
+    return dataclasses.field(default=default, metadata={"help": help, "type": type, "metavar": metavar,
+                                                        "where": where})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    device: str = "cpu"
-    floatx: str = "float32"
-    hidden: int = 3
-    lr: float = 0.01
-    steps: int = 60_000
-    seed: int = 1234
-    steps_per_call: int = None  # None: the device's default, default_steps_per_call()
-    engine: str = engines.DEFAULT  # xor_gpu/engines.py
+    """What a training run is: the one list of its fields, their defaults (the seed's), the
+    options that set them (add_options) and the arguments that pass them to a child process
+    (to_argv), and their validation (here, once, whoever builds one)."""
+
+    device: str = _option("cpu", "cpu, cuda, cudaN or openclP:D", where=True)
+    floatx: str = _option("float32", "Theano floatX")
+    hidden: int = _option(3, "hidden units", int)
+    lr: float = _option(0.01, "learning rate", float)
+    steps: int = _option(60_000, "gradient steps", int)
+    seed: int = _option(1234, "RandomState seed", int)
+    steps_per_call: int = _option(  # None: the device's and engine's default, default_steps_per_call()
+        None, f"SGD steps per compiled call; every K gives the same result (default: theano "
+              f"{engines.CPU_STEPS_PER_CALL} on cpu, 1 on GPUs; pytensor {engines.C_CHAIN_STEPS_PER_CALL}; "
+              f"pytensor-numba and pytensor-jax the whole training in {PROGRESS_CALLS} calls)", int, "K")
+    engine: str = _option(engines.DEFAULT, f"{', '.join(engines.ENGINES)} (README: Engines)",  # engines.py
+                          where=True)
+
+    @classmethod
+    def training(cls):
+        """The names of the fields that say how a run trains (every one but where it trains)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata["where"])
+
+    @classmethod
+    def add_options(cls, parser, names, groups=None):
+        """Add --NAME for each field in `names` to an argparse parser (a field's option may go
+        into a group of `groups`, e.g. a mutually exclusive one), its default the field's."""
+        for field in (f for f in dataclasses.fields(cls) if f.name in names):
+            meta, target = field.metadata, (groups or {}).get(field.name, parser)
+            default = "" if field.default is None else f" (default {field.default})"
+            target.add_argument(f"--{field.name.replace('_', '-')}", type=meta["type"], default=field.default,
+                                metavar=meta["metavar"], help=meta["help"] + default)
+
+    @classmethod
+    def from_args(cls, args, **given):
+        """The config of parsed options: the fields `args` has, then those `given`."""
+        found = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+        return cls(**{**found, **given})
+
+    def to_argv(self, leave_out=()):
+        """`xor-gpu train` options that give a child process this config (the fields whose
+        value is None, and those named in `leave_out`, are left to the child's defaults)."""
+        argv = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and field.name not in leave_out:
+                argv += [f"--{field.name.replace('_', '-')}", str(value)]  # a float's str is its repr
+        return argv
 
     def __post_init__(self):
         check_device(self.device)
@@ -93,15 +131,6 @@ class TrainConfig:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
-
-
-def row_converged(prediction, target):
-    """The convergence rule for one row; a run converged when every row did."""
-    return abs(prediction - target) <= 0.5 - CONVERGENCE_MARGIN
-
-
-def is_converged(predictions):
-    return all(row_converged(p, t) for p, t in zip(predictions, TARGETS))
 
 
 def parse_seeds(text):

@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-from xor_gpu import backend, child, compile_cache, cuda_libs, host, report
+from xor_gpu import backend, child, compile_cache, cuda_libs, cuda_search, devices, files, host, origin
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
 
@@ -106,13 +106,13 @@ def collect(device=None):
     findings["cuda_driver"], findings["cuda_gpus"] = host.cuda_driver()
     findings["cuda_libs"] = cuda_libs.describe()  # what the launcher put on LD_LIBRARY_PATH, and why
     # cuDNN: what Theano would find, and whether runs use it (off unless THEANO_FLAGS say so)
-    findings["cudnn"] = {"enabled": backend.cudnn_enabled(), **(cuda_libs.find_cudnn() or {"library": None,
+    findings["cudnn"] = {"enabled": backend.cudnn_enabled(), **(cuda_search.find_cudnn() or {"library": None,
                                                                                            "version": None})}
     findings["libraries"] = {name: _load(name) or "ok" for name in LOADED_BY_LIBGPUARRAY}
     findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
     findings["compiledir"] = compile_cache.compiledir()
     findings["pocl_cache_dir"] = os.environ.get("POCL_CACHE_DIR", "(PoCL default, ~/.cache/pocl)")
-    manifest = report.read_manifest()
+    manifest = origin.read_manifest()
     if manifest:
         findings["manifest"] = manifest
     if device:
@@ -124,10 +124,10 @@ def advice(f):
     """(problem, fix) pairs for what is wrong."""
     out = []
     device = f.get("device")
-    wants = device["name"] if device else ""  # no device: every family is of interest
-    cuda = not wants or wants.startswith("cuda")
-    opencl = not wants or wants.startswith("opencl")
-    if f["pygpu"] is None and wants != "cpu":
+    wants = devices.device(device["name"]) if device else None  # None: every family is of interest
+    cuda = not wants or wants.is_cuda
+    opencl = not wants or wants.is_opencl
+    if f["pygpu"] is None and not (wants and wants.is_cpu):
         out.append((f"pygpu does not import: {f.get('pygpu_error')}",
                     "apt-get install python3-pygpu libgpuarray-dev, then: xor-gpu link-pygpu"))
     chosen = f["cuda_libs"]
@@ -185,11 +185,11 @@ def format_findings(f):
 
 
 def main(device=None, json_path=None):
-    report.check_writable(json_path)
+    files.check_writable(json_path)
     findings = collect(device)
     print(format_findings(findings))
     if json_path:
-        report.write_json(json_path, findings)
+        files.write_json(json_path, findings)
     if device and findings["device"]["error"]:
         raise DeviceError(f"device {device} is not usable: {findings['device']['error']}")
     return EXIT_OK

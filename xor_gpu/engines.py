@@ -2,22 +2,23 @@
 each of PyTensor's backends, one entry each. An entry carries where the engine runs, its
 steps-per-call policy, and its runtime (import, compile mode, graph check, versions, BLAS);
 nothing outside this module tells engines apart by name. One model definition
-(xor_gpu/model.py) serves them all. The runtimes import their package only when started,
-so input is checked before Theano or PyTensor is imported.
+(xor_gpu/model.py) serves them all. An entry names its runtime's class, which is imported
+when the engine first starts (and imports its package then): checking input, as every
+command does first, loads neither backend, nor Theano or PyTensor.
 
 PyTensor needs numpy 2 and Theano numpy < 1.24: the two live in separate Python
 environments. A run of an engine whose package this Python cannot import goes to the
 Python named by the engine's variable (XOR_GPU_THEANO_PYTHON, XOR_GPU_PYTENSOR_PYTHON).
 """
 import dataclasses
+import importlib
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 
-from xor_gpu import backend, pytensor_backend
-from xor_gpu.devices import check_device
+from xor_gpu.devices import CPU, CUDA, OPENCL
+from xor_gpu.devices import device as device_of
 from xor_gpu.errors import ConfigError, DeviceError
 
 # SGD steps per compiled call of Theano on the CPU (xor_gpu/model.py) unless given: every value
@@ -52,9 +53,8 @@ class Engine:
 
     name: str
     package: str  # the module it imports: theano or pytensor
-    devices: str  # a regular expression over device names
-    where: str  # the same, for people
-    runtime: type
+    kinds: tuple  # the kinds of device it runs on (xor_gpu/devices.py)
+    runtime_name: str  # "module:class" of its runtime, imported when first used (runtime)
     # K steps per call (xor_gpu/model.py): "chain", K copies of the optimized step linked into one
     # call; "scan", one scan over K steps, compiled as a loop by Numba or JAX.
     loop: str = "chain"
@@ -64,9 +64,14 @@ class Engine:
 
     def check_device(self, device):
         """Refuse this engine on a device it cannot run on, before anything is trained."""
-        check_device(device)
-        if not re.fullmatch(self.devices, device):
+        if device_of(device).kind not in self.kinds:
             raise ConfigError(f"engine {self.name} cannot run on {device}: it runs on {self.where}")
+
+    @property
+    def where(self):
+        """The devices it runs on, for people: "cpu or cuda", "cpu only"."""
+        *others, last = self.kinds
+        return f"{', '.join(others)} or {last}" if others else f"{last} only"
 
     def default_steps_per_call(self, device):
         """K unless given, or None: the whole training in as few calls as the loss history and
@@ -80,11 +85,18 @@ class Engine:
         one transfer of the costs per call."""
         if self.loop == "scan":
             return None
-        return self.chain_steps if device == "cpu" else 1
+        return device_of(device).steps_per_call(self.chain_steps)
 
     @property
     def max_steps_per_call(self):
         return MAX_SCAN if self.loop == "scan" else MAX_CHAIN
+
+    @property
+    def runtime(self):
+        """The runtime's class, its module imported now if it was not yet: the one place
+        where a module of the package is imported on demand outside the CLI."""
+        module, _, name = self.runtime_name.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def start(self, device, floatx):
         """Import the engine bound to `device` (DeviceError when that is not the one in use)."""
@@ -97,14 +109,14 @@ class Engine:
 
 
 ENGINES = {e.name: e for e in (
-    Engine("theano", "theano", r"cpu|cuda\d*|opencl\d+:\d+", "cpu, cuda or opencl", backend.Runtime,
+    Engine("theano", "theano", (CPU, CUDA, OPENCL), "xor_gpu.backend:Runtime",
            chain_steps=CPU_STEPS_PER_CALL, libgpuarray=True,
            about="Theano 1.0.5: C on the CPU, libgpuarray on GPUs"),
-    Engine("pytensor", "pytensor", r"cpu", "cpu only", pytensor_backend.CRuntime, chain_steps=C_CHAIN_STEPS_PER_CALL,
+    Engine("pytensor", "pytensor", (CPU,), "xor_gpu.pytensor_backend:CRuntime", chain_steps=C_CHAIN_STEPS_PER_CALL,
            about="PyTensor's C backend (the cvm linker), on the CPU"),
-    Engine("pytensor-numba", "pytensor", r"cpu", "cpu only", pytensor_backend.NumbaRuntime, loop="scan",
+    Engine("pytensor-numba", "pytensor", (CPU,), "xor_gpu.pytensor_backend:NumbaRuntime", loop="scan",
            about="PyTensor compiled by Numba, on the CPU"),
-    Engine("pytensor-jax", "pytensor", r"cpu|cuda\d*", "cpu or cuda", pytensor_backend.JaxRuntime, loop="scan",
+    Engine("pytensor-jax", "pytensor", (CPU, CUDA), "xor_gpu.pytensor_backend:JaxRuntime", loop="scan",
            about="PyTensor compiled by JAX: the CPU, or an NVIDIA GPU"),
 )}
 DEFAULT = "theano"

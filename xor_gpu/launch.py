@@ -18,8 +18,8 @@ import os
 import platform
 import sys
 
-from xor_gpu import cuda_libs, engines, host
-from xor_gpu.devices import check_device
+from xor_gpu import cuda_libs, cuda_search, engines, host
+from xor_gpu.devices import device
 from xor_gpu.errors import ConfigError, DeviceError, XorGpuError
 
 MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
@@ -27,9 +27,9 @@ MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most on
 
 def wanted_env(devices, host=None):
     """{variable: value} to change in `host`'s environment before running on `devices`."""
-    if not any(d.startswith("cuda") for d in devices):
+    if not any(device(d).is_cuda for d in devices):
         return {}
-    host = host or cuda_libs.Host()
+    host = host or cuda_search.Host()
     first = cuda_libs.loader_folders(host)
     paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
     if first and paths[:len(first)] != first:
@@ -151,16 +151,15 @@ def bundle_test(tests, args, env):
     parser = argparse.ArgumentParser(prog="xor_gpu-bundle-run.sh test", add_help=False)
     parser.add_argument("--device", default=BUNDLE_COMMAND[2])
     known, pytest_args = parser.parse_known_args(args)
-    device = known.device
-    check_device(device)
-    missing = host.cuda_missing() if device.startswith("cuda") else None
+    dev = device(known.device)
+    missing = host.cuda_missing() if dev.is_cuda else None
     if missing:
-        raise DeviceError(f"device {device} is not usable here: {missing}")
+        raise DeviceError(f"device {dev} is not usable here: {missing}")
     if not os.path.isdir(tests):
         raise ConfigError(f"no tests in this bundle ({tests}): build it with this version's bundle/build.py")
-    env = {**env, "THEANO_FLAGS": f"{env['THEANO_FLAGS']},device={device},floatX=float32",
+    env = {**env, "THEANO_FLAGS": f"{env['THEANO_FLAGS']},device={dev},floatX=float32",
            "XOR_GPU_REQUIRE_GPU": "1"}
-    env.update(wanted_env([device], cuda_libs.Host(environ=env)))
+    env.update(wanted_env([dev.name], cuda_search.Host(environ=env)))
     sys.stdout.flush()
     os.chdir(tests)
     os.execve(sys.executable, [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "device",

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from xor_gpu.config import INPUTS, TARGETS
+from xor_gpu.problem import INPUTS, TARGETS
 
 
 def initial_weights(hidden, seed):

@@ -1,13 +1,14 @@
 """Parity: the same config trained on several devices, each in its own process, compared.
 
 Theano binds its device at import, so each device runs as a child `xor-gpu train`
-(xor_gpu.pipeline.collect); the result (xor_gpu.results.Parity) holds every run against
+(xor_gpu.pipeline.collect); the result (xor_gpu.results.parity.Parity) holds every run against
 the first device's.
 """
-from xor_gpu import engines, pipeline, plots, render, report
+from xor_gpu import engines, files, pipeline, plots, render
 from xor_gpu.config import check_device
 from xor_gpu.errors import ConfigError
-from xor_gpu.results import Parity, Tolerances
+from xor_gpu.results.parity import Parity
+from xor_gpu.results.runs import Tolerances
 
 
 def check_args(devices, atol, rtol):
@@ -42,8 +43,8 @@ def plot(path, result):
 def main(config, runs, atol, rtol, json_path=None, plot_path=None):
     """runs: {label: (engine, device)}, the first the reference (runs_of())."""
     tolerances = Tolerances(atol, rtol)
-    report.check_writable(json_path)
-    report.check_plot_path(plot_path)
+    files.check_writable(json_path)
+    plots.check_path(plot_path)
     reports, failures = pipeline.collect(config, runs)
     result = assess(config, list(runs), reports, failures, tolerances)
     return pipeline.finish(result, None if failures else render.parity(result), json_path,

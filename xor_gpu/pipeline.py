@@ -5,9 +5,9 @@ whose exit status the CLI returns. `check` ends the same way (write, then the ve
 summary written while SIGTERM and SIGINT wait."""
 import sys
 
-from xor_gpu import child, engines, render, report
+from xor_gpu import child, engines, files, render
 from xor_gpu.errors import EXIT_OK
-from xor_gpu.results import Failure
+from xor_gpu.results.parity import Failure
 
 
 def collect(config, runs, seeds=None):
@@ -29,16 +29,21 @@ def collect(config, runs, seeds=None):
     return reports, failures
 
 
+QUIET = ""  # finish(passed=QUIET): no closing line (train's table is its own ending)
+
+
 def finish(result, text, json_path=None, draw=None, passed=None):
     """Print text (None: nothing to show), write the result's JSON, draw (a function, or None),
-    then the verdict: its error is raised, else the `passed` line is printed."""
+    then the verdict: its error is raised, else the `passed` line is printed (None: the
+    result's "NAME: PASS")."""
     if text:
         print(text)
     write(result, json_path)
     if draw:
         draw()
     result.verdict()
-    print(passed or render.passed(type(result).__name__.lower()))
+    if passed != QUIET:
+        print(passed or render.passed(type(result).__name__.lower()))
     return EXIT_OK
 
 
@@ -46,4 +51,4 @@ def write(result, json_path):
     """The result's JSON report, written atomically; `check` writes its summary this way while
     signals wait, then raises its verdict as finish() does."""
     if json_path:
-        report.write_json(json_path, result.to_dict())
+        files.write_json(json_path, result.to_dict())

@@ -9,8 +9,9 @@ import math
 
 import numpy as np
 
-from xor_gpu.report import _atomic
-from xor_gpu.results import max_prediction_difference, relative_loss_differences
+from xor_gpu.errors import ConfigError
+from xor_gpu.files import check_writable, write_atomically
+from xor_gpu.results.runs import max_prediction_difference, relative_loss_differences
 
 # A loss curve spanning less than this ratio reads better on a linear axis.
 LOG_SPAN = 20
@@ -18,6 +19,25 @@ LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.
 # Above this many runs, the loss panel names only the reference (each run is named below).
 FLEET = 8
 WITHIN, OVER, NO_TOL, REFERENCE, TOL_LINE = "tab:green", "tab:red", "tab:blue", "black", "crimson"
+
+
+def available():
+    """Whether matplotlib imports (an optional dependency: pip install 'xor_gpu[plot]')."""
+    try:
+        import matplotlib  # noqa: F401  (a broken install fails here, not after training)
+    except ImportError:
+        return False
+    return True
+
+
+def check_path(path):
+    """A --plot path (None: no plot) before anything runs: writable, a PNG's name, and
+    matplotlib there to draw it."""
+    check_writable(path)
+    if path is not None and not str(path).lower().endswith(".png"):
+        raise ConfigError(f"--plot {path}: plots are PNG images; give a path ending in .png")
+    if path is not None and not available():
+        raise ConfigError("--plot needs matplotlib: pip install 'xor_gpu[plot]'")
 
 
 def loss_axis_scale(values):
@@ -66,8 +86,8 @@ def _colors(n):
 
 
 def _steps(report, n=None):
-    history = report["loss_history"]
-    return np.arange(len(history["values"]) if n is None else n) * history["every"]
+    history = report.loss_history
+    return np.arange(len(history.values) if n is None else n) * history.every
 
 
 def _legend(ax, n):
@@ -118,8 +138,8 @@ def _loss_panel(ax, ref_label, ref, others, colors):
     curves += [(label, r, c, "-" if single else "--", 1.8 if single else 1.2)
                for (label, r), c in zip(others.items(), colors)]
     for label, r, color, style, width in curves:
-        ax.plot(_steps(r), r["loss_history"]["values"], label=label, color=color, linestyle=style, linewidth=width)
-    ax.set_yscale(loss_axis_scale([v for _, r, *_ in curves for v in r["loss_history"]["values"]]))
+        ax.plot(_steps(r), r.loss_history.values, label=label, color=color, linestyle=style, linewidth=width)
+    ax.set_yscale(loss_axis_scale([v for _, r, *_ in curves for v in r.loss_history.values]))
     if ax.get_yscale() == "log":
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.yaxis.set_minor_formatter(NullFormatter())
@@ -149,14 +169,14 @@ def _loss_difference_panel(ax, ref_label, ref, others, colors, rtol, height):
     """height: the log axis' height in inches, the strip of exact zeros hangs below it."""
     from matplotlib.ticker import LogLocator
 
-    ref_values = ref["loss_history"]["values"]
+    ref_values = ref.loss_history.values
     n = len(others)
     # Exact zeros go on a strip of their own under the log axis, one row per run.
     strip_height = _strip_inches(n) / height
     strip = ax.inset_axes([0, -0.03 - strip_height, 1, strip_height], sharex=ax)
     nonzero = []
     for row, ((label, r), color) in enumerate(zip(others.items(), colors)):
-        rel, zero = relative_loss_differences(ref_values, r["loss_history"]["values"])
+        rel, zero = relative_loss_differences(ref_values, r.loss_history.values)
         steps = _steps(r, len(rel))
         if zero.all():
             text = f"{label}: bitwise equal"
@@ -221,7 +241,7 @@ def _width(others):
 
 
 def plot_runs(path, runs, title, reference=None, atol=None, rtol=None, missing=()):
-    """Write the PNG for `runs` ({label: train report}) atomically to path; returns the figure.
+    """Write the PNG for `runs` ({label: TrainReport}) atomically to path; returns the figure.
 
     reference: the label in runs the others are compared with, a (label, report) pair for
     one that is not among them, or None (loss curves only). atol bounds the max |prediction
@@ -266,11 +286,11 @@ def _figure(**kwargs):
 
 
 def _save(fig, path):
-    """Write the figure as a PNG atomically (report._atomic), then free it; returns it."""
+    """Write the figure as a PNG atomically (xor_gpu.files), then free it; returns it."""
     import matplotlib.pyplot as plt
 
     try:
-        _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     finally:
         plt.close(fig)
     return fig
@@ -298,20 +318,19 @@ def plot_seeds(path, result):
     a red X: the devices disagree. Exact zeros sit on a strip below (a log axis has no 0)."""
     from matplotlib.lines import Line2D
 
-    seeds, devices, ref = result.seeds, result.devices[1:], result.reference
-    atol, groups = result.tolerances.atol, result.groups()
-    kind = {**{s: "everywhere" for s in groups["converged_everywhere"]},
-            **{s: "nowhere" for s in groups["converged_nowhere"]}, **{s: "disagree" for s in groups["disagree"]}}
+    seeds, devices, ref = [row.seed for row in result.rows], result.devices[1:], result.reference
+    atol = result.tolerances.atol
     colors, nonzero = _colors(len(devices)), []
     fig = _figure(figsize=(max(6.4, 2.5 + 0.22 * len(seeds)), 3.6 + _strip_inches(len(devices))),
                      layout="constrained")
     ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3.0, _strip_inches(len(devices)) + 0.3])
     for row, (device, color) in enumerate(zip(devices, colors)):
-        diffs = np.array([result.matrix[str(s)]["differences"][device].max_abs_prediction_diff for s in seeds])
+        diffs = np.array([seed.differences[device].max_abs_prediction_diff for seed in result.rows])
         zero = diffs == 0
         x = np.arange(len(seeds)) + 0.5 * (row - (len(devices) - 1) / 2) / max(len(devices), 2)  # side by side
-        for name, marker, face in (("everywhere", "o", color), ("nowhere", "o", "none"), ("disagree", "X", OVER)):
-            pick = np.array([kind[s] == name for s in seeds]) & ~zero
+        for kind, marker, face in (("converged_everywhere", "o", color), ("converged_nowhere", "o", "none"),
+                                   ("disagree", "X", OVER)):
+            pick = np.array([seed.kind == kind for seed in result.rows]) & ~zero
             ax.scatter(x[pick], diffs[pick], marker=marker, facecolors=face, edgecolors=color, s=28, zorder=4)
         strip.plot(x[zero], np.full(zero.sum(), row), linestyle="none", marker="|", color=color, markersize=9)
         nonzero += list(diffs[~zero])

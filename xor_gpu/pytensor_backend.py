@@ -15,6 +15,7 @@ import warnings
 
 from xor_gpu import host
 from xor_gpu.backend import op_names
+from xor_gpu.devices import device as device_of
 from xor_gpu.errors import DeviceError
 
 
@@ -92,7 +93,7 @@ class JaxRuntime(NumbaRuntime):
     linker, linker_class, packages = "jax", "JAXLinker", ("numpy", "jax", "jaxlib")
 
     def _before_import(self, floatx):
-        os.environ["JAX_PLATFORMS"] = "cpu" if self.device == "cpu" else "cuda"
+        os.environ["JAX_PLATFORMS"] = device_of(self.device).kind
         if floatx == "float64":
             os.environ["JAX_ENABLE_X64"] = "1"
         else:
@@ -111,7 +112,7 @@ class JaxRuntime(NumbaRuntime):
     def versions(self):
         """As the other engines', and JAX's CUDA plugin on a GPU (jax-cuda13-plugin, say)."""
         found = super().versions()
-        for dist in importlib.metadata.distributions() if self.device != "cpu" else ():
+        for dist in importlib.metadata.distributions() if device_of(self.device).is_cuda else ():
             name = dist.metadata["Name"] or ""
             if re.fullmatch(r"jax[-_]cuda\d+[-_]plugin", name):
                 found[name] = dist.version
@@ -152,7 +153,7 @@ def jax_devices():
 def verify_jax(device, devices=jax_devices):
     """The first device `devices()` (JAX's list) returns, when it is of the platform `device`
     asks for; DeviceError otherwise (JAX found nothing, or only the CPU for a GPU run)."""
-    wanted = "cpu" if device == "cpu" else "gpu"
+    wanted = "cpu" if device_of(device).is_cpu else "gpu"  # JAX's platform names
     try:
         found = devices()
     except Exception as exc:  # noqa: BLE001 - JAX raises RuntimeError and others for a missing GPU

@@ -2,9 +2,9 @@
 parity, the seed sweep, check and compare (xor_gpu.results holds the results themselves)."""
 import re
 
-from xor_gpu.config import CONVERGENCE_MARGIN, row_converged
-from xor_gpu.results import (FAILED, NODE_OF_CHECK, NODE_PASS, NODE_STATUSES, ROWS, Difference, alike, node_kind,
-                             row_kind)
+from xor_gpu.problem import CONVERGENCE_MARGIN, ROWS, row_converged
+from xor_gpu.results.check import FAILED
+from xor_gpu.results.fleet import NODE_OF_CHECK, NODE_PASS, NODE_STATUSES, alike, node_kind, row_kind
 
 
 def yes(flag):
@@ -43,37 +43,36 @@ def _modules(count):
 
 
 def train(report):
-    """One training run: the truth table, then where and how fast it ran."""
+    """One training run (a TrainReport): the truth table, then where and how fast it ran."""
     lines = table(["input", "target", "prediction", "ok"],
-                  [[key, report["targets"][key], f"{pred:.6f}", yes(row_converged(pred, report["targets"][key]))]
-                   for key, pred in report["predictions"].items()], "<>><")
-    dev = report["device"]
-    margin = report.get("convergence_margin", CONVERGENCE_MARGIN)
+                  [[key, report.targets[key], f"{pred:.6f}", yes(row_converged(pred, report.targets[key]))]
+                   for key, pred in report.predictions.items()], "<>><")
+    dev = report.device
+    margin = CONVERGENCE_MARGIN if report.convergence_margin is None else report.convergence_margin
     lines += [
-        f"final loss      {report['final_loss']:.6g}",
-        f"engine          {report['config'].get('engine', 'theano')}",
-        f"device          requested {dev['requested']}, active {dev['active']} ({dev['name']})",
-        f"floatX          {report['floatX']}",
-        f"compile         {report['compile_seconds']:.2f} s{_modules(report['new_compiled_modules'])}",
-        f"first step      {report['first_step_seconds']:.2f} s (includes the device's kernel builds)",
-        f"train           {report['train_seconds']:.2f} s, {report['steps_per_second']:,.0f} steps/s "
-        f"({report['config']['steps']:,} steps)",
-        f"converged       {yes(report['converged'])} (every prediction within {0.5 - margin:g} of its target)",
-        f"weights sha256  {report['weights_sha256'][:16]}",
+        f"final loss      {report.final_loss:.6g}",
+        f"engine          {report.engine or 'theano'}",  # reports older than engines were Theano's
+        f"device          requested {dev.requested}, active {dev.active} ({dev.name})",
+        f"floatX          {report.floatX}",
+        f"compile         {report.compile_seconds:.2f} s{_modules(report.new_compiled_modules)}",
+        f"first step      {report.first_step_seconds:.2f} s (includes the device's kernel builds)",
+        f"train           {report.train_seconds:.2f} s, {report.steps_per_second:,.0f} steps/s "
+        f"({report.steps:,} steps)",
+        f"converged       {yes(report.converged)} (every prediction within {0.5 - margin:g} of its target)",
+        f"weights sha256  {report.weights_sha256[:16]}",
     ]
-    if report.get("cudnn"):
-        lines.insert(-2, f"cudnn           {cudnn(report['cudnn'])}")
+    if report.cudnn:
+        lines.insert(-2, f"cudnn           {cudnn(report.cudnn)}")
     return "\n".join(lines)
 
 
 def seeds(data):
-    """`train --seeds`: one line per seed, then how many converged."""
-    runs = list(data["runs"].values())
+    """`train --seeds` (a SeedsReport): one line per seed, then how many converged."""
+    runs = list(data.runs.values())
     lines = table(["seed", "final loss", "converged", "weights sha256"],
-                  [[r["config"]["seed"], f"{r['final_loss']:.6g}", yes(r["converged"]), r["weights_sha256"][:16]]
-                   for r in runs], "<>><")
-    lines.append(f"{sum(r['converged'] for r in runs)} of {len(runs)} seeds converged on {data['device']} "
-                 f"({runs[0]['device']['name']}), {runs[0]['config']['steps']:,} steps each")
+                  [[r.seed, f"{r.final_loss:.6g}", yes(r.converged), r.weights_sha256[:16]] for r in runs], "<>><")
+    lines.append(f"{sum(r.converged for r in runs)} of {len(runs)} seeds converged on {data.device} "
+                 f"({runs[0].device.name}), {runs[0].steps:,} steps each")
     return "\n".join(lines)
 
 
@@ -81,12 +80,12 @@ def parity(result):
     """The predictions side by side, then each run against the reference."""
     runs, devices = result.runs, result.devices
     ref = runs[result.reference]
-    rows = [[key, ref["targets"][key], *(f"{runs[d]['predictions'][key]:.8f}" for d in devices)] for key in ROWS]
-    rows += [["final loss", "", *(f"{runs[d]['final_loss']:.6g}" for d in devices)],
-             ["steps/s", "", *(f"{runs[d]['steps_per_second']:,.0f}" for d in devices)],
-             ["converged", "", *(yes(runs[d]["converged"]) for d in devices)]]
+    rows = [[key, ref.targets[key], *(f"{runs[d].predictions[key]:.8f}" for d in devices)] for key in ROWS]
+    rows += [["final loss", "", *(f"{runs[d].final_loss:.6g}" for d in devices)],
+             ["steps/s", "", *(f"{runs[d].steps_per_second:,.0f}" for d in devices)],
+             ["converged", "", *(yes(runs[d].converged) for d in devices)]]
     lines = table(["input", "target", *devices], rows, "<>" + ">" * len(devices))
-    lines += [f"{d}: {runs[d]['device']['name']}" for d in devices]
+    lines += [f"{d}: {runs[d].device.name}" for d in devices]
     lines += [against(d, result.reference, diff, result.tolerances) for d, diff in result.differences.items()]
     return "\n".join(lines)
 
@@ -99,20 +98,18 @@ def against(label, reference, diff, tolerances):
 def sweep(result):
     """Per seed: where it converged, and each run's max |prediction diff| to the reference."""
     devices, groups = result.devices, result.groups()
-    rows = [[seed, " ".join("Y" if row["converged"][d] else "-" for d in devices),
+    rows = [[row.seed, " ".join("Y" if row.converged[d] else "-" for d in devices),
              *("0 (bitwise)" if v.bitwise_equal else f"{v.max_abs_prediction_diff:.3g}"
-               for v in (row["differences"][d] for d in devices[1:]))]
-            for seed, row in result.matrix.items()]
+               for v in (row.differences[d] for d in devices[1:]))]
+            for row in result.rows]
     lines = table(["seed", "converged", *devices[1:]], rows, "<<" + ">" * (len(devices) - 1))
     lines.append(f"(converged: Y or - for {', '.join(devices)}; columns: max |prediction diff| "
                  f"against {result.reference})")
     lines.append(f"{len(result.seeds)} seeds: {len(groups['converged_everywhere'])} converged on every device, "
                  f"{len(groups['converged_nowhere'])} on none, {len(groups['disagree'])} disagreements, "
                  f"{len(groups['beyond_tolerance'])} beyond the tolerance")
-    diffs = result.differences()
-    if diffs:
-        worst = Difference(max(d.max_abs_prediction_diff for d in diffs), max(d.max_rel_loss_diff for d in diffs),
-                           False)
+    diffs, worst = result.differences(), result.worst()
+    if worst:
         lines.append(f"{difference(worst, result.tolerances)}, "
                      f"{sum(d.bitwise_equal for d in diffs)} of {len(diffs)} runs bitwise equal")
     return "\n".join(lines)
@@ -177,12 +174,12 @@ def comparison(result, every=None):
     lines = []
     if result.reference is not None:
         ref, tol = result.reference, result.tolerances
-        lines += [f"reference: {ref.label}  {ref.where()}  {ref['device']['active']} ({ref['device']['name']})  "
-                  f"sha256 {ref['weights_sha256'][:12]}",
+        lines += [f"reference: {ref.label}  {ref.where()}  {ref.report.device.active} ({ref.report.device.name})  "
+                  f"sha256 {ref.report.weights_sha256[:12]}",
                   f"tolerances: |prediction diff| <= {tol.atol:g}, relative loss diff <= {tol.rtol:g}", ""]
     if result.rows:
         groups = [[r] for r in result.rows] if every else sorted(alike(result.rows, row_kind), key=lambda g: g[0].passed)
-        rows = [[_alike(g[0].label, g), g[0].where, g[0].device["active"],
+        rows = [[_alike(g[0].label, g), g[0].where, g[0].device.active,
                  *(f"{g[0].predictions[k]:.6f}" for k in ROWS), f"{g[0].difference.max_abs_prediction_diff:.3g}",
                  f"{g[0].difference.max_rel_loss_diff:.3g}", "yes" if g[0].difference.bitwise_equal else "no",
                  yes(g[0].converged), "ok" if g[0].passed else "FAIL"] for g in groups]
@@ -190,7 +187,7 @@ def comparison(result, every=None):
                         "verdict"], rows, "<<<" + ">" * 6 + "<<<")
         lines += ["", f"{len(result.rows)} runs: {sum(r.difference.bitwise_equal for r in result.rows)} bitwise "
                       f"equal to the reference, {sum(r.passed for r in result.rows)} within tolerance and converged"]
-        lines += [f"  {_alike(g[0].label, g)}: {g[0].device['name']}" for g in groups]
+        lines += [f"  {_alike(g[0].label, g)}: {g[0].device.name}" for g in groups]
         lines.append("")
     else:
         lines += ["no training runs to compare", ""]
@@ -208,8 +205,8 @@ def check_step(number, total, step):
 
 def check_train(report):
     """The train step's summary: did the seed config converge, and how fast."""
-    return (f"{'converged' if report['converged'] else 'did NOT converge'}, final loss {report['final_loss']:.6g}, "
-            f"{report['steps_per_second']:,.0f} steps/s on {report['device']['name']}")
+    return (f"{'converged' if report.converged else 'did NOT converge'}, final loss {report.final_loss:.6g}, "
+            f"{report.steps_per_second:,.0f} steps/s on {report.device.name}")
 
 
 def check_determinism(diff):

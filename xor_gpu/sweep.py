@@ -2,12 +2,13 @@
 
 Each device trains every seed in one child process (`xor-gpu train --seeds`: one
 compilation serves them all), and each seed's run is compared with the reference device's
-run of the same seed (xor_gpu.results.Sweep says which seeds fail and why).
+run of the same seed (xor_gpu.results.sweep.Sweep says which seeds fail and why).
 """
 import sys
 
-from xor_gpu import pipeline, plots, render, report
-from xor_gpu.results import Sweep, Tolerances
+from xor_gpu import files, pipeline, plots, render
+from xor_gpu.results.runs import Tolerances
+from xor_gpu.results.sweep import Sweep
 
 
 def assess(config, devices, seeds, sweeps, failures, tolerances):
@@ -19,13 +20,12 @@ def assess(config, devices, seeds, sweeps, failures, tolerances):
 def main(config, runs, seeds, atol, rtol, json_path=None, plot_path=None):
     """runs: {label: (engine, device)}, the first the reference (parity.runs_of())."""
     tolerances = Tolerances(atol, rtol)
-    report.check_writable(json_path)
-    report.check_plot_path(plot_path)
+    files.check_writable(json_path)
+    plots.check_path(plot_path)
     sweeps, failures = pipeline.collect(config, runs, seeds)
-    for label, data in sweeps.items():
-        converged = sum(r["converged"] for r in data["runs"].values())
-        print(f"{label}: {converged} of {len(seeds)} seeds converged", file=sys.stderr)
     result = assess(config, list(runs), seeds, sweeps, failures, tolerances)
+    for label, converged in result.converged_counts().items():
+        print(f"{label}: {converged} of {len(seeds)} seeds converged", file=sys.stderr)
     return pipeline.finish(result, None if failures else render.sweep(result), json_path,
                            (lambda: plots.plot_seeds(plot_path, result)) if plot_path and not failures
                            else None, f"{render.passed('parity')} ({', '.join(runs)}; {len(seeds)} seeds)")

@@ -10,7 +10,8 @@ import time
 import numpy as np
 
 from xor_gpu import engines
-from xor_gpu.config import TARGETS, history_every, is_converged
+from xor_gpu.config import history_every
+from xor_gpu.problem import TARGETS, is_converged
 from xor_gpu.errors import Diverged
 from xor_gpu.model import XorModel
 

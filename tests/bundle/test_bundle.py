@@ -39,7 +39,8 @@ LEFT_OUT = {"scipy", "fonttools"}  # imported only optionally (Theano), or for P
 HIDDEN_TOOLS = ("python", "python3", "python3.11", "pip", "pip3")
 BUILD_BLOCK = block("bundle", "python3 bundle/build.py")  # the README's build command
 TEST_BLOCK = block("bundle", "bash dist/xor_gpu-bundle-run.sh test")  # the README's device tests from the bundle
-DEVICE_TESTS = ("conftest.py", "xorlib.py", "test_device.py", "test_backend.py", "test_cuda_libs.py", "test_report.py")
+DEVICE_TESTS = ("conftest.py", "xorlib.py", "test_device.py", "test_backend.py", "test_cuda_libs.py",
+                "test_train_report.py")
 
 
 def _load_build():

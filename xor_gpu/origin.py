@@ -1,0 +1,39 @@
+"""Where a report was made, so that reports from many machines can be told apart: the host,
+its system, the image or offline bundle it ran from (their manifest), the batch job."""
+import json
+import os
+import platform
+import socket
+
+from xor_gpu import host
+
+# The image writes its manifest here; the offline bundle points XOR_GPU_MANIFEST at its own.
+MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
+
+
+def read_manifest():
+    """The image's or the bundle's manifest as a dict (with its path), or None outside them."""
+    path = os.environ.get("XOR_GPU_MANIFEST", MANIFEST_DEFAULT)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return {"path": path, **json.load(f)}
+    except (OSError, ValueError):
+        return None
+
+
+def here():
+    """This process' origin, as reports record it: the host, its system, the image or bundle
+    it runs from, and the batch job (Slurm's) it runs in."""
+    where = {"host": socket.gethostname(), "os": platform.platform()}
+    job = host.batch_job()
+    if job:
+        where["job"] = job
+    m = read_manifest()
+    if m:  # the image's manifest names the image, the bundle's is schema xor_gpu.bundle/1
+        where["package"] = {
+            "kind": "image" if "image" in m else "bundle",
+            "name": m.get("image", "xor_gpu-bundle"),
+            "git_commit": m.get("vcs_ref") or m.get("git_commit") or "",
+            "built": m.get("build_date") or m.get("built") or "",
+        }
+    return where
