@@ -173,8 +173,8 @@ def test_comparison_reports_each_node_and_fails(fleet):
 
 
 def test_unknown_device_fails_the_task_before_anything_is_written(cluster, submit_dir, tmp_path):
-    """Under Slurm: an unknown device is the task's exit 2, one line in its log, no results folder,
-    and the launcher never ran (the bundle was not unpacked)."""
+    """Under Slurm: an unknown device is the task's exit 2, refused by xor-gpu itself (the sbatch
+    copies none of its rules) in one line at the end of the task's log, and no results folder."""
     submit = submit_dir(tmp_path / "cluster")
     home = tmp_path / "home"
     home.mkdir()
@@ -185,8 +185,9 @@ def test_unknown_device_fails_the_task_before_anything_is_written(cluster, submi
     task = next(j for j in cluster.wait_for_jobs(120) if j["array_job_id"] == job)
     assert _ended(task) == ("FAILED", 2), _ended(task)
     log = submit / f"xor_gpu_check-{job}_0.out"
-    assert log.read_text().splitlines() == ["xor_gpu_check: error: unknown device 'tpu0' in XOR_GPU_DEVICE: "
-                                            "cpu, cuda, cudaN or openclP:D"], log.read_text()
+    assert log.read_text().splitlines()[-1] == ("xor-gpu: error: unknown device 'tpu0': use cpu, cuda, cudaN "
+                                                "(e.g. cuda0) or openclP:D (e.g. opencl0:0)"), log.read_text()
     copied = ["xor_gpu-bundle.tar.gz", "xor_gpu-bundle-run.sh", *(p.name for p in SBATCH)]
     assert sorted(p.name for p in submit.iterdir()) == sorted([log.name, *copied])
-    assert list(home.iterdir()) == []
+    # Only the bundle, unpacked once for this node's later tasks: no folder of the check's.
+    assert sorted(p.name for p in home.iterdir()) == [".cache"]
