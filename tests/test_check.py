@@ -155,15 +155,30 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, make):
 OWN_HARDWARE = "lambda device: device != 'cpu'"
 
 
-def _start_check(out, *args, device="cpu", own_hardware=None):
-    """A check in its own session (as a scheduler's job step), its progress on proc.stderr;
-    `own_hardware`: the code of devices.own_hardware for it (a stand-in device)."""
-    main = ["-m", "xor_gpu"] if own_hardware is None else [
-        "-c", f"import sys; from xor_gpu import cli, devices; devices.own_hardware = {own_hardware}; "
-              "sys.exit(cli.main())"]
-    proc = subprocess.Popen([sys.executable, *main, "check", "--device", device, "--out", str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    return proc
+@pytest.fixture
+def start_check():
+    """start_check(out, *args, device=, own_hardware=): a check in its own session (as a
+    scheduler's job step), its progress on proc.stderr; `own_hardware`: the code of
+    devices.own_hardware for it (a stand-in device). Whatever the test's outcome, the check's
+    process group is killed at the end: a failed assertion leaves no check training on."""
+    started = []
+
+    def start(out, *args, device="cpu", own_hardware=None):
+        main = ["-m", "xor_gpu"] if own_hardware is None else [
+            "-c", f"import sys; from xor_gpu import cli, devices; devices.own_hardware = {own_hardware}; "
+                  "sys.exit(cli.main())"]
+        proc = subprocess.Popen([sys.executable, *main, "check", "--device", device, "--out", str(out), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the check and its children have ended
+        proc.communicate()
 
 
 def _wait_for(proc, text):
@@ -178,12 +193,15 @@ def _wait_for(proc, text):
 
 def _children(pid, count=1):
     """The PIDs of pid's child processes, once it has started `count` (Linux /proc)."""
-    for _ in range(500):
+    deadline = time.monotonic() + 60  # a loaded machine forks slowly
+    while True:
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
             children = [int(c) for c in f.read().split()]
-        if len(children) >= count:
-            return children
+        if len(children) >= count or time.monotonic() > deadline:
+            break
         time.sleep(0.01)
+    if len(children) >= count:
+        return children
     raise AssertionError(f"the check started {len(children)} children, not {count}")
 
 
@@ -194,12 +212,12 @@ def _children(pid, count=1):
     (signal.SIGTERM, False, "the train step", [], True),  # the device's run and the CPU reference at once
 ])
 def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path, signum, group, during, done,
-                                                                        stand_in):
+                                                                        stand_in, start_check):
     out = tmp_path / "out"
     if stand_in:  # steps enough that neither child ends before the signal
-        proc = _start_check(out, "--steps", "100000000", device="opencl0:0", own_hardware=OWN_HARDWARE)
+        proc = start_check(out, "--steps", "100000000", device="opencl0:0", own_hardware=OWN_HARDWARE)
     else:
-        proc = _start_check(out, "--steps", "40000")
+        proc = start_check(out, "--steps", "40000")
     _wait_for(proc, "training an independent repeat" if done else "training the seed config")
     children = _children(proc.pid, 2 if stand_in else 1)
     if group:  # the check and its training child at once
@@ -220,13 +238,13 @@ def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path,
     assert "RESULT: INTERRUPTED" in (out / "check.log").read_text()
 
 
-def test_sigkill_leaves_the_previous_summary_intact(tmp_path):
+def test_sigkill_leaves_the_previous_summary_intact(tmp_path, start_check):
     """SIGKILL cannot be caught: what the last check wrote must survive whole (atomic writes)."""
     out = tmp_path / "out"
     out.mkdir()
     previous = (DATA / "check-cpu.json").read_bytes()
     (out / "summary.json").write_bytes(previous)
-    proc = _start_check(out, "--steps", "100000000")
+    proc = start_check(out, "--steps", "100000000")
     _wait_for(proc, "training the seed config")
     os.killpg(proc.pid, signal.SIGKILL)  # the check and its training child, as a scheduler does
     proc.communicate(timeout=60)
