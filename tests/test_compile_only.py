@@ -45,7 +45,9 @@ def test_every_kernel_of_the_seed_graph_compiles_for(arch, tmp_path, sm90):
         assert kernel["ptx_bytes"] > 0 and 0 < kernel["registers"] <= 255, kernel
         assert kernel["spill_stores"] >= 0 and kernel["spill_loads"] >= 0, kernel
     # The training call went through the stand-in: kernels launched, GEMMs handed to cuBLAS.
-    assert data["launches_recorded"].get("elem", 0) > 0
+    # One step (docs/gpu-validation.md): 5 elementwise kernels and the cost's sum; then the
+    # prediction's 2 sigmoids.
+    assert data["launches_recorded"] == {"elem": 5 + 2, "kernel_reduce_ccontig": 1}
     assert "cublasSgemm_v2" in data["cublas"]["calls"]
     assert data["cublas"]["names"]["missing"] == [] and "cublasSgemm_v2" in data["cublas"]["names"]["resolved"]
     assert data["problems"] == []
