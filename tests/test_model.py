@@ -27,6 +27,9 @@ def test_k_steps_per_call_are_k_seed_steps_bit_for_bit(theano, k, stride):
     # The costs not returned are not computed: one reduction (the cost's sum) per returned cost.
     sums = [n for n in k_steps.maker.fgraph.apply_nodes if "Sum" in str(n.op) or "CAReduce" in str(n.op)]
     assert len(sums) == k // stride
+    # Each copy updates the weights in place, as the one-step function does: no copy of them.
+    ops = [str(n.op) for n in k_steps.maker.fgraph.apply_nodes]
+    assert ops.count("Gemm{inplace}") == 2 * k and "Gemm{no_inplace}" not in ops
     assert seed_costs[0] > seed_costs[-1]  # it trained
     for a, b in zip(seed.final_weights(), chained.final_weights()):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()

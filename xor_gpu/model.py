@@ -125,14 +125,16 @@ class XorModel:
     def _optimized_step(self):
         """The step's graph as Theano optimizes it (not linked: no kernels are built for it),
         inputs W1, W2, X, y. Its new weights keep the shared variables' type, so on a GPU they
-        stay on the device from one step to the next; its inplace ops destroy only buffers
-        of their own step (inputs and outputs are protected), so the copies can be chained."""
+        stay on the device from one step to the next. The weights are mutable, as in the
+        one-step function, whose updates let the engine overwrite them (Gemm{inplace}): each
+        copy then updates the weights the copy before wrote in place, after every read of them
+        (the destroy handler orders that), and no copy of them is made. X and y are protected."""
         if self._step is None:
             theano = self._theano
             placeholders = [w.type() for w in (self.W1, self.W2)]
             cost, *new = sgd_step(theano, self.X, self.y, *placeholders, self.lr)
             outputs = [cost, *(w.type.filter_variable(n) for w, n in zip((self.W1, self.W2), new))]
-            inputs = [theano.In(v) for v in (*placeholders, self.X, self.y)]
+            inputs = [*(theano.In(v, mutable=True) for v in placeholders), theano.In(self.X), theano.In(self.y)]
             self._step = theano.compile.FunctionMaker(inputs, outputs, self._base_mode()).fgraph
         return self._step
 
