@@ -28,9 +28,11 @@ from xor_gpu.errors import ConfigError, DeviceError
 # chain is linked node by node), for 0.76, 0.60, 0.60, 0.68, 0.97 s of wall time: 10 has
 # most of the speed for little compilation.
 CPU_STEPS_PER_CALL = 10
-# PyTensor's C backend, the same chain: its step is 10 C thunks (about 1.4 us of the 1.7 us a
-# chained step takes here; a one-step call 4.3 us), so the chain stops gaining early. Seed
-# config, 2-core machine, only the sampled costs computed, 3 interleaved rounds: 1, 10, 20,
+# PyTensor's C backend, the same chain: its step is 10 C thunks (about 1.6 us a chained step,
+# the weights updated in place; a one-step call 4.6 us), so the chain stops gaining early:
+# 20, 50, 100 steps per call 605-619k, 619-627k, 629-633k steps/s after 0.34, 0.43, 0.67 s of
+# compilation (3 rounds). Before the copies updated the weights in place: seed config, 2-core
+# machine, only the sampled costs computed, 3 interleaved rounds: 1, 10, 20,
 # 50, 100 steps per call trained 227-236k, 547-558k, 590-601k, 569-601k, 552-616k steps/s
 # after 0.60-0.66, 0.68-0.72, 0.72-0.82, 0.81-0.90, 1.03-1.08 s of compilation, for 1.87-1.96,
 # 1.77-1.87, 1.79-2.06, 1.90-2.12, 2.14-2.26 s of wall time: 20 has the speed, and the wall
