@@ -55,14 +55,9 @@ def test_xor_gpu_modules_are_imported_on_demand_only_by_the_cli_and_the_engine_r
 def _engine_comparisons(tree):
     """(line, text) of each comparison with an engine's name (or the default engine), and of
     each table keyed by engine names."""
-    names = set(engines.ENGINES)
-
     def engine_name(node):
-        if isinstance(node, ast.Constant):
-            return node.value in names
-        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-            return any(engine_name(e) for e in node.elts)
-        return isinstance(node, ast.Attribute) and node.attr == "DEFAULT"
+        return (_names_a_string(node, lambda s: s in engines.ENGINES)
+                or isinstance(node, ast.Attribute) and node.attr == "DEFAULT")
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
@@ -77,11 +72,21 @@ def _engine_comparisons(tree):
             yield node.lineno, ast.unparse(node)[:60]
 
 
+def _names_a_string(node, test):
+    """Whether `node` is a string constant that passes `test`, or a tuple, list or set holding one."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and test(node.value)
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(_names_a_string(e, test) for e in node.elts)
+
+
+def _found_outside(module, finder):
+    """What `finder` finds in every module of the package but `module`, as PATH:LINE: TEXT."""
+    return [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
+            if path != PACKAGE / module for line, text in finder(ast.parse(path.read_text(encoding="utf-8")))]
+
+
 def test_engine_names_are_compared_only_in_the_registry():
-    found = [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
-             if path != PACKAGE / "engines.py"
-             for line, text in _engine_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
-    assert found == []
+    assert _found_outside("engines.py", _engine_comparisons) == []
 
 
 def test_the_engine_check_finds_each_way_of_comparing():
@@ -97,14 +102,10 @@ def _device_comparisons(tree):
     """(line, text) of each comparison of a device's name as a string (`device == "cpu"`,
     `name in ("cuda", "cpu")`) and of each test of its prefix (`device.startswith("cuda")`)."""
     def device_name(node):
-        if isinstance(node, ast.Constant):
-            return isinstance(node.value, str) and devices.DEVICE_PATTERN.fullmatch(node.value) is not None
-        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(device_name(e) for e in node.elts)
+        return _names_a_string(node, lambda s: devices.DEVICE_PATTERN.fullmatch(s) is not None)
 
     def device_prefix(node):
-        if isinstance(node, ast.Constant):
-            return isinstance(node.value, str) and node.value.startswith(("cpu", "cuda", "opencl"))
-        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(device_prefix(e) for e in node.elts)
+        return _names_a_string(node, lambda s: s.startswith(("cpu", "cuda", "opencl")))
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare) and any(device_name(s) for s in (node.left, *node.comparators)):
@@ -115,10 +116,7 @@ def _device_comparisons(tree):
 
 
 def test_device_names_are_read_only_in_devices_py():
-    found = [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
-             if path != PACKAGE / "devices.py"
-             for line, text in _device_comparisons(ast.parse(path.read_text(encoding="utf-8")))]
-    assert found == []
+    assert _found_outside("devices.py", _device_comparisons) == []
 
 
 def test_the_device_check_finds_each_way_of_comparing():
