@@ -78,11 +78,15 @@ def gpu_libraries(versions, cuda):
     loaded pygpu, else the JAX packages (jax, jaxlib, its CUDA plugin) its versions list; None
     when neither."""
     if "pygpu" in versions:
-        found = [f"{label} {(cuda.get(kind) or {}).get('version')}" for kind, label in (("nvrtc", "NVRTC"),
-                                                                                          ("cublas", "cuBLAS"))
+        found = [f"{label} {_cuda_version(cuda, kind)}" for kind, label in (("nvrtc", "NVRTC"), ("cublas", "cuBLAS"))
                  if cuda.get(kind)]
         return ", ".join(found) or None
     return ", ".join(f"{name} {version}" for name, version in versions.items() if name.startswith("jax")) or None
+
+
+def _cuda_version(cuda, kind):
+    """The version of the NVRTC or cuBLAS ("nvrtc", "cublas") a summary's cuda record names."""
+    return (cuda.get(kind) or {}).get("version")
 
 
 @dataclasses.dataclass
@@ -117,7 +121,7 @@ class Node:
         libgpuarray = "pygpu" in summary.versions
         run = summary.runs.get(requested)
         return cls(path, summary.node or _host(summary.origin, summary.runs), requested, gpu, cuda.get("driver"),
-                   *((cuda.get(kind) or {}).get("version") if libgpuarray else None for kind in ("nvrtc", "cublas")),
+                   *(_cuda_version(cuda, kind) if libgpuarray else None for kind in ("nvrtc", "cublas")),
                    NODE_OF_CHECK[summary.status], summary.failed_step, summary.reason,
                    libraries=gpu_libraries(summary.versions, cuda) if gpu else None,
                    engine=summary.config.get("engine"), weights_sha256=run.weights_sha256 if run else None,
