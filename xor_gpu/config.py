@@ -51,6 +51,11 @@ def _option(default, help, type=str, metavar=None, where=False):
                                                         "where": where})
 
 
+def _flag(name):
+    """The command-line option of a TrainConfig field: steps_per_call is --steps-per-call."""
+    return f"--{name.replace('_', '-')}"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """What a training run is: the one list of its fields, their defaults (the seed's), the
@@ -82,7 +87,7 @@ class TrainConfig:
         for field in (f for f in dataclasses.fields(cls) if f.name in names):
             meta, target = field.metadata, (groups or {}).get(field.name, parser)
             default = "" if field.default is None else f" (default {field.default})"
-            target.add_argument(f"--{field.name.replace('_', '-')}", type=meta["type"], default=field.default,
+            target.add_argument(_flag(field.name), type=meta["type"], default=field.default,
                                 metavar=meta["metavar"], help=meta["help"] + default)
 
     @classmethod
@@ -98,7 +103,7 @@ class TrainConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if value is not None and field.name not in leave_out:
-                argv += [f"--{field.name.replace('_', '-')}", str(value)]  # a float's str is its repr
+                argv += [_flag(field.name), str(value)]  # a float's str is its repr
         return argv
 
     def __post_init__(self):
