@@ -127,6 +127,12 @@ def _node_status(node):
 SCREEN = 40
 
 
+def _groups(items, every, kind, passed):
+    """[[item, ...], ...]: each item alone (`every`), else alike items (kind) together, the
+    groups that did not pass first."""
+    return [[i] for i in items] if every else sorted(alike(items, kind), key=lambda g: passed(g[0]))
+
+
 def _alike(first, group):
     return f"{first} (+{len(group) - 1} alike)" if len(group) > 1 else first
 
@@ -156,7 +162,7 @@ def hosts(names, most=6):
 def fleet(nodes, every=True):
     """One row per report given (a machine, a Slurm task), its status, and a closing count;
     `every` False: the nodes that did not pass first, then one row per kind of passed node."""
-    groups = [[n] for n in nodes] if every else sorted(alike(nodes, node_kind), key=lambda g: g[0].status == NODE_PASS)
+    groups = _groups(nodes, every, node_kind, lambda n: n.status == NODE_PASS)
     rows = [[_alike(g[0].report, g), hosts([n.node for n in g]) if len(g) > 1 else g[0].node or "?", g[0].device or "?",
              g[0].gpu or "-", g[0].driver or "-", g[0].libraries or "-", g[0].runs, _node_status(g[0])] for g in groups]
     lines = table(["report", "node", "device", "gpu", "driver", "gpu libraries", "runs", "status"], rows,
@@ -178,7 +184,7 @@ def comparison(result, every=None):
                   f"sha256 {ref.report.weights_sha256[:12]}",
                   f"tolerances: |prediction diff| <= {tol.atol:g}, relative loss diff <= {tol.rtol:g}", ""]
     if result.rows:
-        groups = [[r] for r in result.rows] if every else sorted(alike(result.rows, row_kind), key=lambda g: g[0].passed)
+        groups = _groups(result.rows, every, row_kind, lambda r: r.passed)
         rows = [[_alike(g[0].label, g), g[0].where, g[0].device.active,
                  *(f"{g[0].predictions[k]:.6f}" for k in ROWS), f"{g[0].difference.max_abs_prediction_diff:.3g}",
                  f"{g[0].difference.max_rel_loss_diff:.3g}", "yes" if g[0].difference.bitwise_equal else "no",
