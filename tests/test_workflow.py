@@ -28,7 +28,10 @@ CHECK = ".venv/bin/tox exec -e {env} -- xor-gpu check --device {device} --out ou
 REPORTS = "fleet/*/summary.json"  # compare's argument: what download-artifact puts in fleet/
 COMPARE = (f".venv/bin/tox exec -e cpu -- xor-gpu compare {REPORTS}"
            " --reference builtin --json compare.json --plot compare.png")
-# job -> what it must be. matrix: entries that must exist (values of the matrix keys);
+GPU_OPTIONS = "--gpus all"  # the container's options: the runner's GPUs passed through
+IMAGE_TESTS = "docker compose --profile gpu run --rm -T test-gpu"
+# job -> what it must be. container: the image (None: on the runner itself); gpus: options
+# the container must have; matrix: entries that must exist (values of the matrix keys);
 # runs: commands every entry runs, formatted with the entry; uploads: artifact name ->
 # path, formatted likewise, uploaded with `if: always()`.
 CONTRACT = {
@@ -37,10 +40,15 @@ CONTRACT = {
                "env": {"XOR_GPU_REQUIRE_ENGINES": "1"}, "runs": [BOOTSTRAP, ".venv/bin/tox -e {env}"]},
     "docker": {"env": {"XOR_GPU_REQUIRE_DOCKER": "1"}, "runs": ["tox -e docker"]},
     "slurm": {"container": DEBIAN, "runs": [f"{BOOTSTRAP} --slurm", ".venv/bin/tox -e slurm"]},
-    "gpu": {"runs-on": ["self-hosted", "gpu"], "env": {"XOR_GPU_REQUIRE_GPU": "1"},
+    # Debian's container on the self-hosted runner, whatever its own system: bootstrap is Debian 12 only.
+    "gpu": {"runs-on": ["self-hosted", "gpu"], "container": DEBIAN, "gpus": GPU_OPTIONS,
+            "env": {"XOR_GPU_REQUIRE_GPU": "1"},
             "runs": [BOOTSTRAP, ".venv/bin/tox -e gpu",
                      CHECK.format(env="gpu", device="cuda", name="cuda")],
             "uploads": {"check-cuda": "out/cuda"}},
+    # the image's GPU tests, on the runner's own Docker (no docker CLI in a job's container)
+    "gpu-image": {"runs-on": ["self-hosted", "gpu"], "container": None, "if": "vars.XOR_GPU_DOCKER_GPU == '1'",
+                  "runs": ["scripts/docker-build cuda", IMAGE_TESTS]},
     "check": {"container": DEBIAN,
               "matrix": [{"name": "cpu", "device": "cpu"}, {"name": "opencl", "device": "opencl0:0"}],
               "runs": [BOOTSTRAP, CHECK.replace("{env}", "cpu")],
@@ -86,10 +94,13 @@ def command_lines(job, entry):
     return lines
 
 
+def _contains(tokens, want):
+    return any(tokens[i:i + len(want)] == want for i in range(len(tokens) - len(want) + 1))
+
+
 def runs(job, entry, command):
     want = shlex.split(command)
-    return any(line[i:i + len(want)] == want for line in command_lines(job, entry)
-               for i in range(len(line) - len(want) + 1))
+    return any(_contains(line, want) for line in command_lines(job, entry))
 
 
 def steps_using(job, action):
@@ -110,6 +121,18 @@ def _as_list(value):
     return [value] if isinstance(value, str) else list(value or [])
 
 
+def container_image(job):
+    """The job's container image (`container: IMAGE` or `container: {image: IMAGE}`); None
+    for a job on the runner itself."""
+    container = job.get("container")
+    return container.get("image") if isinstance(container, dict) else container
+
+
+def container_options(job):
+    container = job.get("container")
+    return shlex.split(str(container.get("options", ""))) if isinstance(container, dict) else []
+
+
 def problems(workflow):
     """What the workflow lacks of CONTRACT, one line each; [] when it has everything."""
     jobs = workflow.get("jobs") or {}
@@ -122,14 +145,20 @@ def problems(workflow):
             found.append(f"job {name!r} is missing")
     if "compare" in jobs:
         found += compare_problems(jobs)
+    # scripts/bootstrap sets up Debian 12 only: elsewhere (the runners' Ubuntu) it exits 2
+    found += [f"{name}: runs {BOOTSTRAP} outside {DEBIAN}" for name, job in jobs.items()
+              if container_image(job) != DEBIAN and any(runs(job, e, BOOTSTRAP) for e in entries(job))]
     return found
 
 
 def job_problems(name, job, want):
     found = []
-    for key in ("container", "if"):
-        if key in want and job.get(key) != want[key]:
-            found.append(f"{name}: {key} is {job.get(key)!r}, not {want[key]!r}")
+    if "container" in want and container_image(job) != want["container"]:
+        found.append(f"{name}: container is {container_image(job)!r}, not {want['container']!r}")
+    if "gpus" in want and not _contains(container_options(job), shlex.split(want["gpus"])):
+        found.append(f"{name}: container options {container_options(job)} lack {want['gpus']!r}")
+    if "if" in want and job.get("if") != want["if"]:
+        found.append(f"{name}: if is {job.get('if')!r}, not {want['if']!r}")
     if "runs-on" in want and not set(want["runs-on"]) <= set(_as_list(job.get("runs-on"))):
         found.append(f"{name}: runs-on {job.get('runs-on')!r} lacks {want['runs-on']}")
     for var, value in (want.get("env") or {}).items():
@@ -229,6 +258,18 @@ MUTATIONS = {
                               "gpu {}: does not run '.venv/bin/tox exec -e gpu -- xor-gpu check"),
     "gpu without a GPU label": (lambda w: w["jobs"]["gpu"].update({"runs-on": "self-hosted"}), "gpu: runs-on"),
     "gpu may skip": (lambda w: w["jobs"]["gpu"]["env"].pop("XOR_GPU_REQUIRE_GPU"), "XOR_GPU_REQUIRE_GPU"),
+    "gpu on the runner's own system": (lambda w: w["jobs"]["gpu"].pop("container"),
+                                       "gpu: runs scripts/bootstrap outside debian:bookworm"),
+    "gpu in Debian without the GPU": (lambda w: w["jobs"]["gpu"].update(container=DEBIAN),
+                                      "gpu: container options [] lack '--gpus all'"),
+    "gpu in another system's container": (lambda w: w["jobs"]["gpu"]["container"].update(image="ubuntu:24.04"),
+                                          "gpu: container is 'ubuntu:24.04', not 'debian:bookworm'"),
+    "compare on the runner's own system": (lambda w: w["jobs"]["compare"].pop("container"),
+                                           "compare: runs scripts/bootstrap outside debian:bookworm"),
+    "image tests in a container": (lambda w: w["jobs"]["gpu-image"].update(container=DEBIAN),
+                                   "gpu-image: container is 'debian:bookworm', not None"),
+    "image tests without the GPU": (lambda w: _step(w, "gpu-image", running="test-gpu").update(
+        run="docker compose run --rm -T test"), f"does not run {IMAGE_TESTS!r}"),
     "slurm without Slurm's packages": (lambda w: _step(w, "slurm", running="bootstrap").update(run=BOOTSTRAP),
                                        "slurm {}: does not run 'scripts/bootstrap --slurm'"),
     "docker may skip": (lambda w: w["jobs"]["docker"]["env"].pop("XOR_GPU_REQUIRE_DOCKER"),

@@ -10,6 +10,7 @@ git commit that scripts/docker-build adds to the suite's images. Both are remove
 """
 import json
 import os
+import shutil
 import uuid
 
 import pytest
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.docker
 
 MAIN_JOB = block("docker", "scripts/bootstrap --docker && docker compose run --rm train")
 COMPOSE = block("docker", "docker compose run --rm train ")
+OTHER_SYSTEMS = block("docker", "mkdir -p -m a+rwx out")  # Which systems: the image on any Linux
 CI_RECIPE = block("docker", "docker compose build train")
 CUDA_BUILD = block("docker", "scripts/docker-build cuda")
 REFERENCE = block("docker", "scripts/docker-build cpu")
@@ -94,6 +96,34 @@ def test_compose_commands_run_as_written(doc, user, main_job):
     if "nvidia" not in sh("docker", "info", "--format", "{{json .Runtimes}}").stdout:
         assert "SKIPPED" in out and "no usable CUDA GPU" in out, out[-3000:]
     assert "/etc/xor_gpu/manifest.json" in proc.stdout  # doctor in the image
+
+
+@pytest.mark.parametrize("doc", [OTHER_SYSTEMS], ids=str)
+def test_the_image_route_needs_nothing_but_docker(doc, user, main_job, tmp_path):
+    """Which systems: the route of hosts bootstrap refuses, in a clone bootstrap never ran in (no
+    .venv, no .env, no out) and with only bash, mkdir and docker on PATH: no Python, no apt.
+    Behind a proxy the README has the user export XOR_GPU_PIP_CA, as here (for a build, were
+    the images missing)."""
+    _, env = user
+    assert main_job.returncode == 0, explain(MAIN_JOB, main_job)
+    tree = repo_copy(tmp_path / "clone")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "mkdir", "docker"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {**env, "PATH": str(bin_dir), "XOR_GPU_OUT": str(tree / "out")}
+    repo_env = REPO / ".env"
+    for line in repo_env.read_text().splitlines() if repo_env.exists() else []:
+        if line.startswith("XOR_GPU_PIP_CA="):
+            env["XOR_GPU_PIP_CA"] = line.split("=", 1)[1]
+    proc = run_block(doc, tree, env, timeout=3600)
+    assert proc.returncode == 0, explain(doc, proc)
+    report = load(tree / "out" / "report.json")
+    assert report["converged"] is True and report["device"]["active"] == "cpu", report["device"]
+    out = proc.stdout + proc.stderr
+    for env_name in ("cpu", "opencl", "gpu"):
+        assert f"  {env_name}: OK" in out, out[-3000:]
+    assert not any((tree / name).exists() for name in (".venv", ".env")), "something set the host up"
 
 
 @pytest.mark.parametrize("doc", [CI_RECIPE], ids=str)
