@@ -225,6 +225,15 @@ def test_pocl_cache_is_checked_before_an_opencl_run_starts(tmp_path, common, nob
     assert (tmp_path / "real" / "pocl").stat().st_mode & 0o777 == 0o700
 
 
+def test_the_compiledir_is_named_by_its_real_path(tmp_path, monkeypatch):
+    """As Theano reads it (~ expanded, links resolved): the folder checked is the folder used."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XOR_GPU_COMPILEDIR", "~/link/theano")
+    assert compile_cache.compiledir() == str(tmp_path / "real" / "theano")
+
+
 def test_pocl_cache_default_is_pocls_own():
     assert compile_cache.pocl_cache({"POCL_CACHE_DIR": "/p", "XDG_CACHE_HOME": "/x"}) == "/p"
     assert compile_cache.pocl_cache({"XDG_CACHE_HOME": "/x"}) == "/x/pocl/kcache"

@@ -43,8 +43,9 @@ _LAYOUT = {
 
 
 def compiledir():
-    """Its real path: the folder checked (make_private) is the folder Theano uses."""
-    return os.path.realpath(os.environ.get("XOR_GPU_COMPILEDIR") or host.cache_folder("theano"))
+    """Its real path (as Theano reads it): the folder checked (make_private) is the one used."""
+    folder = os.environ.get("XOR_GPU_COMPILEDIR") or host.cache_folder("theano")
+    return os.path.realpath(os.path.expanduser(folder))
 
 
 def pocl_cache(environ=None):
