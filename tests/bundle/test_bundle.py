@@ -547,12 +547,14 @@ def own_cache(archive):
     """The bundle unpacked by the launcher into a cache of root's own inside a folder like /tmp
     (root's, mode 1777): such a cache is used."""
     common = pathlib.Path(common_folder())
-    proc = subprocess.run(["bash", str(runner_beside(archive)), "--bundle", str(archive), "--cache",
-                           str(common / "cache"), "check", "--help"], env={"PATH": "/usr/bin:/bin", "HOME": str(common)},
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and "usage: xor-gpu check" in proc.stdout, tail(proc.stdout + proc.stderr)
-    yield common / "cache" / _sha256(archive)[:16]
-    shutil.rmtree(common)
+    try:
+        proc = subprocess.run(["bash", str(runner_beside(archive)), "--bundle", str(archive), "--cache",
+                               str(common / "cache"), "check", "--help"], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(common)}, timeout=600)
+        assert proc.returncode == 0 and "usage: xor-gpu check" in proc.stdout, tail(proc.stdout + proc.stderr)
+        yield common / "cache" / _sha256(archive)[:16]
+    finally:
+        shutil.rmtree(common)
 
 
 def _forged_python(bundle, marker):
