@@ -8,7 +8,7 @@ copy of run.sh beside it (dist/xor_gpu-bundle-run.sh) and a .sha256 file:
 
   xor_gpu-bundle/
     run.sh          the launcher a GPU node runs (see bundle/run.sh)
-    MANIFEST.json   what is inside: Debian packages, wheels, git commit
+    MANIFEST.json   what is inside: Debian packages, wheels, git commit, the sha256 of every file
     root/usr/...    CPython 3.11 + headers, OpenBLAS, pygpu, libgpuarray, CLBlast and the
                     OpenCL ICD loader, unpacked from Debian bookworm .debs (dpkg -x), and the
                     wheels of xor_gpu[gpu,plot] and pytest unzipped into root/usr/lib/python3/dist-packages
@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, XorGpuError  # noqa: E402
 
 NAME = "xor_gpu-bundle"
+MANIFEST = "MANIFEST.json"  # what is inside, and the checksum of every file (run.sh checks them)
 # Debian bookworm packages, unpacked with dpkg -x (no root needed where the bundle runs).
 # libpython3.11-dev: only its headers and the libpython3.11.so link are kept.
 # OpenBLAS (with the Fortran runtime it links) is the BLAS the package links Theano's CPU
@@ -246,7 +247,28 @@ def unpack_wheels(wheels, site):
         remove(tests)
 
 
-def manifest(epoch, extras, debian_packages, wheels):
+def checksums(stage):
+    """{path in the bundle: sha256} of every file but MANIFEST.json, a link by the file it leads
+    to: run.sh checks the unpacked tree against them once (sha256sum -c), and the interpreter on
+    every run. Names are plain ASCII: JSON writes them as they are, and run.sh reads them so."""
+    sums = {}
+    top = stage.resolve()
+    for folder, dirs, files in os.walk(stage):
+        for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]:
+            path = pathlib.Path(folder, name)
+            rel = path.relative_to(stage).as_posix()
+            if rel == MANIFEST:
+                continue
+            if not (rel.isascii() and rel.isprintable()) or set(rel) & set('"\\'):
+                raise BuildError(f"{rel}: a file name run.sh cannot check (plain ASCII, no quote or backslash)")
+            target = path.resolve()
+            if not target.is_file() or not target.is_relative_to(top):
+                raise BuildError(f"{rel}: a link to no file of the bundle")
+            sums[rel] = hashlib.sha256(target.read_bytes()).hexdigest()
+    return dict(sorted(sums.items()))
+
+
+def manifest(epoch, extras, debian_packages, wheels, files):
     commit = output(["git", "-C", str(REPO), "rev-parse", "-q", "--verify", "HEAD"]) or "none"
     dirty = output(["git", "-C", str(REPO), "status", "--porcelain"])
     return {
@@ -260,6 +282,7 @@ def manifest(epoch, extras, debian_packages, wheels):
         "left_out": LEFT_OUT,
         "host_needs": ["glibc >= 2.35", "g++", "NVIDIA driver + NVRTC/cuBLAS (CUDA toolkit or NVIDIA wheels) for cuda",
                        "an OpenCL ICD (e.g. PoCL) for openclP:D"],
+        "files": files,
     }
 
 
@@ -364,8 +387,8 @@ def build(args, work, epoch):
     for name in DEVICE_TESTS:
         shutil.copy2(REPO / "tests" / name, stage / "tests" / name)
     shutil.copy2(REPO / "pyproject.toml", stage / "tests" / "pyproject.toml")
-    (stage / "MANIFEST.json").write_text(
-        json.dumps(manifest(epoch, extras, debian_packages, wheels), indent=2, sort_keys=True) + "\n")
+    (stage / MANIFEST).write_text(json.dumps(manifest(epoch, extras, debian_packages, wheels, checksums(stage)),
+                                             indent=2, sort_keys=True) + "\n")
     smoke_test(work, root, extras)
     log(f"writing {args.out}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

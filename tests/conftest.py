@@ -1,12 +1,14 @@
 """Fixtures. Tests that need a CUDA GPU skip, saying what is missing, on a machine without
 one, and fail instead when XOR_GPU_REQUIRE_GPU=1 (GPU CI runners)."""
 import os
+import pathlib
+import shutil
 
 import pytest
 
 from xor_gpu.compile_cache import compiledir
 from xor_gpu.host import cuda_missing
-from xorlib import DEVICE, require_gpu
+from xorlib import DEVICE, common_folder, require_gpu, second_account
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +39,18 @@ def nan_weights(monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def _compiledir_exists():
     os.makedirs(compiledir(), exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def nobody():
+    """A second account (tests/xorlib.py's Account): needs root."""
+    return second_account()
+
+
+@pytest.fixture
+def common(nobody):
+    """A fresh folder where root and `nobody` both make folders (as /tmp: root's, mode 1777),
+    removed after."""
+    folder = pathlib.Path(common_folder())
+    yield folder
+    shutil.rmtree(folder)

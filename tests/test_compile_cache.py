@@ -8,6 +8,7 @@ be repaired ends with exit 1 and one line; the lock other processes compile unde
 import contextlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -20,7 +21,8 @@ import pytest
 
 from xor_gpu import compile_cache
 from xor_gpu.compile_cache import elf_damage
-from xorlib import DEVICE
+from xor_gpu.private_folder import UnsafeFolder
+from xorlib import DEVICE, PLANTED, one_line_error, planted_library, run_cli
 
 STEPS = "5"
 
@@ -171,6 +173,70 @@ def test_a_module_that_cannot_be_removed_exits_1_with_one_line(cache, tmp_path):
         f"xor-gpu: error: compile cache module {so} is damaged ({reason}) and cannot be removed "
         f"({'Operation not permitted' if os.geteuid() == 0 else 'Permission denied'}); delete {so.parent}"]
     assert so.exists()
+
+
+def _give_to(folder, account):
+    for path in [folder, *folder.rglob("*")]:
+        os.lchown(path, account.uid, account.gid)
+
+
+@pytest.mark.parametrize("whose", ["another user's", "writable by all"])
+def test_a_compile_cache_others_can_change_is_refused_and_nothing_in_it_runs(whose, cache, tmp_path, nobody):
+    """A module planted in the compile cache runs in the process that loads it (its constructor
+    runs before Theano sees that the import fails). From one's own cache it is loaded, as the
+    control shows; from a cache another user owns or can write, nothing is: one line, exit 3."""
+    marker = tmp_path / "planted-ran"
+    planted_library(a_module(cache), marker)
+    proc, _ = train(cache, tmp_path)
+    assert proc.returncode == 0 and PLANTED in marker.read_text(), proc.stderr  # the control
+    marker.unlink()
+    planted_library(a_module(cache), marker)
+    if whose == "another user's":
+        _give_to(cache, nobody)
+        reason = "is not yours (owner nobody, mode 0700)"
+    else:
+        cache.chmod(0o777)
+        reason = "can be changed by other users (owner root, mode 0777)"
+    (tmp_path / "refused").mkdir()
+    proc, report = train(cache, tmp_path / "refused")
+    assert report is None and not marker.exists()
+    one_line_error(proc, 3, f"cache folder {cache} {reason}: set XOR_GPU_COMPILEDIR to a folder of your own, "
+                            f"or remove {cache}")
+
+
+def test_pocl_cache_is_checked_before_an_opencl_run_starts(tmp_path, common, nobody, monkeypatch):
+    """PoCL loads the kernels it compiled from its cache: another user's is refused before any
+    OpenCL run; one's own is made private and given to PoCL by its real path."""
+    theirs = common / "pocl"
+    nobody.mkdir(theirs, 0o700)
+    monkeypatch.setenv("POCL_CACHE_DIR", str(theirs))
+    compile_cache.make_private(str(tmp_path / "compiledir"), opencl=False)  # a CPU run does not start PoCL
+    refusal = f"cache folder {theirs} is not yours (owner nobody, mode 0700): set POCL_CACHE_DIR to a folder of your own"
+    with pytest.raises(UnsafeFolder, match=re.escape(refusal)):
+        compile_cache.make_private(str(tmp_path / "compiledir"), opencl=True)
+    proc = run_cli("train", "--device", "opencl0:0", "--steps", STEPS,
+                   env={"POCL_CACHE_DIR": str(theirs), "XOR_GPU_COMPILEDIR": str(tmp_path / "compiledir")})
+    one_line_error(proc, 3, refusal)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setenv("POCL_CACHE_DIR", str(tmp_path / "link" / "pocl"))
+    compile_cache.make_private(str(tmp_path / "compiledir"), opencl=True)
+    assert os.environ["POCL_CACHE_DIR"] == str(tmp_path / "real" / "pocl")
+    assert (tmp_path / "real" / "pocl").stat().st_mode & 0o777 == 0o700
+
+
+def test_the_compiledir_is_named_by_its_real_path(tmp_path, monkeypatch):
+    """As Theano reads it (~ expanded, links resolved): the folder checked is the folder used."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XOR_GPU_COMPILEDIR", "~/link/theano")
+    assert compile_cache.compiledir() == str(tmp_path / "real" / "theano")
+
+
+def test_pocl_cache_default_is_pocls_own():
+    assert compile_cache.pocl_cache({"POCL_CACHE_DIR": "/p", "XDG_CACHE_HOME": "/x"}) == "/p"
+    assert compile_cache.pocl_cache({"XDG_CACHE_HOME": "/x"}) == "/x/pocl/kcache"
 
 
 def test_unfinished_and_outside_modules_are_left_alone(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import cuda_stand_ins
 from xor_gpu import cuda_libs, cuda_standin
 from xor_gpu.compile_only import SCHEMA
+from xor_gpu.private_folder import CACHE_HOME_FIX, UnsafeFolder
 from xorlib import one_line_error, run_cli, without_cuda_gpu
 
 cuda_compile = pytest.mark.cuda_compile
@@ -142,6 +143,20 @@ def test_the_stand_in_is_seen_in_a_process_map(tmp_path):
     assert cuda_standin.loaded(str(maps)) == driver
     maps.write_text("7f00-7f01 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/libcuda.so.1\n")
     assert cuda_standin.loaded(str(maps)) is None
+
+
+def test_the_stand_in_is_not_built_in_another_users_folder(common, nobody, tmp_path):
+    """The compile-only child loads the stand-in from its cache folder: one another user owns is
+    refused before anything is built there; one's own is made private."""
+    theirs = common / "standin"
+    nobody.mkdir(theirs, 0o755)
+    with pytest.raises(UnsafeFolder) as refused:
+        cuda_standin.build(str(theirs))
+    assert refused.value.exit_status == 3 and os.listdir(theirs) == []
+    assert str(refused.value) == (f"cache folder {theirs} is not yours (owner nobody, mode 0755): {CACHE_HOME_FIX}, "
+                                  f"or remove {theirs}")
+    built = cuda_standin.build(str(tmp_path / "standin"))
+    assert set(built) == set(cuda_standin.SOURCES) and (tmp_path / "standin").stat().st_mode & 0o777 == 0o700
 
 
 def test_ptxas_is_found_beside_the_nvrtc_of_a_toolkit(tmp_path, monkeypatch):

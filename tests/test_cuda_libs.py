@@ -21,6 +21,7 @@ from xorlib import DEVICE, run_cli
 from xor_gpu import cuda_libs, cuda_search, doctor
 from xor_gpu.cuda_search import Host
 from xor_gpu.errors import DeviceError
+from xor_gpu.private_folder import CACHE_HOME_FIX, UnsafeFolder
 
 # Old enough for the driver of any GPU this project can meet: the tests that use this
 # machine's real driver (if any) accept them.
@@ -264,6 +265,22 @@ def test_describe_is_json_data_for_doctor_and_check(libs, tmp_path, monkeypatch)
     }
     assert len(described["notes"]) == 2
     assert dict(cuda_libs.summary(described))["nvrtc"] == f"12.0 {libs['cu12'][0]}/libnvrtc.so.12"
+
+
+def test_a_folder_of_links_in_a_cache_others_can_change_is_refused(libs, tmp_path, common, nobody, monkeypatch):
+    """The folder goes first on LD_LIBRARY_PATH: in a cache folder another user can change, a
+    run would load their libraries. A run refuses it (one line, exit 3); doctor names it."""
+    nobody.mkdir(common / "cache", 0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(common / "cache"))
+    machine = host(tmp_path, {"XOR_GPU_CUDA_LIBS": os.pathsep.join(libs["cu12"])})
+    with pytest.raises(UnsafeFolder) as refused:
+        cuda_libs.loader_folders(machine)
+    message = str(refused.value)
+    assert refused.value.exit_status == 3 and message.startswith(f"cache folder {common}/cache/xor_gpu/cuda-libs/")
+    assert message.endswith(f" lies in {common}/cache, which other users can change (owner nobody, mode 0777): "
+                            f"{CACHE_HOME_FIX}")
+    described = cuda_libs.describe(host=machine)
+    assert described["folder"] is None and (described["problem"], described["fix"]) == (message, CACHE_HOME_FIX)
 
 
 def test_doctor_names_the_policy_reason_when_nothing_is_usable(libs, tmp_path):

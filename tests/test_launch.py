@@ -165,8 +165,26 @@ def test_the_bundle_entry_runs_the_command_in_that_environment(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in state.iterdir()) == sorted(launch.STATE_FOLDERS)
+    assert {(state / name).stat().st_mode & 0o777 for name in launch.STATE_FOLDERS} == {0o700}
     found = json.loads((tmp_path / "d.json").read_text())
     assert found["compiledir"] == str(state / "theano")
     assert found["cuda_libs"]["searched"][0] == str(tmp_path)
     assert found["ld_library_path"].split(os.pathsep)[-2:] == [f"{tmp_path}/root/usr/lib/{os.uname().machine}-linux-gnu",
                                                                f"{tmp_path}/root/usr/lib"]
+
+
+def test_the_bundle_entry_refuses_a_cache_folder_of_another_user(tmp_path, nobody):
+    """run.sh has checked the state folder; its caches are checked here, before the command
+    (that would load what they hold) runs: one line, exit 3, the fix naming --cache."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "theano").mkdir()
+    os.chown(state / "theano", nobody.uid, nobody.gid)
+    proc = subprocess.run([sys.executable, "-I", "-B", "-m", "xor_gpu.launch", "bundle", str(tmp_path / "root"),
+                           str(state), "--", "doctor", "--json", str(tmp_path / "d.json")],
+                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=300)
+    theano = state / "theano"
+    assert proc.returncode == 3 and not (tmp_path / "d.json").exists()
+    assert proc.stderr.splitlines() == [f"xor-gpu: error: cache folder {theano} is not yours (owner nobody, mode 0755): "
+                                        f"use --cache on a folder of your own, or remove {theano}"]

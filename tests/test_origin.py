@@ -18,7 +18,8 @@ def test_the_image_and_the_bundle_are_named_from_their_manifests(monkeypatch, tm
     image = tmp_path / "image.json"
     image.write_text(json.dumps({"image": "xor-gpu:cpu", "vcs_ref": "ecada8f", "build_date": "2026-12-04"}))
     bundle = tmp_path / "bundle.json"
-    bundle.write_text(json.dumps({"schema": "xor_gpu.bundle/1", "git_commit": "39cd6d3", "built": "2026-12-04"}))
+    bundle.write_text(json.dumps({"schema": "xor_gpu.bundle/1", "git_commit": "39cd6d3", "built": "2026-12-04",
+                                  "files": {"run.sh": "0" * 64, "root/usr/bin/python3.11": "1" * 64}}))
     monkeypatch.setenv("XOR_GPU_MANIFEST", str(image))
     assert origin.here()["package"] == {"kind": "image", "name": "xor-gpu:cpu", "git_commit": "ecada8f",
                                         "built": "2026-12-04"}
@@ -26,6 +27,8 @@ def test_the_image_and_the_bundle_are_named_from_their_manifests(monkeypatch, tm
     assert origin.here()["package"] == {"kind": "bundle", "name": "xor_gpu-bundle", "git_commit": "39cd6d3",
                                         "built": "2026-12-04"}
     assert origin.read_manifest()["path"] == str(bundle)
+    # The checksum of every file is for the bundle's launcher: reports and doctor get their number.
+    assert origin.read_manifest()["files"] == 2
 
 
 def test_a_slurm_task_names_its_job(monkeypatch):

@@ -4,11 +4,14 @@ THEANO_FLAGS (device=..., as tox sets it per env; default cpu)."""
 import dataclasses
 import json
 import os
+import pwd
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
+import cuda_stand_ins
 from xor_gpu.host import cuda_driver
 from xor_gpu.problem import ROWS
 from xor_gpu.results.train_report import LossHistory, RunDevice, SeedsReport, TrainReport
@@ -41,6 +44,55 @@ def strict(variable):
     (CI=true, set by CI systems). Not for the GPU: CI machines have none."""
     value = os.environ.get(variable) or ("1" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "0")
     return value == "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """A second account on this machine (nobody), that a test acts as with setpriv: what it
+    makes is its own, as another user's files on a shared machine are."""
+    name: str
+    uid: int
+    gid: int
+
+    def run(self, *cmd):
+        subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", *map(str, cmd)],
+                       check=True, capture_output=True, timeout=60)
+
+    def mkdir(self, path, mode):
+        self.run("mkdir", "-m", f"{mode:o}", path)
+
+
+def second_account():
+    """`nobody` as an Account; acting as it needs root: skips without (fails where
+    XOR_GPU_REQUIRE_ROOT=1 or CI requires it, as CI's containers run as root)."""
+    if os.geteuid() != 0:
+        message = "acting as a second account (nobody) needs root"
+        if strict("XOR_GPU_REQUIRE_ROOT"):
+            pytest.fail(f"{message}, and XOR_GPU_REQUIRE_ROOT=1 (or CI) requires it")
+        pytest.skip(f"{message}; set XOR_GPU_REQUIRE_ROOT=1 (CI does) to make this a failure")
+    user = pwd.getpwnam("nobody")
+    return Account(user.pw_name, user.pw_uid, user.pw_gid)
+
+
+def common_folder():
+    """A fresh folder where root and the second account both make folders (pytest's own are
+    private): in /tmp, and like it root's with mode 1777. Remove it with shutil.rmtree."""
+    folder = tempfile.mkdtemp(prefix="xor_gpu-two-users.", dir="/tmp")
+    os.chmod(folder, 0o1777)
+    return folder
+
+
+PLANTED = "PLANTED-BY-nobody"  # what planted code writes where it ran
+
+
+def planted_library(path, marker):
+    """A shared object at `path` (a pathlib.Path) whose loading appends PLANTED to `marker`:
+    code another user left in a cache, that must never run."""
+    cuda_stand_ins.build(path.parent, path.name, '#include <stdio.h>\n'
+                         '__attribute__((constructor)) static void planted(void) {\n'
+                         f'    FILE *f = fopen("{marker}", "a");\n'
+                         f'    if (f) {{ fputs("{PLANTED}\\n", f); fclose(f); }}\n}}')
+    return path
 
 
 def run_cli(*args, env=None, check=None):

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from xor_gpu import cuda_search, cuda_standin, host
-from xor_gpu.compile_cache import compiledir, count_compiled_modules, rebuild_on_load_failure, repair
+from xor_gpu.compile_cache import compiledir, count_compiled_modules, make_private, rebuild_on_load_failure, repair
 from xor_gpu.devices import check_device, device as device_of
 from xor_gpu.errors import DeviceError
 
@@ -56,6 +56,12 @@ def theano_flags(device, floatx, user_flags=None):
     return ",".join(parts)
 
 
+def _flag(flags, key):
+    """The value Theano takes for `key` from THEANO_FLAGS `flags`: the last one given."""
+    values = [value for name, _, value in (part.partition("=") for part in flags.split(",")) if name.strip() == key]
+    return values[-1].strip() if values else None
+
+
 class _Capture(logging.Handler):
     def __init__(self):
         super().__init__(logging.ERROR)
@@ -85,10 +91,13 @@ def import_theano(device, floatx):
         _verify_context(theano, device, [])
         return theano
 
+    flags = theano_flags(device, floatx)
+    # Before anything in them is loaded: caches another user could change are refused (the
+    # compiledir Theano takes: the user's THEANO_FLAGS may name one).
+    make_private(_flag(flags, "compiledir"), opencl=device_of(device).is_opencl)
     repair()  # damaged modules would crash Theano (SIGBUS, ImportError): remove them first
     user_flags = os.environ.get("THEANO_FLAGS")
-    os.environ["THEANO_FLAGS"] = theano_flags(device, floatx)
-    os.makedirs(compiledir(), exist_ok=True)
+    os.environ["THEANO_FLAGS"] = flags
     # The empty blas.ldflags above is deliberate; Theano warns about it on every import.
     logging.getLogger("theano.tensor.blas").setLevel(logging.ERROR)
     capture = _Capture()

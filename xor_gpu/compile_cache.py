@@ -19,7 +19,7 @@ import struct
 import sys
 import time
 
-from xor_gpu import host
+from xor_gpu import host, private_folder
 from xor_gpu.errors import XorGpuError
 
 # Theano's compile lock (theano/gof/compilelock.py): the folder compiledir/lock_dir holding a
@@ -28,6 +28,7 @@ from xor_gpu.errors import XorGpuError
 LOCK_DIR = "lock_dir"
 LOCK_TIMEOUT = 120  # seconds; Theano's compile.timeout: a lock held longer by one owner is stale
 LOCK_POLL = 0.5
+POCL_CACHE = "POCL_CACHE_DIR"
 
 ELF_MAGIC = b"\x7fELF"
 ET_DYN = 3
@@ -42,7 +43,25 @@ _LAYOUT = {
 
 
 def compiledir():
-    return os.environ.get("XOR_GPU_COMPILEDIR") or host.cache_folder("theano")
+    """Its real path (as Theano reads it): the folder checked (make_private) is the one used."""
+    folder = os.environ.get("XOR_GPU_COMPILEDIR") or host.cache_folder("theano")
+    return os.path.realpath(os.path.expanduser(folder))
+
+
+def pocl_cache(environ=None):
+    """PoCL's kernel cache, which PoCL loads the kernels it compiled from: POCL_CACHE_DIR, else
+    PoCL's default, $XDG_CACHE_HOME/pocl/kcache or ~/.cache/pocl/kcache."""
+    environ = os.environ if environ is None else environ
+    return environ.get(POCL_CACHE) or os.path.join(host.cache_home(environ), "pocl", "kcache")
+
+
+def make_private(directory, opencl):
+    """Make (mode 0700) or refuse (private_folder.UnsafeFolder, exit 3) the caches a run loads
+    compiled code from, before anything is loaded: the compiledir `directory`, and for an OpenCL
+    run PoCL's kernel cache, which PoCL is then given by its real path."""
+    private_folder.make(directory, "set XOR_GPU_COMPILEDIR to a folder of your own")
+    if opencl:
+        os.environ[POCL_CACHE] = private_folder.make(pocl_cache(), f"set {POCL_CACHE} to a folder of your own")
 
 
 def count_compiled_modules():

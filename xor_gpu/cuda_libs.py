@@ -19,6 +19,7 @@ import os
 import re
 from collections import namedtuple
 
+from xor_gpu import private_folder
 from xor_gpu.cuda_search import Host, find_driver, path_list, read_candidates, search_folders
 from xor_gpu.errors import DeviceError
 from xor_gpu.host import cache_folder
@@ -123,9 +124,9 @@ def _link(name, target, folder):
 
 def _make_folder(policy, dest=None):
     links = _wanted_links(policy)
-    if dest is None:
+    if dest is None:  # a cache the loader reads first: the user's own or refused (private_folder)
         key = hashlib.sha256(repr(sorted(links.items())).encode()).hexdigest()[:12]
-        dest = os.path.join(cache_folder("cuda-libs"), key)
+        dest = private_folder.make(os.path.join(cache_folder("cuda-libs"), key), private_folder.CACHE_HOME_FIX)
     os.makedirs(dest, exist_ok=True)
     for name in os.listdir(dest):  # an earlier choice's links go: the loader would still find them by name
         path = os.path.join(dest, name)
@@ -176,6 +177,8 @@ def describe(sources=None, host=None):
             folder = _make_folder(policy)
         except OSError as exc:
             why, fix = f"cannot make the folder of links: {exc}", "make ~/.cache writable (or set HOME)"
+        except private_folder.UnsafeFolder as exc:
+            why, fix = str(exc), private_folder.CACHE_HOME_FIX
     driver = policy.driver
     return {
         "driver": _text(driver.version) if driver else None,

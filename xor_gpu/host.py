@@ -33,12 +33,16 @@ OPENBLAS_KERNELS = ("Haswell", ("avx2", "fma"))
 CORETYPE = "OPENBLAS_CORETYPE"
 
 
+def cache_home(environ=None):
+    """The user's cache folder: $XDG_CACHE_HOME, else ~/.cache."""
+    environ = os.environ if environ is None else environ
+    return environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+
+
 def cache_folder(name, environ=None):
     """Where the package keeps a cache of its own: $XDG_CACHE_HOME/xor_gpu/NAME, else
     ~/.cache/xor_gpu/NAME (the offline bundle points XDG_CACHE_HOME into its --cache folder)."""
-    environ = os.environ if environ is None else environ
-    home = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(home, "xor_gpu", name)
+    return os.path.join(cache_home(environ), "xor_gpu", name)
 
 
 def portable_cxxflags():

@@ -18,7 +18,7 @@ import os
 import platform
 import sys
 
-from xor_gpu import cuda_libs, cuda_search, engines, host
+from xor_gpu import cuda_libs, cuda_search, engines, host, private_folder
 from xor_gpu.devices import device
 from xor_gpu.errors import ConfigError, DeviceError, XorGpuError
 
@@ -75,6 +75,7 @@ BUNDLE_PASS_PREFIXES = ("SLURM_",)
 BUNDLE_COMMAND = ("check", "--device", "cuda")  # what a GPU node runs when given no command
 BUNDLE_TESTS = "tests"  # the package's device tests, beside root/ (bundle/build.py puts them there)
 STATE_FOLDERS = ("cache", "mpl", "nv", "pocl", "theano")  # every file a run writes goes under --cache
+STATE_FIX = "use --cache on a folder of your own"  # bundle/run.sh's option
 
 
 def bundle_env(root, state, cuda_libs=(), environ=None):
@@ -129,16 +130,16 @@ def bundle_main(argv):
     parser.add_argument("--cuda-libs", action="append", default=[], metavar="DIR")
     split = argv.index("--") if "--" in argv else len(argv)  # the command's own arguments follow
     args = parser.parse_args(argv[:split])
-    for folder in STATE_FOLDERS:
-        os.makedirs(os.path.join(args.state, folder), exist_ok=True)
-    env = bundle_env(args.root, args.state, args.cuda_libs)
     command = bundle_command(argv[split + 1:])
-    if command[0] == "test":
-        try:
+    try:
+        for folder in STATE_FOLDERS:  # run.sh has checked the state folder; these are checked here
+            private_folder.make(os.path.join(args.state, folder), STATE_FIX)
+        env = bundle_env(args.root, args.state, args.cuda_libs)
+        if command[0] == "test":
             return bundle_test(os.path.join(os.path.dirname(args.root), BUNDLE_TESTS), command[1:], env)
-        except XorGpuError as exc:
-            print(f"xor-gpu test: error: {exc}", file=sys.stderr)
-            return exc.exit_status
+    except XorGpuError as exc:
+        print(f"xor-gpu{' test' if command[0] == 'test' else ''}: error: {exc}", file=sys.stderr)
+        return exc.exit_status
     _exec_xor_gpu(sys.executable, command, env)
 
 

@@ -12,13 +12,17 @@ MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
 
 
 def read_manifest():
-    """The image's or the bundle's manifest as a dict (with its path), or None outside them."""
+    """The image's or the bundle's manifest as a dict (with its path), or None outside them.
+    The bundle's checksum of every file (for its launcher) is given as their number."""
     path = os.environ.get("XOR_GPU_MANIFEST", MANIFEST_DEFAULT)
     try:
         with open(path, encoding="utf-8") as f:
-            return {"path": path, **json.load(f)}
+            found = {"path": path, **json.load(f)}
     except (OSError, ValueError):
         return None
+    if isinstance(found.get("files"), dict):
+        found["files"] = len(found["files"])
+    return found
 
 
 def here():

@@ -16,6 +16,7 @@ import pathlib
 import re
 import runpy
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -25,6 +26,7 @@ from unittest import mock
 import pytest
 
 from bundlelib import BUILD, RUN, prebuilt, runner_beside, tail
+from xorlib import PLANTED, common_folder
 from docblocks import block, explain, repo_copy, run_block
 from xor_gpu.launch import STATE_FOLDERS
 
@@ -32,7 +34,8 @@ pytestmark = pytest.mark.bundle
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MAX_BYTES = 62 * 2**20  # a size a cluster's home quota and a copy to each node handle easily
-MAX_LAUNCHER_LINES = 50  # the launcher finds a Python and execs: the logic lives in xor_gpu/launch.py
+# The launcher finds a Python, checks what it would run, and execs: the logic lives in xor_gpu/launch.py.
+MAX_LAUNCHER_LINES = 100
 DEVICE = "opencl0:0"
 STEPS = 40000  # converges (the seed config's loss passes 0.25 near step 30,000)
 LEFT_OUT = {"scipy", "fonttools"}  # imported only optionally (Theano), or for PDF and PS (matplotlib): bundle/build.py
@@ -57,8 +60,8 @@ def _tree(folder):
 # --- the launcher's own arguments (no archive needed) ------------------------------------
 
 def test_launcher_is_short_and_has_no_product_logic():
-    """run.sh finds the bundle's Python and execs; the environment and the default command are
-    xor_gpu/launch.py's (tests/test_launch.py)."""
+    """run.sh finds the bundle's Python, checks that no other user could have changed it, and
+    execs; the environment and the default command are xor_gpu/launch.py's (tests/test_launch.py)."""
     lines = RUN.read_text().splitlines()
     assert len(lines) <= MAX_LAUNCHER_LINES and max(map(len, lines)) <= 100
     for logic in ("THEANO_FLAGS", "LD_LIBRARY_PATH", "env -i", "=~", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED"):
@@ -184,6 +187,21 @@ def test_archive_is_one_small_self_contained_tree(archive, members):
     # The device tests only (`run.sh test`): none that reads the documents or needs Docker or Slurm.
     shipped = {n.split("/")[-1] for n in names if n.startswith("xor_gpu-bundle/tests/")}
     assert not shipped & {"docblocks.py", "test_docs.py", "bundlelib.py", "test_check.py"}, shipped
+
+
+def test_manifest_holds_the_checksum_of_every_file(archive, members, manifest):
+    """What run.sh checks the unpacked tree against: every file but the manifest itself, a link
+    by the file it leads to."""
+    top = "xor_gpu-bundle/"
+    kept = {m.name[len(top):]: m for m in members if not m.isdir() and m.name != top + "MANIFEST.json"}
+    assert set(manifest["files"]) == set(kept)
+    with tarfile.open(archive) as tar:
+        for name, member in kept.items():
+            if member.issym():
+                target = os.path.normpath(os.path.join(os.path.dirname(name), member.linkname))
+                assert manifest["files"][name] == manifest["files"][target], name
+            else:
+                assert manifest["files"][name] == hashlib.sha256(tar.extractfile(member).read()).hexdigest(), name
 
 
 def test_archive_carries_exactly_the_pins_of_setup_py(manifest, monkeypatch):
@@ -334,6 +352,10 @@ def test_repeat_runs_reuse_the_unpacked_bundle(dry_run, archive, members):
     # the bundle exactly as archived (no bytecode or caches written into it).
     assert sorted(p.name for p in dry_run["state"].parent.iterdir()) == [dry_run["state"].name]
     assert sorted(p.name for p in dry_run["state"].iterdir()) == sorted([*STATE_FOLDERS, "xor_gpu-bundle"])
+    # Every folder the runs made is private: the cache folders above the state folder too.
+    made = [dry_run["base"] / "home" / f for f in (".cache", ".cache/xor_gpu", ".cache/xor_gpu/bundle")]
+    made += [dry_run["state"], *(dry_run["state"] / f for f in STATE_FOLDERS)]
+    assert {stat.S_IMODE(f.stat().st_mode) for f in made} == {0o700}
     assert ["xor_gpu-bundle/" + p for p in _tree(dry_run["unpacked"])] == sorted(m.name for m in members)[1:]
     # Everything the runs wrote is in that folder: nothing else in HOME.
     assert _tree(dry_run["base"] / "home") == [".cache", ".cache/xor_gpu", ".cache/xor_gpu/bundle",
@@ -429,6 +451,8 @@ def dist_only(archive, tmp_path_factory):
     (base / "home").mkdir()
     shutil.copy(archive, base / "dist" / "xor_gpu-bundle.tar.gz")
     shutil.copy(runner_beside(archive), base / "dist" / "xor_gpu-bundle-run.sh")
+    # The checksum beside it (as build.py writes it): checked before the archive is unpacked.
+    (base / "dist" / "xor_gpu-bundle.tar.gz.sha256").write_text(f"{_sha256(archive)}  xor_gpu-bundle.tar.gz\n")
     return base
 
 
@@ -452,3 +476,182 @@ def test_the_device_tests_refuse_a_cuda_device_without_a_gpu(dist_only):
     assert proc.stderr.strip().splitlines()[-1] == (
         "xor-gpu test: error: device cuda is not usable here: no NVIDIA driver (libcuda.so.1 does not load)")
     assert "passed" not in proc.stdout  # no test ran, none skipped
+
+
+# --- what the launcher trusts: folders of the user's own, and the archive's files ----------
+
+def _sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def _plant_interpreter(nobody, state, marker):
+    """As another user would: STATE/xor_gpu-bundle/root/usr/bin/python3.11, a script that says
+    it ran, and as whom."""
+    script = marker.with_name("planted.sh")
+    script.write_text(f"#!/bin/sh\necho {PLANTED} running as $(id -un) | tee -a {marker}\n")
+    script.chmod(0o755)
+    python = state / "xor_gpu-bundle" / "root" / "usr" / "bin" / "python3.11"
+    nobody.run("sh", "-c", f'umask 0 && mkdir -p "{python.parent}" && cp "{script}" "{python}"')
+
+
+def _reproduction(common, nobody, key, marker):
+    """The issue's: another user's world-writable folder holding KEY/xor_gpu-bundle/... ."""
+    folder = common / "theirs"
+    nobody.run("sh", "-c", f'umask 0 && mkdir -m 0777 "{folder}" && mkdir "{folder / key}"')
+    _plant_interpreter(nobody, folder / key, marker)
+    return folder, f"cache folder {folder / key} is not yours (owner nobody, mode 0777): {FIX}, or remove {folder / key}"
+
+
+def _their_sticky_folder(common, nobody, key, marker):
+    nobody.mkdir(common / "theirs", 0o1777)
+    return common / "theirs", (f"cache folder {common / 'theirs' / key} lies in {common / 'theirs'}, which other "
+                               f"users can change (owner nobody, mode 1777): {FIX}")
+
+
+def _own_world_writable(common, nobody, key, marker):
+    (common / "mine" / key).mkdir(parents=True)
+    (common / "mine" / key).chmod(0o777)
+    _plant_interpreter(nobody, common / "mine" / key, marker)
+    return common / "mine", (f"cache folder {common / 'mine' / key} can be changed by other users (owner root, "
+                             f"mode 0777): {FIX}, or remove {common / 'mine' / key}")
+
+
+def _in_a_group_writable_folder(common, nobody, key, marker):
+    (common / "group").mkdir()
+    (common / "group").chmod(0o2775)  # a project's folder
+    return common / "group", (f"cache folder {common / 'group' / key} lies in {common / 'group'}, which other "
+                              f"users can change (owner root, mode 2775): {FIX}")
+
+
+FIX = "use --cache on a folder of your own"
+PLANTS = {"the issue's reproduction": _reproduction, "in another user's sticky folder": _their_sticky_folder,
+          "own, writable by all": _own_world_writable, "in a group-writable folder": _in_a_group_writable_folder}
+
+
+@pytest.mark.parametrize("plant", PLANTS.values(), ids=PLANTS.keys())
+def test_a_cache_other_users_can_change_is_refused_and_nothing_planted_runs(plant, archive, common, nobody):
+    """Root runs the launcher with --cache on a folder another user owns or can change (a shared
+    /tmp, a project's group folder): one line, exit 3, before anything there is executed."""
+    marker = common / "planted-ran"
+    cache, message = plant(common, nobody, _sha256(archive)[:16], marker)
+    proc = subprocess.run(["bash", str(runner_beside(archive)), "--bundle", str(archive), "--cache", str(cache),
+                           "train", "--device", "cpu", "--steps", "10"], cwd=common, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(common / "home")}, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "", f"run.sh: error: {message}\n")
+    assert not marker.exists() and PLANTED not in proc.stdout + proc.stderr
+    assert not (common / "home").exists()
+
+
+@pytest.fixture(scope="module")
+def own_cache(archive):
+    """The bundle unpacked by the launcher into a cache of root's own inside a folder like /tmp
+    (root's, mode 1777): such a cache is used."""
+    common = pathlib.Path(common_folder())
+    try:
+        proc = subprocess.run(["bash", str(runner_beside(archive)), "--bundle", str(archive), "--cache",
+                               str(common / "cache"), "check", "--help"], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(common)}, timeout=600)
+        assert proc.returncode == 0 and "usage: xor-gpu check" in proc.stdout, tail(proc.stdout + proc.stderr)
+        yield common / "cache" / _sha256(archive)[:16]
+    finally:
+        shutil.rmtree(common)
+
+
+def _forged_python(bundle, marker):
+    """python3.11 replaced by a script; returns its sha256 (what a forger puts in the manifest)."""
+    python = bundle / "root" / "usr" / "bin" / "python3.11"
+    python.unlink()
+    python.write_text(f"#!/bin/sh\necho {PLANTED} | tee -a {marker}\n")
+    python.chmod(0o755)
+    return _sha256(python)
+
+
+def _manifest_too(bundle, forged):
+    manifest = bundle / "MANIFEST.json"
+    data = json.loads(manifest.read_text())
+    data["files"]["root/usr/bin/python3.11"] = forged
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("forge", ["python3.11", "python3.11 and MANIFEST.json"])
+def test_an_unpacked_tree_that_is_not_the_archives_is_refused(forge, own_cache, archive, tmp_path):
+    """The manifest must be the archive's and the interpreter the manifest's, on every run (in
+    place too): a changed interpreter never runs."""
+    bundle = own_cache / "xor_gpu-bundle"
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    for name in ("MANIFEST.json", "root/usr/bin/python3.11"):
+        shutil.copy2(bundle / name, saved / os.path.basename(name))
+    marker = tmp_path / "planted-ran"
+    try:
+        forged = _forged_python(bundle, marker)
+        if forge != "python3.11":
+            _manifest_too(bundle, forged)
+        runs = {"from the archive": ["bash", str(runner_beside(archive)), "--bundle", str(archive)]}
+        if forge == "python3.11":  # in place there is no archive: the interpreter is checked against the manifest
+            runs["in place"] = ["bash", str(bundle / "run.sh")]
+        for how, runner in runs.items():
+            proc = subprocess.run([*runner, "--cache", str(own_cache.parent), "check", "--help"], capture_output=True,
+                                  text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=120)
+            assert (proc.returncode, proc.stdout) == (3, ""), (how, proc.stdout, proc.stderr)
+            assert proc.stderr == (f"run.sh: error: {bundle} differs from its archive (MANIFEST.json, python3.11): "
+                                   "remove it, unpack anew\n"), how
+        assert not marker.exists()
+    finally:
+        shutil.copy2(saved / "MANIFEST.json", bundle / "MANIFEST.json")
+        (bundle / "root/usr/bin/python3.11").unlink()
+        shutil.copy2(saved / "python3.11", bundle / "root/usr/bin/python3.11")
+
+
+def test_an_archive_that_does_not_match_its_checksum_file_is_not_unpacked(archive, tmp_path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    shutil.copy(archive, dist / "xor_gpu-bundle.tar.gz")
+    shutil.copy(runner_beside(archive), dist / "xor_gpu-bundle-run.sh")
+    (dist / "xor_gpu-bundle.tar.gz.sha256").write_text(f"{'0' * 64}  xor_gpu-bundle.tar.gz\n")
+    proc = subprocess.run(["bash", str(dist / "xor_gpu-bundle-run.sh"), "--cache", str(tmp_path / "cache"), "doctor"],
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=120)
+    archive_path = dist / "xor_gpu-bundle.tar.gz"
+    assert (proc.returncode, proc.stdout) == (3, "")
+    assert proc.stderr == f"run.sh: error: {archive_path} does not match {archive_path}.sha256: copy both again\n"
+    assert not (tmp_path / "cache").exists()
+
+
+def _repacked(archive, tmp_path, change):
+    """The archive unpacked, changed (its MANIFEST.json kept), and packed again."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(tree)], check=True)
+    change(tree / "xor_gpu-bundle")
+    out = tmp_path / "repacked" / "xor_gpu-bundle.tar.gz"
+    out.parent.mkdir()
+    subprocess.run(f'tar -C "{tree}" -c xor_gpu-bundle | gzip -1 > "{out}"', shell=True, check=True)
+    shutil.rmtree(tree)
+    return out
+
+
+def _change_a_file(bundle):
+    with open(bundle / "root/usr/lib/python3.11/os.py", "a", encoding="utf-8") as f:
+        f.write(f"\nprint('{PLANTED}')\n")
+
+
+def _add_a_file(bundle):
+    (bundle / "root/usr/lib/python3.11/sitecustomize.py").write_text(f"print('{PLANTED}')\n")
+
+
+CHANGES = {"a changed file": _change_a_file, "an added file": _add_a_file}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_an_archive_whose_files_differ_from_its_manifest_is_not_used(change, archive, tmp_path):
+    """Checked once, when unpacked: nothing is left in the cache but the empty state folder."""
+    repacked = _repacked(archive, tmp_path, change)
+    cache = tmp_path / "cache"
+    proc = subprocess.run(["bash", str(runner_beside(archive)), "--bundle", str(repacked), "--cache", str(cache),
+                           "check", "--help"], env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True,
+                          text=True, timeout=600)
+    assert (proc.returncode, proc.stdout) == (3, "") and PLANTED not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (f"run.sh: error: {repacked} holds other files than its MANIFEST.json "
+                                            "lists (build it with build.py)")
+    assert [p.relative_to(cache) for p in cache.rglob("*")] == [pathlib.Path(_sha256(repacked)[:16])]

@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 
-from xor_gpu import host
+from xor_gpu import host, private_folder
 from xor_gpu.errors import DeviceError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,6 +59,7 @@ def build(root=None):
     """{name libgpuarray opens: path of the built stand-in}, built on first use."""
     root = root or cache_root()
     try:
+        root = private_folder.make(root, private_folder.CACHE_HOME_FIX)  # its libraries are loaded
         return {name: _build_one(source, root) for name, source in SOURCES.items()}
     except OSError as exc:
         raise DeviceError(f"cannot build the CUDA stand-in in {root}: {exc}: make ~/.cache writable "
