@@ -4,6 +4,17 @@ their companions the way the real ones do, so the policy is tested through ctype
 a GPU or a CUDA toolkit; and libraries with planted faults for `doctor --compile-only`."""
 import subprocess
 
+# What each NVRTC answers to nvrtcGetSupportedArchs, as recorded from NVIDIA's wheels: 12.4,
+# 12.9 and 13.0 are checked against the real wheels in the gpu env (tests/test_compile_only.py),
+# 12.8 was measured once; 12.0 (the CUDA 12 of the stand-ins below) compiles for what 12.4 does.
+NVRTC_ARCHS = {
+    (12, 0): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90),
+    (12, 4): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90),
+    (12, 8): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 120),
+    (12, 9): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 120, 121),
+    (13, 0): (75, 80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121),
+}
+
 
 def build(folder, name, body, deps=(), soname=None):
     folder.mkdir(parents=True, exist_ok=True)

@@ -185,6 +185,20 @@ def test_a_hopper_runs_kernels_and_options_are_unchanged(sm90, matrix_run):
 
 
 @cuda_compile
+def test_the_rules_recorded_answers_are_the_real_wheels(matrix):
+    """What tests/test_cuda_libs.py's matrix of the rule assumes each NVRTC compiles for is what
+    NVIDIA's wheels answer (asked in a process of its own: loaded here, the real libraries would
+    answer for the stand-ins of later tests, which share their sonames)."""
+    folders = [site_nvidia() / "cuda_nvrtc" / "lib", site_nvidia() / "cu13" / "lib", matrix / "cuda_nvrtc" / "lib"]
+    code = ("import json, sys\nfrom xor_gpu import cuda_search\n"
+            "print(json.dumps([c._asdict() for f in sys.argv[1:] for c in cuda_search.read_candidates(f)[0]]))")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, folders)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answers = {tuple(c["version"]): tuple(c["archs"]) for c in json.loads(proc.stdout)}
+    assert answers == {v: cuda_stand_ins.NVRTC_ARCHS[v] for v in ((12, 4), (13, 0), (12, 9))}
+
+
+@cuda_compile
 def test_a_volta_offered_nvrtc_13_and_12_gets_12(tmp_path, matrix):
     data = compile_only(tmp_path, "sm_70", 0, env=cuda13(matrix), driver="580.65.06")[0]
     assert_every_kernel_compiled_and_assembled(data, "sm_70", "12.4")

@@ -60,15 +60,7 @@ def host(tmp_path, environ=None, **kw):
 
 # --- choose: plain data ----------------------------------------------------------------
 
-# What each NVRTC answers to nvrtcGetSupportedArchs, as recorded from NVIDIA's wheels (12.4,
-# 12.9 and 13.0 are checked against the real wheels where installed, below).
-ARCHS = {
-    (12, 0): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90),
-    (12, 4): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90),
-    (12, 8): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 120),
-    (12, 9): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 120, 121),
-    (13, 0): (75, 80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121),
-}
+ARCHS = stand_in.NVRTC_ARCHS
 
 
 def nvrtc(major, minor):
@@ -214,16 +206,21 @@ def test_libraries_newer_than_the_driver_are_skipped(libs, tmp_path):
     assert (policy.nvrtc.version, policy.cublas.version, policy.notes) == ((13, 0), (13, 0, 0), [])
 
 
-def test_nothing_usable_is_one_line_with_the_reason_and_the_fix(libs, tmp_path):
-    machine = host(tmp_path, {"LD_LIBRARY_PATH": libs["driver-12.4"], "XOR_GPU_CUDA_LIBS": libs["cu13"]})
+def refusal(machine, tmp_path):
+    """link_folder's one line for a machine with nothing usable; no folder made, HINT last."""
     with pytest.raises(DeviceError) as error:
         cuda_libs.link_folder(dest=str(tmp_path / "links"), host=machine)
     message = str(error.value)
-    assert "\n" not in message and not (tmp_path / "links").exists()
+    assert "\n" not in message and not (tmp_path / "links").exists() and message.endswith(cuda_libs.HINT)
+    return message
+
+
+def test_nothing_usable_is_one_line_with_the_reason_and_the_fix(libs, tmp_path):
+    machine = host(tmp_path, {"LD_LIBRARY_PATH": libs["driver-12.4"], "XOR_GPU_CUDA_LIBS": libs["cu13"]})
+    message = refusal(machine, tmp_path)
     assert message.startswith("no usable NVRTC (libnvrtc.so.*) nor cuBLAS (libcublas.so.*) found; "
                               f"searched: {libs['cu13']}, {libs['driver-12.4']}; "
                               f"{libs['cu13']}/libnvrtc.so.13: NVRTC 13.0 is newer than the driver's CUDA 12.4")
-    assert message.endswith(cuda_libs.HINT)
     with pytest.raises(DeviceError, match=r"^no usable NVRTC .* found; searched: no folder: pip install"):
         cuda_libs.link_folder(host=host(tmp_path, driver_folders=(libs["driver-12.4"],)))
 
@@ -244,14 +241,10 @@ def test_a_volta_gets_cuda_12s_nvrtc_where_cuda_13s_comes_first(libs, tmp_path):
 
 def test_a_volta_offered_only_cuda_13s_nvrtc_is_refused_with_the_reason_and_the_fix(libs, tmp_path):
     machine = host(tmp_path, {"LD_LIBRARY_PATH": libs["v100"], "XOR_GPU_CUDA_LIBS": libs["cu13"]})
-    with pytest.raises(DeviceError) as error:
-        cuda_libs.link_folder(dest=str(tmp_path / "links"), host=machine)
-    message = str(error.value)
-    assert "\n" not in message and not (tmp_path / "links").exists()
-    assert message.startswith(f"no usable NVRTC (libnvrtc.so.*) found; searched: {libs['cu13']}, {libs['v100']}; "
-                              f"{libs['cu13']}/libnvrtc.so.13: NVRTC 13.0 cannot compile for sm_70 (Volta): "
-                              "dropped in CUDA 13, skipped: sm_70 (Volta) needs a CUDA 12 NVRTC (CUDA 13 dropped it)")
-    assert message.endswith(cuda_libs.HINT)
+    assert refusal(machine, tmp_path).startswith(
+        f"no usable NVRTC (libnvrtc.so.*) found; searched: {libs['cu13']}, {libs['v100']}; "
+        f"{libs['cu13']}/libnvrtc.so.13: NVRTC 13.0 cannot compile for sm_70 (Volta): dropped in CUDA 13, skipped: "
+        "sm_70 (Volta) needs a CUDA 12 NVRTC (CUDA 13 dropped it)")
     # A training stops before Theano with that line; doctor's own launch goes on (it reports it).
     with pytest.raises(DeviceError, match="NVRTC 13.0 cannot compile for sm_70"):
         cuda_libs.loader_folders(machine, strict=True)

@@ -61,9 +61,9 @@ def test_below_compute_capability_10_every_option_goes_on_as_given(tmp_path, nvr
     assert compile_through_the_front(tmp_path, nvrtc13, [cc], options) == (options, None)
 
 
-@pytest.mark.parametrize("cc, asked, whole", [((10, 0), "compute_10", "compute_100"), ((10, 3), "compute_10", "compute_103"),
-                                              ((12, 0), "compute_12", "compute_120"), ((12, 1), "compute_12", "compute_121"),
-                                              ((11, 0), "compute_11", "compute_110")])
+@pytest.mark.parametrize("cc, asked, whole", [
+    ((10, 0), "compute_10", "compute_100"), ((10, 3), "compute_10", "compute_103"), ((11, 0), "compute_11", "compute_110"),
+    ((12, 0), "compute_12", "compute_120"), ((12, 1), "compute_12", "compute_121")])
 def test_blackwell_gets_its_whole_architecture_and_the_run_says_so(tmp_path, nvrtc13, cc, asked, whole):
     received, record = compile_through_the_front(tmp_path, nvrtc13, [cc], ["-G", "-arch", asked, "-lineinfo"])
     assert received == ["-G", "-arch", whole, "-lineinfo"]  # nothing else touched

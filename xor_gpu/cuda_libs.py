@@ -157,8 +157,8 @@ def fix(policy):
     for gpu in policy.target.gpus if policy.nvrtc is None else ():
         arch = cuda_arch.number(gpu)
         if arch < cuda_arch.DROPPED_BELOW[0]:
-            advice.append(f"{cuda_arch.name(gpu)} needs a CUDA 12 NVRTC (CUDA {cuda_arch.DROPPED_BELOW[1]} dropped it): "
-                          "a CUDA 12 toolkit, or pip install nvidia-cuda-nvrtc-cu12==12.4.127")
+            advice.append(f"{cuda_arch.name(gpu)} needs a CUDA 12 NVRTC (CUDA {cuda_arch.DROPPED_BELOW[1]} "
+                          "dropped it): a CUDA 12 toolkit, or pip install nvidia-cuda-nvrtc-cu12==12.4.127")
         elif arch in cuda_arch.FIRST_CUDA:
             advice.append(f"{cuda_arch.name(gpu)} needs an NVRTC of CUDA {_text(cuda_arch.FIRST_CUDA[arch])} or "
                           "later that the driver runs (a toolkit of such a CUDA; the cuda extra's NVRTC 13.0 "
@@ -291,7 +291,7 @@ def _library_line(library):
 def summary(described):
     """(label, text) lines of `describe`'s data, for a human."""
     driver = f"{described['libcuda']} (CUDA {described['driver']})" if described["libcuda"] else "none"
-    gpus = ", ".join(described.get("gpus") or []) or "none known"
+    gpus = ", ".join(described.get("gpus") or []) or "no GPU seen: architectures unchecked"
     front = "; libnvrtc.so is xor_gpu's NVRTC front (Blackwell's architecture)" if described.get("nvrtc_front") else ""
     return [("libcuda", driver), ("chosen for", gpus), ("nvrtc", _library_line(described["nvrtc"])),
             ("cublas", _library_line(described["cublas"])), ("cuda libs", (described["folder"] or "none") + front),
