@@ -457,6 +457,34 @@ def test_cuda_libs_command(libs, tmp_path):
 
 # --- the real NVIDIA wheels --------------------------------------------------------------
 
+COMPILE_A_KERNEL = """
+    import ctypes
+    nvrtc = ctypes.CDLL("libnvrtc.so")
+    prog = ctypes.c_void_p()
+    src = b'extern "C" __global__ void k(float *x) { x[threadIdx.x] *= 2.0f; }'
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(prog), src, b"k.cu", 0, None, None) == 0
+    options = (ctypes.c_char_p * 1)(b"-arch=compute_90")
+    print(nvrtc.nvrtcCompileProgram(prog, 1, options))
+"""
+
+
+@pytest.mark.cuda_compile
+def test_nvrtc_13_from_its_wheel_compiles_through_the_folder_of_links(tmp_path):
+    """NVRTC 13's wheel (nvidia/cu13/lib) opens its builtins by name, through the loader's path
+    (it has no $ORIGIN): through the folder of links, first on LD_LIBRARY_PATH as a run has it,
+    a kernel compiles; by the wheel's own name elsewhere, it does not."""
+    import nvidia
+
+    cu13 = os.path.join(nvidia.__path__[0], "cu13", "lib")
+    folder = cuda_libs.link_folder([cu13], dest=str(tmp_path / "links"))
+    assert os.path.realpath(os.path.join(folder, "libnvrtc.so")) == os.path.join(cu13, "libnvrtc.so.13")
+    proc = _load_in_child(folder, COMPILE_A_KERNEL)
+    assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stdout + proc.stderr  # NVRTC_SUCCESS
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(os.path.join(cu13, "libnvrtc.so.13"), tmp_path / "elsewhere" / "libnvrtc.so")
+    proc = _load_in_child(tmp_path / "elsewhere", COMPILE_A_KERNEL)
+    assert proc.stdout.strip() != "0", proc.stdout + proc.stderr
+
 def _installed(dist):
     try:
         return importlib.metadata.version(dist)
