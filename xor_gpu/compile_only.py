@@ -316,7 +316,8 @@ def format_report(data):
              f"cublas         {data['cublas']['version']} {data['cublas']['path']}: "
              f"{len(data['cublas']['names']['resolved'])} names found, "
              f"{len(data['cublas']['names']['missing'])} missing",
-             f"ptxas          {ptxas.get('version') or 'none'} {ptxas.get('path') or ptxas.get('note', '')}".rstrip(),
+             f"ptxas          " + (f"{ptxas['version']} {ptxas['path']}" if ptxas.get("path")
+                                      else ptxas.get("note", "none")),
              f"cudnn          {render.cudnn(data.get('cudnn'))}"]
     for note in data["cuda_libs_notes"] + ptxas.get("skipped", []):
         lines.append(f"  note: {note}")
