@@ -299,8 +299,17 @@ def test_compile_only_needs_a_cuda_device(device, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
-def test_arch_needs_compile_only():
-    one_line_error(run_cli("doctor", "--device", "cuda", "--arch", "sm_90"), 2, "--arch needs --compile-only")
+@pytest.mark.parametrize("option", ["--arch", "--driver"])
+def test_arch_and_driver_need_compile_only(option):
+    value = "sm_90" if option == "--arch" else "13.0"
+    one_line_error(run_cli("doctor", "--device", "cuda", option, value), 2, f"{option} needs --compile-only")
+
+
+def test_a_bad_driver_exits_2(tmp_path):
+    proc = run_cli("doctor", "--device", "cuda", "--compile-only", "--arch", "sm_90", "--driver", "600.1",
+                   "--json", tmp_path / "r.json")
+    one_line_error(proc, 2, "--driver '600.1' is neither a CUDA version")
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_the_stand_in_is_seen_in_a_process_map(tmp_path):
