@@ -20,8 +20,12 @@ EXTRAS = {
     "gpu": ["mako==1.4.3", "markupsafe==3.0.4"],
     # NVRTC/cuBLAS for libgpuarray's CUDA backend. 12.4 needs a driver >= 550 and is the
     # smallest cuBLAS 12 wheel; NVRTC must not be newer than the driver's CUDA version.
-    # nvcc: its ptxas assembles NVRTC's PTX for `doctor --compile-only` (same CUDA 12.4).
-    "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cublas-cu12==12.4.5.8", "nvidia-cuda-nvcc-cu12==12.4.131"],
+    # NVRTC 13.0 (nvidia/cu13/lib, beside 12.4's nvidia/cuda_nvrtc/lib): Blackwell, which 12.4
+    # cannot compile for, on drivers of CUDA 13.0 (>= 580); the rule (xor_gpu/cuda_libs.py)
+    # takes 12.4 wherever it compiles for the GPU, so Volta to Hopper keep it.
+    # nvcc: its ptxas assembles NVRTC 12.4's PTX for `doctor --compile-only` (same CUDA 12.4).
+    "cuda": ["nvidia-cuda-nvrtc-cu12==12.4.127", "nvidia-cuda-nvrtc==13.0.88", "nvidia-cublas-cu12==12.4.5.8",
+             "nvidia-cuda-nvcc-cu12==12.4.131"],
     "plot": ["matplotlib==3.10.9"],
     # Sybil: the maintained extractor of the documents' shell blocks (tests/docblocks.py): its
     # Markdown lexer pairs fences as CommonMark does; no dependencies of its own.

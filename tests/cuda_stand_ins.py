@@ -4,6 +4,17 @@ their companions the way the real ones do, so the policy is tested through ctype
 a GPU or a CUDA toolkit; and libraries with planted faults for `doctor --compile-only`."""
 import subprocess
 
+# What each NVRTC answers to nvrtcGetSupportedArchs, as recorded from NVIDIA's wheels: 12.4,
+# 12.9 and 13.0 are checked against the real wheels in the gpu env (tests/test_compile_only.py),
+# 12.8 was measured once; 12.0 (the CUDA 12 of the stand-ins below) compiles for what 12.4 does.
+NVRTC_ARCHS = {
+    (12, 0): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90),
+    (12, 4): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90),
+    (12, 8): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 120),
+    (12, 9): (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 120, 121),
+    (13, 0): (75, 80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121),
+}
+
 
 def build(folder, name, body, deps=(), soname=None):
     folder.mkdir(parents=True, exist_ok=True)
@@ -15,14 +26,20 @@ def build(folder, name, body, deps=(), soname=None):
     return folder / name
 
 
-def nvrtc(folder, major, minor):
-    """libnvrtc.so.MAJOR reporting MAJOR.MINOR; like the real one it needs its builtins
-    library, found through $ORIGIN, and nvrtcStandIn() returns what the builtins say."""
+def nvrtc(folder, major, minor, archs=None):
+    """libnvrtc.so.MAJOR reporting MAJOR.MINOR (and with `archs`, answering
+    nvrtcGetSupportedArchs with them, as NVRTC 11.2 and later do); like the real one it needs
+    its builtins library, found through $ORIGIN, and nvrtcStandIn() returns what the builtins say."""
     builtins = f"libnvrtc-builtins.so.{major}.{minor}"
     build(folder, builtins, f"int builtins(void) {{ return {major * 100 + minor}; }}")
+    supported = "" if archs is None else (
+        f"static const int archs[] = {{{', '.join(map(str, archs))}}};\n"
+        "int nvrtcGetNumSupportedArchs(int *n) { *n = sizeof archs / sizeof *archs; return 0; }\n"
+        "int nvrtcGetSupportedArchs(int *out) { for (unsigned i = 0; i < sizeof archs / sizeof *archs; i++) "
+        "out[i] = archs[i]; return 0; }\n")
     return build(folder, f"libnvrtc.so.{major}",
                  f"int builtins(void); int nvrtcStandIn(void) {{ return builtins(); }}\n"
-                 f"int nvrtcVersion(int *a, int *b) {{ *a = {major}; *b = {minor}; return 0; }}",
+                 f"int nvrtcVersion(int *a, int *b) {{ *a = {major}; *b = {minor}; return 0; }}\n" + supported,
                  deps=[builtins])
 
 
@@ -75,11 +92,39 @@ def nvrtc_planting(folder, real, marker, line):
     return build(folder, "libnvrtc.so.12", "\n".join(body), deps=())
 
 
-def driver(folder, major, minor):
-    """The driver's libcuda.so.1, supporting CUDA MAJOR.MINOR, on a machine without a GPU
-    (cuInit: CUDA_ERROR_NO_DEVICE). Its soname is not libcuda.so.1: loaded in a test
-    process, it must not answer for the real one."""
+def nvrtc_recording(folder, major, minor, archs):
+    """libnvrtc.so.MAJOR of MAJOR.MINOR compiling for `archs`, whose nvrtcCompileProgram
+    appends the options it receives, one call a line, to the file XOR_GPU_TEST_NVRTC_OPTIONS
+    names, and succeeds."""
+    return build(folder, f"libnvrtc.so.{major}", "\n".join([
+        "#include <stdio.h>", "#include <stdlib.h>",
+        f"int nvrtcVersion(int *a, int *b) {{ *a = {major}; *b = {minor}; return 0; }}",
+        f"static const int archs[] = {{{', '.join(map(str, archs))}}};",
+        "int nvrtcGetNumSupportedArchs(int *n) { *n = sizeof archs / sizeof *archs; return 0; }",
+        "int nvrtcGetSupportedArchs(int *out) { for (unsigned i = 0; i < sizeof archs / sizeof *archs; i++) "
+        "out[i] = archs[i]; return 0; }",
+        "int nvrtcCompileProgram(void *p, int n, const char *const *o) {",
+        '  FILE *f = fopen(getenv("XOR_GPU_TEST_NVRTC_OPTIONS"), "a");',
+        '  for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? "\\t" : "", o[i]);',
+        '  fputs("\\n", f); fclose(f); return 0; }']))
+
+
+def driver(folder, major, minor, gpus=()):
+    """The driver's libcuda.so.1, supporting CUDA MAJOR.MINOR, showing GPUs of the compute
+    capabilities `gpus` ((major, minor) each), or with none a machine without a GPU (cuInit:
+    CUDA_ERROR_NO_DEVICE). Its soname is not libcuda.so.1: loaded in a test process, it must
+    not answer for the real one."""
+    ccs = ", ".join(f"{{{a}, {b}}}" for a, b in gpus) or "{0, 0}"
     return build(folder, "libcuda.so.1",
+                 "#include <stdlib.h>\n"
                  f"int cuDriverGetVersion(int *v) {{ *v = {major * 1000 + minor * 10}; return 0; }}\n"
-                 "int cuInit(unsigned flags) { return 100; }",
+                 # a current context only where XOR_GPU_TEST_CONTEXT names its device's ordinal
+                 'int cuCtxGetDevice(int *d) { const char *c = getenv("XOR_GPU_TEST_CONTEXT"); if (!c) return 201; '
+                 "*d = atoi(c); return 0; }\n"
+                 f"static const int gpus[][2] = {{{ccs}}}; static const int count = {len(gpus)};\n"
+                 "int cuInit(unsigned flags) { return count ? 0 : 100; }\n"
+                 "int cuDeviceGetCount(int *n) { *n = count; return 0; }\n"
+                 "int cuDeviceGet(int *d, int i) { if (i >= count) return 101; *d = i; return 0; }\n"
+                 "int cuDeviceGetAttribute(int *v, int a, int d) { if (a != 75 && a != 76) return 1; "
+                 "*v = gpus[d][a - 75]; return 0; }",
                  soname="libcuda-stand-in.so.1")

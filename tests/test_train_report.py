@@ -10,9 +10,9 @@ import os
 import pytest
 
 from xorlib import train_report
-from xor_gpu import host
+from xor_gpu import host, render
 from xor_gpu.errors import ConfigError
-from xor_gpu.results.train_report import LossHistory, RunDevice, SeedsReport, TrainReport, read
+from xor_gpu.results.train_report import LossHistory, NvrtcArch, RunDevice, SeedsReport, TrainReport, read
 
 
 def _report(tmp_path, name, *args, flags=None):
@@ -79,6 +79,19 @@ def test_fields_of_a_later_release_are_kept_and_missing_ones_stay_missing(live):
     assert report.extra == {"energy_joules": 12.5} and report.device.extra == {"uuid": "GPU-0"}
     assert report.cudnn is None and "cudnn" in report.absent
     assert report.to_dict() == later
+
+
+def test_a_blackwell_runs_nvrtc_architecture_is_read_typed_and_shown(live):
+    """What xor_gpu's NVRTC front did on compute capability 10 and more (None everywhere else:
+    a CPU run's report says null)."""
+    assert live["nvrtc_arch"] is None
+    blackwell = {**copy.deepcopy(live), "nvrtc_arch": {"asked": "compute_10", "compiled_for": "compute_100",
+                                                       "compilations": 28}}
+    report = TrainReport.from_dict(blackwell)
+    assert isinstance(report.nvrtc_arch, NvrtcArch) and report.nvrtc_arch.compiled_for == "compute_100"
+    assert report.to_dict() == blackwell
+    assert ("nvrtc arch      compute_100, given in full by xor_gpu's NVRTC front (28 compilations; "
+            "libgpuarray asked for compute_10)") in render.train(report).splitlines()
 
 
 def test_a_seeds_report_holds_a_train_report_per_seed(tmp_path):

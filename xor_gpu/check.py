@@ -255,7 +255,7 @@ class Check:
         cuDNN; other engines (JAX) load their own, named in their versions."""
         if not devices.device(self.config.device).is_cuda:
             return {}
-        cuda = cuda_libs.describe()
+        cuda = cuda_libs.describe(gpu=devices.device(self.config.device).index)  # as the run's launch chose
         if not engines.get(self.config.engine).libgpuarray:
             return {"cuda": {k: cuda[k] for k in ("driver", "libcuda")}}
         return {"cuda": cuda, "cudnn": dev.cudnn if dev else None}

@@ -92,6 +92,10 @@ def build_parser():
                    help="with --device cuda: compile every kernel with NVRTC and ptxas, run none (no GPU needed)")
     p.add_argument("--arch", metavar="sm_XY",
                    help="with --compile-only: the GPU architecture (default: this machine's GPU, else sm_90)")
+    p.add_argument("--driver", metavar="VERSION",
+                   help="with --compile-only: the NVIDIA driver of the nodes the kernels are for, as the CUDA "
+                        "version it supports (13.0, as nvidia-smi shows) or its own (580.65.06); NVRTC and "
+                        "cuBLAS are chosen as on such a node (default: this machine's driver, else unknown)")
 
     p = sub.add_parser("link-pygpu", help="make Debian's pygpu importable in this Python environment")
     p.set_defaults(func=cmd_link_pygpu)
@@ -151,9 +155,10 @@ def cmd_doctor(args):
     if args.compile_only:
         from xor_gpu import compile_only
 
-        return compile_only.main(args.device, args.arch, args.json)
-    if args.arch is not None:
-        raise ConfigError("--arch needs --compile-only")
+        return compile_only.main(args.device, args.arch, args.json, args.driver)
+    for option in ("arch", "driver"):
+        if getattr(args, option) is not None:
+            raise ConfigError(f"--{option} needs --compile-only")
     from xor_gpu import doctor
 
     return doctor.main(args.device, args.json)
@@ -192,7 +197,9 @@ def main(argv=None):
         if args.command == "train":  # bad input (exit 2) is found before a missing engine (3)
             args.config = TrainConfig.from_args(args)
             launch.reexec_for_engine(argv, args.engine)
-        launch.reexec_if_needed(argv, _devices_of(args))
+        # A training stops here when no NVRTC/cuBLAS suits the GPU (exit 3, why and the fix);
+        # doctor and check report it instead.
+        launch.reexec_if_needed(argv, _devices_of(args), strict=args.command == "train")
         return args.func(args)
     except XorGpuError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

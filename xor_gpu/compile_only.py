@@ -1,17 +1,24 @@
-"""`xor-gpu doctor --device cuda --compile-only [--arch sm_XY]`: the CUDA path up to the first
-kernel launch, on a machine without a GPU (a login node, CI).
+"""`xor-gpu doctor --device cuda --compile-only [--arch sm_XY] [--driver VERSION]`: the CUDA
+path up to the first kernel launch, on a machine without a GPU (a login node, CI), for the
+GPU and driver of the nodes the kernels are for.
 
-A child process runs Theano on a cuda context with xor_gpu's stand-in driver and cuBLAS
-(xor_gpu/cuda_standin) first on LD_LIBRARY_PATH and the REAL NVRTC that cuda_libs' policy
-chooses: it compiles the seed graph and makes one training call, so that libgpuarray writes
-every kernel's source and compiles it with NVRTC through its own code path and options.
-The stand-in records each module's PTX and kernel names; this process then assembles each
-PTX with NVIDIA's ptxas for the architecture (registers, spills), checks every cuBLAS name
+The NVRTC and cuBLAS are those cuda_libs' rule chooses for such a node: the driver given
+(--driver: its CUDA version, or its own version), else this machine's, else unknown (then
+only the architecture is checked). A child process runs Theano on a cuda context with
+xor_gpu's stand-in driver (reporting that architecture and driver) and cuBLAS
+(xor_gpu/cuda_standin) first on LD_LIBRARY_PATH, then the same folder of links a run gets,
+whose libnvrtc.so is xor_gpu's NVRTC front before the REAL NVRTC: it compiles the seed graph
+and makes one training call, so that libgpuarray writes every kernel's source and compiles
+it with NVRTC through its own code path and options, which the front records (and, for
+compute capability 10 and more, gives in full, as on a real node). The stand-in records each
+module's PTX and kernel names; this process then assembles each PTX with a ptxas at least as
+new as that NVRTC, for the architecture (registers, spills), checks every cuBLAS name
 libgpuarray looks up in the real cuBLAS, and reports. Nothing runs on a GPU and no number is
 checked: the report says so ("executed": false) and compare/check refuse it as evidence.
 """
 import ctypes
 import glob
+import hashlib
 import json
 import os
 import re
@@ -20,63 +27,50 @@ import subprocess
 import sys
 import tempfile
 
-from xor_gpu import backend, child, cuda_libs, cuda_standin, devices, files, render
+from xor_gpu import backend, child, cuda_arch, cuda_libs, cuda_search, cuda_standin, devices, files, render
 from xor_gpu.config import TrainConfig
 from xor_gpu.model import XorModel
 from xor_gpu import ptxas as ptxas_tool
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, XorGpuError
+from xor_gpu.results.train_report import NvrtcArch
 
 SCHEMA = "xor_gpu.compile-only/1"
 DEFAULT_ARCH = "sm_90"
-# NVIDIA's GPU architectures (compute capability without the dot).
-KNOWN_ARCHS = (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 110, 120, 121)
 NOT_EXECUTED = ("Nothing was executed: kernels were compiled and assembled only, no kernel ran on a GPU "
                 "and no number was checked. This report is not evidence that training works.")
 # libgpuarray 0.7.6 writes "compute_" + major + minor into a buffer of len("compute_") + 3 bytes
 # and checks snprintf's result with > instead of >=: compute capability 10.0 silently becomes
-# "compute_10" (and 12.0 "compute_12").
+# "compute_10" (and 12.0 "compute_12"). xor_gpu's NVRTC front gives the whole name; this says
+# what happened where it did not.
 TRUNCATION = ("libgpuarray 0.7.6 cuts the architecture name for compute capability {cc} to '{bin_id}' "
               "(its buffer holds 10 characters), so NVRTC is not asked for {arch}")
+UNKNOWN_DRIVER = "unknown (no --driver, no driver here): NVRTC and cuBLAS checked for the architecture only"
 CHILD_TIMEOUT = 900
 LOG_LINES = 6
 
 
-def parse_arch(text):
-    """'sm_90' -> (9, 0). ConfigError for anything else."""
-    match = re.fullmatch(r"sm_(\d{2,3})", text or "")
-    if not match or int(match.group(1)) not in KNOWN_ARCHS:
-        raise ConfigError(f"--arch {text!r} is not an NVIDIA GPU architecture: expected one of "
-                          f"{', '.join(f'sm_{a}' for a in KNOWN_ARCHS)}")
-    return divmod(int(match.group(1)), 10)
-
-
-def this_gpu_arch():
-    """The first GPU's architecture through the NVIDIA driver, or None without one."""
-    try:
-        cu = ctypes.CDLL("libcuda.so.1")
-        count, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-        if cu.cuInit(0) or cu.cuDeviceGetCount(ctypes.byref(count)) or count.value < 1:
-            return None
-        if cu.cuDeviceGetAttribute(ctypes.byref(major), 75, 0) or cu.cuDeviceGetAttribute(ctypes.byref(minor), 76, 0):
-            return None
-    except (OSError, AttributeError):
-        return None
-    return f"sm_{major.value}{minor.value}"
-
-
-def check_args(device, arch):
-    """(arch, (major, minor)) for the command line's --device and --arch; ConfigError."""
+def check_args(device, arch, driver=None):
+    """(arch, (major, minor), the target driver's CUDA version or None, where that came from)
+    for the command line's --device, --arch and --driver; ConfigError. Without --arch: this
+    machine's first GPU, else sm_90; without --driver: this machine's driver, else unknown."""
     if device is not None and not devices.device(device).is_cuda:
         raise ConfigError(f"--compile-only compiles CUDA kernels: it needs --device cuda, not {device}")
-    arch = arch if arch is not None else this_gpu_arch() or DEFAULT_ARCH
-    return arch, parse_arch(arch)
+    cc = cuda_arch.parse_arch(arch) if arch is not None else None
+    cuda = cuda_arch.parse_driver(driver) if driver is not None else None
+    here = cuda_search.find_driver()[0] if cc is None or driver is None else None
+    if cc is None:
+        cc = here.gpus[0] if here and here.gpus else cuda_arch.parse_arch(DEFAULT_ARCH)
+    if driver is not None:
+        return cuda_arch.sm(cc), cc, cuda, f"--driver {driver}"
+    if here:
+        return cuda_arch.sm(cc), cc, tuple(here.version), f"this machine's ({here.path})"
+    return cuda_arch.sm(cc), cc, None, UNKNOWN_DRIVER
 
 
 # --- the run folder and the child -----------------------------------------------------------
 
 def _run_folder(standins, root):
-    """A folder of links for the child: the stand-ins as libcuda.so, libcublas.so and
-    libnvrtc.so (the recorder, which opens the real NVRTC by its path)."""
+    """A folder of links for the child: the stand-ins as libcuda.so and libcublas.so."""
     libs = os.path.join(root, "libs")
     os.makedirs(libs)
     for name, path in standins.items():
@@ -86,16 +80,18 @@ def _run_folder(standins, root):
     return libs
 
 
-def _child_env(libs, root, cc, nvrtc):
+def _child_env(folders, root, cc, cuda):
+    """The child's environment: `folders` first on LD_LIBRARY_PATH, the stand-in driver told the
+    architecture and the driver's CUDA version (`cuda`, (major, minor))."""
     env = dict(os.environ)
-    paths = [libs, *(p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p)]
+    paths = [*folders, *(p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p)]
     # libgpuarray's kernel disk cache: an empty one of this run's, so that NVRTC compiles every
     # kernel now, and the stand-in's module images never reach the cache a real run reads.
     cache = f"gpuarray.cache_path={os.path.join(root, 'kernel-cache')}"
     flags = ",".join(filter(None, (env.get("THEANO_FLAGS"), cache)))
     env.update(LD_LIBRARY_PATH=os.pathsep.join(paths), THEANO_FLAGS=flags,
                XOR_GPU_STANDIN_CC=f"{cc[0]}.{cc[1]}", XOR_GPU_STANDIN_RECORD=os.path.join(root, "record"),
-               XOR_GPU_STANDIN_NVRTC=nvrtc)
+               XOR_GPU_STANDIN_DRIVER=str(cuda[0] * 1000 + cuda[1] * 10))
     return env
 
 
@@ -136,9 +132,10 @@ def _run_child(env):
 # --- what the stand-in recorded ----------------------------------------------------------------
 
 def read_record(folder):
-    """{"kernels": [{name, module, ptx_bytes, target}], "launches": {name: n}, "cublas_calls": [...],
-    "missing": [...]} from the stand-ins' calls.tsv and PTX files."""
-    modules, kernels, launches, calls, missing, options = {}, [], {}, [], [], []
+    """{"kernels": [{name, module, ptx_bytes, ptx_sha256, target}], "launches": {name: n}, "cublas_calls": [...],
+    "missing": [...], "nvrtc_options": [...], "nvrtc_arch": NvrtcArch or None, "nvrtc_logs": [...]}
+    from calls.tsv (the stand-ins' and the NVRTC front's) and the PTX files."""
+    modules, kernels, launches, calls, missing, options, fixes = {}, [], {}, [], [], [], []
     try:
         with open(os.path.join(folder, "calls.tsv"), encoding="utf-8") as f:
             rows = [line.rstrip("\n").split("\t") for line in f]
@@ -152,6 +149,7 @@ def read_record(folder):
             ptx = _read(os.path.join(folder, f"ptx-{rest[0]}.ptx"))
             target = re.search(r"^\.target\s+(\S+)", ptx, re.M)
             kernels.append({"name": rest[1], "module": int(rest[0]), "ptx_bytes": modules.get(rest[0]),
+                            "ptx_sha256": hashlib.sha256(ptx.encode()).hexdigest(),
                             "target": target.group(1).rstrip(",") if target else None})
         elif kind == "launch":
             launches[rest[0]] = launches.get(rest[0], 0) + 1
@@ -161,10 +159,13 @@ def read_record(folder):
             missing.append(rest[1])
         elif kind == "nvrtc" and rest[0] not in options:
             options.append(rest[0])
+        elif kind == "arch":
+            fixes.append(tuple(rest[:2]))
     failures = sorted(glob.glob(os.path.join(folder, "nvrtc-failure-*.log")),
                       key=lambda p: int(re.findall(r"\d+", os.path.basename(p))[0]))
     return {"kernels": kernels, "launches": launches, "cublas_calls": sorted(set(calls)), "missing": missing,
-            "nvrtc_options": options, "nvrtc_logs": [_read(p) for p in failures]}
+            "nvrtc_options": options, "nvrtc_logs": [_read(p) for p in failures],
+            "nvrtc_arch": NvrtcArch(*fixes[-1], len(fixes)) if fixes else None}
 
 
 def _read(path):
@@ -220,37 +221,42 @@ def nvrtc_arch(options):
     return None
 
 
-def _compile_failure(compiled, cc, asked, logs):
+def _compile_failure(compiled, cc, asked, given, logs):
     """One line: why the child failed, with the first lines of NVRTC's log, and what went
-    wrong with the architecture when libgpuarray did not ask NVRTC for the right one."""
+    wrong with the architecture when NVRTC was not given the right one."""
     why = (compiled.get("error") or "unknown error").split("; run 'xor-gpu doctor", 1)[0]
     log = next((text for text in logs if text.strip()), None)
     if log:
         why = f"{_first_lines(why, 1)}; NVRTC's log: {_first_lines(log)}"
-    expected = f"compute_{cc[0]}{cc[1]}"
-    if asked and asked != expected:
+    expected = f"compute_{cuda_arch.number(cc)}"
+    if asked and (given or asked) != expected:
         why = f"{TRUNCATION.format(cc=f'{cc[0]}.{cc[1]}', bin_id=asked, arch=expected)}; {why}"
     return why
 
 
-def run(arch, cc, policy, work):
-    """The report (a dict) for one architecture; raises nothing for a kernel that fails."""
-    standins = cuda_standin.build()
-    libs = _run_folder(standins, work)
-    compiled = _run_child(_child_env(libs, work, cc, os.path.realpath(policy.nvrtc.path)))
+def run(arch, cc, policy, work, driver):
+    """The report (a dict) for one architecture, for a node whose driver `driver` describes
+    ({"cuda", "from"}); raises nothing for a kernel that fails."""
+    standins = cuda_standin.build(sources=cuda_standin.STANDINS)
+    folders = [_run_folder(standins, work), cuda_libs.recording_folder(policy, os.path.join(work, "cuda-libs"))]
+    cuda = policy.target.cuda or policy.nvrtc.version[:2]  # unknown: a driver that runs NVRTC's PTX
+    compiled = _run_child(_child_env(folders, work, cc, cuda))
     record = read_record(os.path.join(work, "record"))
     names = check_cublas(policy.cublas.path, cublas_names(standins["libcublas.so"]))
+    given = record["nvrtc_arch"]
     data = {
         "schema": SCHEMA,
         "executed": False,
         "note": NOT_EXECUTED,
         "arch": arch,
         "compute_capability": f"{cc[0]}.{cc[1]}",
+        "driver": driver,
         "device": compiled.get("device"),
         "libgpuarray_arch": nvrtc_arch(record["nvrtc_options"]),
+        "nvrtc_arch": given.to_dict() if given else None,
         "nvrtc_options": record["nvrtc_options"],
-        "nvrtc": {"path": policy.nvrtc.path, "version": ".".join(map(str, policy.nvrtc.version))},
-        "cublas": {"path": policy.cublas.path, "version": ".".join(map(str, policy.cublas.version)),
+        "nvrtc": {"path": policy.nvrtc.path, "version": cuda_arch.text(policy.nvrtc.version)},
+        "cublas": {"path": policy.cublas.path, "version": cuda_arch.text(policy.cublas.version),
                    "names": names, "calls": record["cublas_calls"]},
         "cuda_libs_notes": policy.notes,
         "ops": compiled.get("ops", []),
@@ -261,8 +267,9 @@ def run(arch, cc, policy, work):
         "problems": [],
     }
     if not compiled["ok"]:
-        data["problems"].append(f"a kernel did not compile for {arch}: "
-                                f"{_compile_failure(compiled, cc, data['libgpuarray_arch'], record['nvrtc_logs'])}")
+        failure = _compile_failure(compiled, cc, data["libgpuarray_arch"], given and given.compiled_for,
+                                   record["nvrtc_logs"])
+        data["problems"].append(f"a kernel did not compile for {arch}: {failure}")
     if record["missing"]:
         data["problems"].append(f"kernels missing from their modules: {', '.join(record['missing'])}")
     if compiled["ok"] and not record["kernels"]:
@@ -270,21 +277,22 @@ def run(arch, cc, policy, work):
     if names["missing"]:
         data["problems"].append(f"cuBLAS {policy.cublas.path} lacks {', '.join(names['missing'])}, which "
                                 "libgpuarray 0.7.6 needs")
-    _assemble_all(data, work)
+    _assemble_all(data, work, policy.nvrtc)
     return data
 
 
-def _assemble_all(data, work):
-    ptxas = ptxas_tool.find(data["nvrtc"]["path"])
-    if not ptxas:
-        data["ptxas"] = {"path": None, "version": None,
-                         "note": "ptxas not found (pip install 'xor_gpu[cuda]' brings NVIDIA's nvcc wheel): "
-                                 "PTX not assembled"}
-        return
+def _assemble_all(data, work, nvrtc):
+    """Every module's PTX assembled by a ptxas at least as new as `nvrtc` (ptxas.choose)."""
     try:
-        data["ptxas"] = {"path": ptxas, "version": ptxas_tool.version(ptxas)}
+        ptxas, version, skipped = ptxas_tool.choose(nvrtc.path, nvrtc.version, data["arch"])
     except (OSError, subprocess.SubprocessError, IndexError) as exc:
-        data["problems"].append(f"{ptxas} does not run: {' '.join(str(exc).split()) or 'no version'}")
+        data["problems"].append(f"a ptxas does not run: {' '.join(str(exc).split()) or 'no version'}")
+        return
+    data["ptxas"] = {"path": ptxas, "version": version, "skipped": skipped}
+    if not ptxas:
+        data["ptxas"]["note"] = (f"no ptxas at least as new as NVRTC {data['nvrtc']['version']} that assembles for "
+                                 f"{data['arch']}: PTX not assembled (NVIDIA's nvcc wheel of that CUDA version, "
+                                 "or CUDA_HOME naming such a toolkit, brings one)")
         return
     for module in sorted({k["module"] for k in data["kernels"]}):
         ptx = os.path.join(work, "record", f"ptx-{module}.ptx")
@@ -297,15 +305,21 @@ def _assemble_all(data, work):
 
 
 def format_report(data):
-    lines = [f"compile-only   {data['arch']} (compute capability {data['compute_capability']}), "
-             f"libgpuarray asked NVRTC for {data['libgpuarray_arch'] or 'nothing'}",
+    fixed = data["nvrtc_arch"]
+    asked = f"libgpuarray asked NVRTC for {data['libgpuarray_arch'] or 'nothing'}" + (
+        f", given {fixed['compiled_for']} by xor_gpu's NVRTC front" if fixed else "")
+    ptxas = data["ptxas"] or {}
+    lines = [f"compile-only   {data['arch']} (compute capability {data['compute_capability']}), {asked}",
+             f"driver         " + (f"CUDA {data['driver']['cuda']} ({data['driver']['from']})" if data["driver"]["cuda"]
+                                      else data["driver"]["from"]),
              f"nvrtc          {data['nvrtc']['version']} {data['nvrtc']['path']}",
              f"cublas         {data['cublas']['version']} {data['cublas']['path']}: "
              f"{len(data['cublas']['names']['resolved'])} names found, "
              f"{len(data['cublas']['names']['missing'])} missing",
-             f"ptxas          {(data['ptxas'] or {}).get('version') or 'not found'}",
+             f"ptxas          " + (f"{ptxas['version']} {ptxas['path']}" if ptxas.get("path")
+                                      else ptxas.get("note", "none")),
              f"cudnn          {render.cudnn(data.get('cudnn'))}"]
-    for note in data["cuda_libs_notes"]:
+    for note in data["cuda_libs_notes"] + ptxas.get("skipped", []):
         lines.append(f"  note: {note}")
     lines.append(f"kernels        {len(data['kernels'])}")
     for k in data["kernels"]:
@@ -317,18 +331,19 @@ def format_report(data):
     return "\n".join(lines)
 
 
-def main(device, arch, json_path):
+def main(device, arch, json_path, driver=None, host=None):
     """`doctor --compile-only`: exit 0 when every kernel compiled and assembled and every cuBLAS
-    name is there, 5 otherwise (report written), 3 without NVRTC/cuBLAS, 2 bad input."""
-    arch, cc = check_args(device, arch)
+    name is there, 5 otherwise (report written), 3 without an NVRTC/cuBLAS the rule accepts
+    for that GPU and driver, 2 bad input. `host`: the machine searched (tests)."""
+    arch, cc, cuda, where = check_args(device, arch, driver)
     files.check_writable(json_path)
-    policy = cuda_libs.resolve()
+    policy = cuda_libs.resolve(host=host, target=cuda_libs.Target(cuda, (cc,)))
     why = cuda_libs.problem(policy)
     if why:
-        raise DeviceError(f"{why}: {cuda_libs.HINT}")
+        raise DeviceError(f"{why}: {cuda_libs.fix(policy)}")
     work = tempfile.mkdtemp(prefix="xor_gpu-compile-only.")
     try:
-        data = run(arch, cc, policy, work)
+        data = run(arch, cc, policy, work, {"cuda": cuda_arch.text(cuda) if cuda else None, "from": where})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(format_report(data))

@@ -1,8 +1,9 @@
 """What NVIDIA libraries this machine has: where to look for them, most preferred first
 (`search_folders`), and what each one is, asked of the library itself through ctypes: the
-driver's libcuda.so.1 and the CUDA version it supports (`find_driver`), each NVRTC's and
-cuBLAS's version (`read_candidates`), the cuDNN there is (`find_cudnn`). Which of them a run
-uses is xor_gpu/cuda_libs.py's choice.
+driver's libcuda.so.1, the CUDA version it supports and its GPUs' compute capabilities
+(`find_driver`), each NVRTC's version and the architectures it compiles for, each cuBLAS's
+version (`read_candidates`), the cuDNN there is (`find_cudnn`). Which of them a run uses is
+xor_gpu/cuda_libs.py's choice.
 """
 import ctypes
 import dataclasses
@@ -32,8 +33,12 @@ for sp in site.getsitepackages() + [site.getusersitepackages()]:
 print("\\n".join(r for r in dict.fromkeys(roots) if os.path.isdir(r)))
 """
 
-Candidate = namedtuple("Candidate", "kind folder path version")  # version: tuple of ints
-Driver = namedtuple("Driver", "path version on_loader_path")  # version: (major, minor)
+# version: tuple of ints; archs: NVRTC's architectures as nvrtcGetSupportedArchs lists them
+# (70 for sm_70), None for cuBLAS or an NVRTC too old to say (before CUDA 11.2).
+Candidate = namedtuple("Candidate", "kind folder path version archs", defaults=(None,))
+# version: (major, minor); gpus: the compute capability (major, minor) of each GPU it shows
+# this process, by ordinal, () for none.
+Driver = namedtuple("Driver", "path version on_loader_path gpus", defaults=((),))
 
 
 @dataclasses.dataclass
@@ -88,8 +93,14 @@ def _toolkit_libs(roots):
 
 
 def _wheel_libs(nvidia_roots):
-    """nvidia/<component>/lib, which also covers CUDA 13's nvidia/cu13/lib."""
-    return [lib for root in nvidia_roots for lib in sorted(glob.glob(os.path.join(root, "*", "lib")))]
+    """nvidia/<component>/lib of CUDA 12's wheels, then CUDA 13's nvidia/cu13/lib: where both
+    are installed (the cuda extra), CUDA 12's NVRTC runs on more drivers, and CUDA 13's is
+    taken for what it alone compiles for (Blackwell, on a driver of CUDA 13)."""
+    def order(lib):
+        component = os.path.basename(os.path.dirname(lib))
+        return re.fullmatch(r"cu\d+", component) is not None, component
+
+    return [lib for root in nvidia_roots for lib in sorted(glob.glob(os.path.join(root, "*", "lib")), key=order)]
 
 
 def _other_python_roots(host):
@@ -154,13 +165,22 @@ def _status_ok(status, call):
         raise OSError(f"{call} returned {status}")
 
 
-def _nvrtc_version(path):
-    major, minor = ctypes.c_int(), ctypes.c_int()
-    _status_ok(ctypes.CDLL(path).nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
-    return major.value, minor.value
+def _nvrtc(path):
+    """(version, archs) of an NVRTC: what it is, and what it compiles for (asked of NVRTC
+    itself: CUDA 13 dropped Volta and older, and only 12.8 and later know Blackwell)."""
+    lib = ctypes.CDLL(path)
+    major, minor, count = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    _status_ok(lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
+    if not hasattr(lib, "nvrtcGetSupportedArchs"):
+        return (major.value, minor.value), None
+    _status_ok(lib.nvrtcGetNumSupportedArchs(ctypes.byref(count)), "nvrtcGetNumSupportedArchs")
+    archs = (ctypes.c_int * count.value)()
+    _status_ok(lib.nvrtcGetSupportedArchs(archs), "nvrtcGetSupportedArchs")
+    return (major.value, minor.value), tuple(archs)
 
 
-def _cublas_version(path):
+def _cublas(path):
+    """(version, None) of a cuBLAS."""
     # cuBLAS needs its Lt: loaded first from the same folder, it is found even when
     # libcublas has no $ORIGIN runpath (some toolkits).
     lt = os.path.join(os.path.dirname(path), os.path.basename(path).replace("libcublas", "libcublasLt"))
@@ -171,29 +191,44 @@ def _cublas_version(path):
         value = ctypes.c_int()
         _status_ok(lib.cublasGetProperty(prop, ctypes.byref(value)), "cublasGetProperty")
         values.append(value.value)
-    return tuple(values)
+    return tuple(values), None
 
 
-VERSION_OF = {"nvrtc": _nvrtc_version, "cublas": _cublas_version}
+ASK = {"nvrtc": _nvrtc, "cublas": _cublas}
 
 
 def read_candidates(folder):
     """([Candidate], [note]) for the NVRTC and cuBLAS files in `folder`; a file whose
     version cannot be read is left out, with a note saying why."""
     found, notes = [], []
-    for kind, version_of in VERSION_OF.items():
+    for kind, ask in ASK.items():
         for path in _files(folder, kind):
             try:
-                found.append(Candidate(kind, folder, path, version_of(path)))
+                found.append(Candidate(kind, folder, path, *ask(path)))
             except (OSError, AttributeError) as exc:
                 notes.append(f"{path}: cannot read its version ({' '.join(str(exc).split())}), skipped")
     return found, notes
 
 
-def _driver_version(path):
+def _driver_version(lib):
     version = ctypes.c_int()
-    _status_ok(ctypes.CDLL(path).cuDriverGetVersion(ctypes.byref(version)), "cuDriverGetVersion")
+    _status_ok(lib.cuDriverGetVersion(ctypes.byref(version)), "cuDriverGetVersion")
     return version.value // 1000, version.value % 1000 // 10
+
+
+def _driver_gpus(lib):
+    """The compute capability of each GPU the driver shows this process, by ordinal; () when
+    it shows none (cuInit fails without a GPU)."""
+    count, gpus = ctypes.c_int(), []
+    if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return ()
+    for ordinal in range(count.value):
+        dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        if (lib.cuDeviceGet(ctypes.byref(dev), ordinal) or lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)
+                or lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)):  # compute capability major, minor
+            break
+        gpus.append((major.value, minor.value))
+    return tuple(gpus)
 
 
 def find_driver(host=None):
@@ -207,7 +242,8 @@ def find_driver(host=None):
     for path, on_loader_path in [(p, True) for p in loader] + [(p, False) for p in elsewhere]:
         if os.path.exists(path):
             try:
-                return Driver(path, _driver_version(path), on_loader_path), notes
+                lib = ctypes.CDLL(path)
+                return Driver(path, _driver_version(lib), on_loader_path, _driver_gpus(lib)), notes
             except (OSError, AttributeError) as exc:
                 notes.append(f"{path}: cannot ask its CUDA version ({' '.join(str(exc).split())}), skipped")
     return None, notes

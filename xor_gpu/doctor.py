@@ -104,7 +104,9 @@ def collect(device=None):
         findings["pygpu_error"] = " ".join(str(exc).split())
     findings["opencl_devices"] = [f"{p}: {d}" for p, d in opencl_devices()]
     findings["cuda_driver"], findings["cuda_gpus"] = host.cuda_driver()
-    findings["cuda_libs"] = cuda_libs.describe()  # what the launcher put on LD_LIBRARY_PATH, and why
+    # what the launcher put on LD_LIBRARY_PATH, and why (for cudaN: that GPU's)
+    gpu = devices.device(device) if device else None
+    findings["cuda_libs"] = cuda_libs.describe(gpu=gpu.index if gpu and gpu.is_cuda else None)
     # cuDNN: what Theano would find, and whether runs use it (off unless THEANO_FLAGS say so)
     findings["cudnn"] = {"enabled": backend.cudnn_enabled(), **(cuda_search.find_cudnn() or {"library": None,
                                                                                            "version": None})}

@@ -25,12 +25,14 @@ from xor_gpu.errors import ConfigError, DeviceError, XorGpuError
 MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
 
 
-def wanted_env(devices, host=None):
-    """{variable: value} to change in `host`'s environment before running on `devices`."""
-    if not any(device(d).is_cuda for d in devices):
+def wanted_env(devices, host=None, strict=False):
+    """{variable: value} to change in `host`'s environment before running on `devices`.
+    `strict`: DeviceError (why, and the fix) when no usable NVIDIA libraries are found."""
+    gpus = [device(d) for d in devices if device(d).is_cuda]
+    if not gpus:
         return {}
     host = host or cuda_search.Host()
-    first = cuda_libs.loader_folders(host)
+    first = cuda_libs.loader_folders(host, gpus[0].index if len(gpus) == 1 else None, strict)
     paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
     if first and paths[:len(first)] != first:
         return {"LD_LIBRARY_PATH": os.pathsep.join([*first, *(p for p in paths if p not in first)])}
@@ -44,10 +46,10 @@ def _exec_xor_gpu(python, argv, env):
     os.execve(python, [python, "-m", "xor_gpu", *argv], env)
 
 
-def reexec_if_needed(argv, devices):
+def reexec_if_needed(argv, devices, strict=False):
     if os.environ.get(MARK):
         return
-    changes = wanted_env(devices)
+    changes = wanted_env(devices, strict=strict)
     if changes:
         _exec_xor_gpu(sys.executable, argv, {**os.environ, **changes, MARK: "1"})
 

@@ -38,6 +38,14 @@ def cudnn(record):
     return f"{'used' if record['used'] else 'enabled, not used'} ({found})"
 
 
+def nvrtc_arch(record):
+    """What xor_gpu's NVRTC front did (record: an NvrtcArch, or None), in words."""
+    if not record:
+        return "as libgpuarray asked"
+    return (f"{record.compiled_for}, given in full by xor_gpu's NVRTC front ({record.compilations} compilations; "
+            f"libgpuarray asked for {record.asked})")
+
+
 def _modules(count):
     return "" if count is None else f" ({count} new modules)"
 
@@ -63,6 +71,8 @@ def train(report):
     ]
     if report.cudnn:
         lines.insert(-2, f"cudnn           {cudnn(report.cudnn)}")
+    if report.nvrtc_arch:
+        lines.insert(-2, f"nvrtc arch      {nvrtc_arch(report.nvrtc_arch)}")
     return "\n".join(lines)
 
 

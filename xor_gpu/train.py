@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from xor_gpu import engines
+from xor_gpu import cuda_standin, engines
 from xor_gpu.config import history_every
 from xor_gpu.problem import TARGETS, is_converged
 from xor_gpu.errors import Diverged
@@ -33,6 +33,7 @@ class TrainResult:
     versions: dict
     blas: dict  # host.blas_of(): what the CPU's BLAS calls went to
     cudnn: dict  # backend.cudnn_of(): None off CUDA
+    nvrtc_arch: object  # cuda_standin.front_record(): NvrtcArch, None below compute capability 10
     final_weights: dict  # {"W1": nested lists, "W2": ...} in floatX, as floats
     weights_sha256: str  # of the final weights' bytes: equal digests = bitwise-equal training
 
@@ -115,7 +116,7 @@ def run_seeds(config, seeds, progress=None):
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
             new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas(),
-            cudnn=runtime.cudnn(ops)))
+            cudnn=runtime.cudnn(ops), nvrtc_arch=cuda_standin.front_record()))
         compile_seconds, new_modules = 0, 0 if runtime.counts_compiled_modules else None  # paid by the first seed
     return results
 

@@ -1,12 +1,15 @@
-"""xor_gpu's own stand-ins for NVIDIA's driver and cuBLAS (and a recorder in front of the real
-NVRTC), for `doctor --compile-only`.
+"""xor_gpu's own C pieces in place of NVIDIA's libraries: stand-ins for the driver and cuBLAS,
+for `doctor --compile-only`, and a front of the real NVRTC, for compile-only (which records
+through it) and for runs on GPUs of compute capability 10 and more (libnvrtc_front.c).
 
-The C sources beside this file are built with the host's gcc at first use, into a cache
-folder named by a digest of the source (a changed source is a new folder, never a stale
-library). They are only ever loaded through the folder that `compile_only` puts first on
-LD_LIBRARY_PATH of its own child process. A real run that finds one loaded refuses
-(`refuse_if_loaded`): the stand-in computes nothing.
+The C sources beside this file are built with the host's C compiler at first use, into a
+cache folder named by a digest of the source (a changed source is a new folder, never a
+stale library). The stand-ins are only ever loaded through the folder that `compile_only`
+puts first on LD_LIBRARY_PATH of its own child process. A real run that finds one loaded
+refuses (`refuse_if_loaded`): the stand-in computes nothing. The front forwards to the real
+NVRTC, so a run may load it.
 """
+import ctypes
 import hashlib
 import os
 import shutil
@@ -14,13 +17,14 @@ import subprocess
 
 from xor_gpu import host, private_folder
 from xor_gpu.errors import DeviceError
+from xor_gpu.results.train_report import NvrtcArch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The name libgpuarray opens: the C source beside this file. The NVRTC recorder forwards
-# every call to the real NVRTC, recording the compiler options libgpuarray passes.
-SOURCES = {"libcuda.so": "libcuda_standin.c", "libcublas.so": "libcublas_standin.c",
-           "libnvrtc.so": "libnvrtc_recorder.c"}
-FILE_PREFIXES = tuple(os.path.splitext(source)[0] for source in SOURCES.values())
+# The name libgpuarray opens: the C source beside this file.
+STANDINS = {"libcuda.so": "libcuda_standin.c", "libcublas.so": "libcublas_standin.c"}
+FRONT = {"libnvrtc.so": "libnvrtc_front.c"}
+SOURCES = {**STANDINS, **FRONT}
+FILE_PREFIXES = tuple(os.path.splitext(source)[0] for source in STANDINS.values())
 GCC_TIMEOUT = 120
 
 # Set by compile_only in its own child process, the one place where the stand-in belongs.
@@ -38,42 +42,65 @@ def _build_one(source, root):
     out = os.path.join(folder, os.path.splitext(source)[0] + ".so")
     if os.path.exists(out):
         return out
-    gcc = shutil.which("gcc") or shutil.which("cc")
+    # g++ as C: nodes need g++ for Theano, and some lack the gcc command itself.
+    gcc = shutil.which("gcc") or shutil.which("cc") or shutil.which("g++")
     if not gcc:
-        raise DeviceError("cannot build the CUDA stand-in: no gcc on PATH: apt-get install gcc")
+        raise DeviceError(f"cannot build {source}: no C compiler (gcc, cc, g++) on PATH: apt-get install gcc")
     os.makedirs(folder, exist_ok=True)
     tmp = f"{out}.tmp{os.getpid()}"
     try:
-        done = subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", tmp, os.path.join(HERE, source), "-ldl"],
-                              capture_output=True, text=True, timeout=GCC_TIMEOUT)
+        done = subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-x", "c", "-o", tmp, os.path.join(HERE, source),
+                               "-x", "none", "-ldl"], capture_output=True, text=True, timeout=GCC_TIMEOUT)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise DeviceError(f"cannot build the CUDA stand-in with {gcc}: {exc}") from None
+        raise DeviceError(f"cannot build {source} with {gcc}: {exc}") from None
     if done.returncode != 0:
         first = (done.stderr.strip().splitlines() or ["no output"])[0]
-        raise DeviceError(f"cannot build the CUDA stand-in with {gcc}: {first}")
+        raise DeviceError(f"cannot build {source} with {gcc}: {first}")
     os.replace(tmp, out)  # atomic: a concurrent build finds either nothing or the whole file
     return out
 
 
-def build(root=None):
-    """{name libgpuarray opens: path of the built stand-in}, built on first use."""
+def build(root=None, sources=None):
+    """{name libgpuarray opens: path of the built library} for `sources` (default: the
+    stand-ins and the front), built on first use."""
     root = root or cache_root()
     try:
         root = private_folder.make(root, private_folder.CACHE_HOME_FIX)  # its libraries are loaded
-        return {name: _build_one(source, root) for name, source in SOURCES.items()}
+        return {name: _build_one(source, root) for name, source in (sources or SOURCES).items()}
     except OSError as exc:
-        raise DeviceError(f"cannot build the CUDA stand-in in {root}: {exc}: make ~/.cache writable "
+        raise DeviceError(f"cannot build xor_gpu's CUDA libraries in {root}: {exc}: make ~/.cache writable "
                           "(or set HOME)") from None
 
 
-def loaded(maps="/proc/self/maps"):
-    """The path of a stand-in library mapped into this process, or None."""
+def front():
+    """The path of the NVRTC front, built on first use."""
+    return build(sources=FRONT)["libnvrtc.so"]
+
+
+def loaded(maps="/proc/self/maps", prefixes=FILE_PREFIXES):
+    """The path of a stand-in library (or one of `prefixes`) mapped into this process, or None."""
     try:
         with open(maps, encoding="utf-8") as f:
             paths = {line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6}
     except OSError:
         return None
-    return next((p for p in sorted(paths) if os.path.basename(p).startswith(FILE_PREFIXES)), None)
+    return next((p for p in sorted(paths) if os.path.basename(p).startswith(prefixes)), None)
+
+
+def front_record(maps="/proc/self/maps"):
+    """What the NVRTC front loaded in this process did: NvrtcArch when it gave NVRTC an
+    architecture in full (libgpuarray's, cut short), else None (not loaded: below compute
+    capability 10, or off CUDA)."""
+    path = loaded(maps, tuple(os.path.splitext(source)[0] for source in FRONT.values()))
+    if not path:
+        return None
+    lib = ctypes.CDLL(path)  # the file already mapped: the same library, its own counters
+    fixes = ctypes.c_int.in_dll(lib, "xor_gpu_nvrtc_arch_fixes").value
+    if not fixes:
+        return None
+    text = {name: (ctypes.c_char * 32).in_dll(lib, f"xor_gpu_nvrtc_arch_{name}").value.decode()
+            for name in ("asked", "given")}
+    return NvrtcArch(text["asked"], text["given"], fixes)
 
 
 def refuse_if_loaded():

@@ -9,6 +9,8 @@
  *
  * Environment (set by xor_gpu.compile_only):
  *   XOR_GPU_STANDIN_CC      compute capability, "MAJOR.MINOR" (default 9.0)
+ *   XOR_GPU_STANDIN_DRIVER  the CUDA version the driver reports, as cuDriverGetVersion encodes
+ *                           it (13000 for 13.0; default 12040): the target node's
  *   XOR_GPU_STANDIN_RECORD  folder for the record: ptx-N.ptx per module, calls.tsv
  * calls.tsv lines: "module\tN\tBYTES", "function\tN\tNAME", "launch\tNAME\tGRID\tBLOCK",
  * "missing\tN\tNAME" (a kernel name the module does not define).
@@ -55,8 +57,12 @@ CUresult cuInit(unsigned int flags) {
     return OK;
 }
 
-/* CUDA 12.4, the pinned NVRTC's: a driver that supports the PTX it writes. */
-CUresult cuDriverGetVersion(int *version) { *version = 12040; return OK; }
+/* The target node's driver (compile_only chooses NVRTC for it), else CUDA 12.4's. */
+CUresult cuDriverGetVersion(int *version) {
+    const char *given = getenv("XOR_GPU_STANDIN_DRIVER");
+    *version = given ? atoi(given) : 12040;
+    return OK;
+}
 
 CUresult cuGetErrorName(CUresult error, const char **text) {
     *text = error == OK ? "CUDA_SUCCESS" : "CUDA_ERROR_STANDIN";

@@ -23,6 +23,15 @@ class RunDevice(JsonObject):
 
 
 @dataclasses.dataclass
+class NvrtcArch(JsonObject):
+    """The architecture xor_gpu's NVRTC front gave NVRTC in full, where libgpuarray 0.7.6 cut
+    it short (compute capability 10 and more: compute_100 arrives as compute_10)."""
+    asked: str = None  # as libgpuarray passed it
+    compiled_for: str = None  # what NVRTC got
+    compilations: int = None  # how many compilations the front corrected
+
+
+@dataclasses.dataclass
 class LossHistory(JsonObject):
     every: int = None  # steps between samples
     values: list = None  # the loss before steps 0, every, 2 * every, ...
@@ -40,6 +49,7 @@ class TrainReport(JsonObject):
     versions: dict = None
     blas: dict = None
     cudnn: dict = None  # None off CUDA; absent from reports older than it
+    nvrtc_arch: NvrtcArch = None  # None but on compute capability 10 and more; absent from older reports
     origin: dict = None
     predictions: dict = None  # by row, as problem.ROWS names them
     targets: dict = None
@@ -62,7 +72,8 @@ class TrainReport(JsonObject):
         c = result.config
         return cls(
             config=c.to_dict(), device=RunDevice(c.device, result.device_active, result.device_name),
-            floatX=c.floatx, versions=result.versions, blas=result.blas, cudnn=result.cudnn, origin=origin,
+            floatX=c.floatx, versions=result.versions, blas=result.blas, cudnn=result.cudnn,
+            nvrtc_arch=result.nvrtc_arch, origin=origin,
             predictions={row_key(r): p for r, p in zip(INPUTS, result.predictions)},
             targets={row_key(r): t for r, t in zip(INPUTS, TARGETS)}, final_loss=result.final_loss,
             loss_history=LossHistory(result.history_every, result.loss_history),
