@@ -1,7 +1,7 @@
 """The offline bundle as the bundle and slurm envs use it: built once per test session with
 bundle/build.py, as CI builds it, or taken from XOR_GPU_BUNDLE (a prebuilt archive).
 
-The build needs apt-get download (Debian bookworm, root or fresh package lists) and PyPI.
+The build needs Debian bookworm's apt (no root: it keeps a package state of its own) and PyPI.
 """
 import contextlib
 import os

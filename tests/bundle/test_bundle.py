@@ -3,7 +3,7 @@ a fresh clone), then run for real from an empty
 folder on OpenCL (PoCL on the CPU) through `xor-gpu check`, with the host's Python hidden
 and poisoned.
 
-The build needs apt-get download (Debian bookworm, root or fresh package lists) and PyPI;
+The build needs Debian bookworm's apt (no root: it keeps a package state of its own) and PyPI;
 XOR_GPU_BUNDLE=path/to/xor_gpu-bundle.tar.gz uses a prebuilt archive instead. The dry run
 needs g++ and an OpenCL ICD for platform 0 (pocl-opencl-icd), as the opencl env does.
 """
@@ -110,7 +110,8 @@ def test_launcher_says_when_g_plus_plus_is_missing(tmp_path):
 
 def test_build_refuses_bad_options_with_one_line(tmp_path):
     for args, message in ((["--frobnicate"], "unrecognized arguments"),
-                          (["--out", str(tmp_path / "bundle.zip")], "--out must name a .tar.gz file")):
+                          (["--out", str(tmp_path / "bundle.zip")], "--out must name a .tar.gz file"),
+                          (["--arch", "i386"], "argument --arch: invalid choice: 'i386'")):
         proc = subprocess.run([sys.executable, str(BUILD), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == []
