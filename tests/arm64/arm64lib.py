@@ -3,10 +3,10 @@ GPU, as far as the offline bundle can tell.
 
 - qemu-user (Debian's qemu-user-static) runs aarch64 programs through binfmt_misc: `binfmt()`
   mounts binfmt_misc and enables the handler Debian's package ships (root), where it is not.
-- The node's own system (bash, coreutils, tar, gzip, sed, grep and the C libraries) is
-  Debian's arm64 packages unpacked into a folder, fetched with bundle/build.py's own apt
-  (Apt: a state of its own, no `dpkg --add-architecture`); qemu finds them through
-  QEMU_LD_PREFIX, which also makes every file of that folder the node's (its /usr/bin/bash).
+- The node's own system (the tools the launcher runs and the C libraries) is Debian's arm64
+  packages unpacked into a folder, fetched with bundle/build.py's own apt (Apt: a state of
+  its own, no `dpkg --add-architecture`); qemu finds them through QEMU_LD_PREFIX, which also
+  makes every file of that folder the node's (its /bin/bash).
 - Its `g++` and `gcc` are Debian's cross compilers, run natively (a node runs its own g++;
   emulated, cc1plus would take minutes per module): they compile for aarch64, so the
   launcher's check that g++ compiles for this machine holds, as on the node.
@@ -28,8 +28,9 @@ ARCHIVE = f"xor_gpu-bundle-{MACHINE}.tar.gz"
 BUILD_BLOCK = block("arm64", "python3 bundle/build.py --arch arm64")  # the README's build command
 REFERENCE_BLOCK = block("arm64", "bash dist/xor_gpu-bundle-run.sh train")  # docs/reference.md's regeneration
 HANDLER = pathlib.Path("/proc/sys/fs/binfmt_misc") / f"qemu-{MACHINE}"
-# The node's userland beside the C libraries the bundle's Python needs (build.SYSTEM_DEBS).
-USERLAND = ["bash", "coreutils", "tar", "gzip", "sed", "grep"]
+# The node's userland (what the launcher runs) beside the C libraries the bundle's Python needs
+# (build.SYSTEM_DEBS).
+USERLAND = ["bash", "coreutils", "tar", "gzip", "sed", "grep", "diffutils", "findutils"]
 CROSS = {"g++": "aarch64-linux-gnu-g++", "gcc": "aarch64-linux-gnu-gcc"}
 # Debian's packages that make this machine run the env: bootstrap --arm64 installs them.
 PACKAGES = ("qemu-user-static", "binfmt-support", "g++-aarch64-linux-gnu")
