@@ -46,7 +46,7 @@ setup(
     license="MIT",
     python_requires="==3.11.*",
     packages=["xor_gpu", "xor_gpu.cuda_standin", "xor_gpu.results"],
-    # The committed reference report of the seed config (see docs/reference.md).
+    # The committed reference reports of the seed config, one per architecture (docs/reference.md).
     # The CUDA stand-ins' C sources, built at first use by `doctor --compile-only`.
     package_data={"xor_gpu": ["reference/*.json"], "xor_gpu.cuda_standin": ["*.c"]},
     install_requires=STACK,

@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -66,9 +67,11 @@ def _engine_variants():
 
 
 VARIANTS.update(_engine_variants())
-# OpenBLAS's kernel families (xor_gpu/host.py pins one): `default` under each, chosen by the
-# user's variable, which wins over the package's choice. Families the CPU lacks crash OpenBLAS.
-KERNELS = ("Haswell", "Sandybridge", "Nehalem", "Core2", "Prescott", "SkylakeX")
+# OpenBLAS's kernel families (xor_gpu/host.py pins one per architecture): `default` under each,
+# chosen by the user's variable, which wins over the package's choice. Families the CPU lacks
+# crash OpenBLAS. x86-64's, then aarch64's (NEON: ARMV8 to THUNDERX2T99; SVE: the last two).
+KERNELS = ("Haswell", "Sandybridge", "Nehalem", "Core2", "Prescott", "SkylakeX",
+           "ARMV8", "NEOVERSEN1", "CORTEXA57", "THUNDERX2T99", "NEOVERSEV1", "NEOVERSEN2")
 VARIANTS.update({f"kernels-{k}": (f"defaults, OPENBLAS_CORETYPE={k}", "train", "default", (), None, False)
                  for k in KERNELS})
 ENVIRONMENT = {f"kernels-{k}": {"OPENBLAS_CORETYPE": k} for k in KERNELS}  # variables a variant adds
@@ -199,8 +202,8 @@ class Skip(Exception):
     """This variant cannot run here (the reason is its message)."""
 
 
-def has_steps_per_call():
-    proc = subprocess.run([sys.executable, "-m", "xor_gpu", "train", "--help"], capture_output=True, text=True)
+def has_steps_per_call(xor_gpu):
+    proc = subprocess.run([*xor_gpu, "train", "--help"], capture_output=True, text=True)
     return "--steps-per-call" in proc.stdout
 
 
@@ -241,8 +244,7 @@ def run_train(name, opts, work, round_no):
     if cold:
         env["XOR_GPU_COMPILEDIR"] = os.path.join(work, f"cold-{name}-{round_no}")
     out = os.path.join(work, "report.json")
-    wall, _ = _child([sys.executable, "-m", "xor_gpu", "train", "--steps", str(opts.steps), *args,
-                      "--json", out], env)
+    wall, _ = _child([*opts.xor_gpu, "train", "--steps", str(opts.steps), *args, "--json", out], env)
     with open(out, encoding="utf-8") as f:
         report = json.load(f)
     os.unlink(out)
@@ -388,6 +390,11 @@ def parse(argv):
     p.add_argument("--only", help=f"comma-separated variants (default all: {','.join(VARIANTS)})")
     p.add_argument("--ref-python", default=sys.executable,
                    help="the Python that runs the jax and torch variants (default this one)")
+    p.add_argument("--xor-gpu", metavar="COMMAND", type=shlex.split,
+                   help="the xor-gpu the train variants run (default: this Python's); e.g. 'bash "
+                        "dist/xor_gpu-bundle-run.sh', the offline bundle, also another architecture's under "
+                        "emulation (its launcher sets THEANO_FLAGS and the compile cache: variants that set "
+                        "theirs are refused)")
     p.add_argument("--json", metavar="PATH", help="write every run and the summary here (atomically)")
     p.add_argument("--no-warm-up", action="store_true",
                    help="measure from the first round (when the caches are warm already, or each run compiles anew)")
@@ -398,6 +405,12 @@ def parse(argv):
     unknown = [n for n in opts.names if n not in VARIANTS]
     if unknown or not opts.names:
         raise ConfigError(f"unknown variant {', '.join(unknown) or '(none given)'}: choose from {', '.join(VARIANTS)}")
+    if opts.xor_gpu:
+        own = [n for n in opts.names if VARIANTS[n][1] == "train" and (VARIANTS[n][4] is not None or VARIANTS[n][5])]
+        if own:
+            raise ConfigError(f"--xor-gpu: {', '.join(own)} set THEANO_FLAGS or the compile cache, which the "
+                              "bundle's launcher sets itself")
+    opts.xor_gpu = opts.xor_gpu or [sys.executable, "-m", "xor_gpu"]
     return opts
 
 
@@ -405,7 +418,7 @@ def bench(opts):
     from xor_gpu.files import check_writable, write_json
 
     check_writable(opts.json)
-    opts.steps_per_call = has_steps_per_call()
+    opts.steps_per_call = has_steps_per_call(opts.xor_gpu)
     notes = []
     if not opts.steps_per_call:
         notes.append("this xor-gpu has no --steps-per-call: every xor-gpu train variant ran its only "
@@ -443,7 +456,7 @@ def bench(opts):
         write_json(opts.json, {
             "schema": SCHEMA, "started": started, "machine": start_machine,
             "load_average_end": os.getloadavg(), "rounds": opts.rounds, "steps": opts.steps,
-            "ref_python": opts.ref_python, "has_steps_per_call": opts.steps_per_call, "notes": notes,
+            "ref_python": opts.ref_python, "xor_gpu": opts.xor_gpu, "has_steps_per_call": opts.steps_per_call, "notes": notes,
             "variants": results, "skipped": skipped, "goals": found,
         })
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Build the offline bundle of xor_gpu for GPU nodes without Docker or internet.
 
-Needs, on the build machine: Debian 12 (bookworm) x86-64 with apt-get (root, or an apt
-state that already holds bookworm's package lists), a Python with pip, and access to
-Debian's mirrors and PyPI. Produces ONE archive (default dist/xor_gpu-bundle.tar.gz), a
-copy of run.sh beside it (dist/xor_gpu-bundle-run.sh) and a .sha256 file:
+Needs, on the build machine: Debian 12 (bookworm) with apt-get, a Python with pip, and
+access to Debian's mirrors and PyPI (no root: apt works in a state folder of the build's own,
+with the package lists of the bundle's architecture). Builds for x86-64 (default) or aarch64
+(`--arch arm64`, e.g. for Grace Hopper nodes) on any machine. Produces ONE archive (default
+dist/xor_gpu-bundle.tar.gz, dist/xor_gpu-bundle-aarch64.tar.gz for arm64), the launcher
+beside it (dist/xor_gpu-bundle-run.sh: the same for every architecture, it picks the
+archive of the machine it runs on) and a .sha256 file:
 
   xor_gpu-bundle/
     run.sh          the launcher a GPU node runs (see bundle/run.sh)
-    MANIFEST.json   what is inside: Debian packages, wheels, git commit, the sha256 of every file
+    MANIFEST.json   what is inside: the architecture, Debian packages, wheels, git commit, the
+                    sha256 of every file
     root/usr/...    CPython 3.11 + headers, OpenBLAS, pygpu, libgpuarray, CLBlast and the
                     OpenCL ICD loader, unpacked from Debian bookworm .debs (dpkg -x), and the
                     wheels of xor_gpu[gpu,plot] and pytest unzipped into root/usr/lib/python3/dist-packages
@@ -44,16 +48,44 @@ from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, XorGpuError  
 
 NAME = "xor_gpu-bundle"
 MANIFEST = "MANIFEST.json"  # what is inside, and the checksum of every file (run.sh checks them)
+
+
+class Arch:
+    """An architecture a bundle is built for: Debian's name for it (its packages, --arch) and
+    the machine's (`uname -m`: the launcher's and the wheels' name, the multiarch folders)."""
+
+    def __init__(self, debian, machine, debs=()):
+        self.debian, self.machine, self.debs = debian, machine, list(debs)
+
+    @property
+    def triplet(self):  # Debian's multiarch folder: usr/lib/<triplet>, usr/include/<triplet>
+        return f"{self.machine}-linux-gnu"
+
+    @property
+    def archive(self):  # the name the launcher looks for on such a machine (bundle/run.sh)
+        return f"{NAME}.tar.gz" if self.machine == "x86_64" else f"{NAME}-{self.machine}.tar.gz"
+
+    @property
+    def platforms(self):
+        return [p + self.machine for p in PLATFORMS]
+
+
 # Debian bookworm packages, unpacked with dpkg -x (no root needed where the bundle runs).
 # libpython3.11-dev: only its headers and the libpython3.11.so link are kept.
 # OpenBLAS (with the Fortran runtime it links) is the BLAS the package links Theano's CPU
 # modules with (host.default_blas_ldflags); its LAPACK and reference-BLAS copies are dropped.
 DEBS = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libpython3.11",
         "libpython3.11-dev", "python3-distutils", "python3-pygpu", "libgpuarray3", "libgpuarray-dev",
-        "libclblast1", "ocl-icd-libopencl1", "libopenblas0-pthread", "libgfortran5", "libquadmath0"]
-# Pure Python wheels and manylinux wheels for CPython 3.11 on x86-64: none needs a glibc newer
-# than 2.28, below the 2.35 that Debian's Python of the bundle needs (host_needs, below).
-PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"]
+        "libclblast1", "ocl-icd-libopencl1", "libopenblas0-pthread", "libgfortran5"]
+# x86-64's libgfortran5 also links libquadmath (aarch64 has no __float128 library).
+ARCHES = {a.debian: a for a in (Arch("amd64", "x86_64", ["libquadmath0"]), Arch("arm64", "aarch64"))}
+# Pure Python wheels and manylinux wheels for CPython 3.11 (suffixed with the machine): none
+# needs a glibc newer than 2.28, below the 2.35 that Debian's Python of the bundle needs
+# (host_needs, below).
+PLATFORMS = ["manylinux2014_", "manylinux_2_17_", "manylinux_2_28_"]
+# The C libraries a foreign architecture's staged Python needs for the smoke test under
+# emulation (qemu-user): the node's own system, from Debian (smoke_test).
+SYSTEM_DEBS = ["libc6", "libstdc++6", "zlib1g", "libbz2-1.0", "liblzma5", "libssl3", "libffi8", "libexpat1"]
 # Resolved from setup.py but not unpacked: Theano 1.0.5 imports scipy only optionally (+25 MiB);
 # matplotlib imports fontTools only for its PDF and PS backends, and the package writes PNGs
 # with Agg (+24 MiB unpacked, 8 MiB in the archive).
@@ -100,8 +132,6 @@ def output(cmd):
 
 
 def check_host(python):
-    if platform.machine() != "x86_64":
-        raise BuildError(f"the bundle is x86-64 only; this machine is {platform.machine()}")
     with open("/etc/os-release") as f:
         release = dict(line.strip().replace('"', "").split("=", 1) for line in f if "=" in line)
     if release.get("VERSION_CODENAME") != "bookworm":
@@ -125,27 +155,47 @@ def source_date_epoch():
         raise BuildError(f"SOURCE_DATE_EPOCH must be an integer, got {value!r}") from None
 
 
-def fetch_debs(work, root):
-    debs = work / "debs"
-    debs.mkdir()
-    download = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *DEBS]
-    log(f"downloading {len(DEBS)} Debian packages")
-    try:
-        run(download, "apt-get download", work / "apt.log", cwd=debs)
-    except BuildError as exc:
-        if os.geteuid() != 0:
-            raise BuildError(f"{exc}; as root, build.py runs apt-get update and tries again") from None
-        log("apt-get download failed; running apt-get update")
-        run(["apt-get", "update", "-q"], "apt-get update", work / "apt-update.log")
-        run(download, "apt-get download", work / "apt.log", cwd=debs)
-    lib = root / "usr/lib/x86_64-linux-gnu"
-    for deb in sorted(debs.glob("*.deb")):
+class Apt:
+    """apt-get with a state of its own in `folder` (package lists, cache, an empty dpkg status)
+    for one architecture, from this machine's sources and settings (mirrors, proxies, keys):
+    it needs neither root nor `dpkg --add-architecture`, and leaves the machine's apt alone."""
+
+    def __init__(self, folder, arch, logs):
+        self.logs = logs
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (folder / sub).mkdir(parents=True)
+        (folder / "status").touch()
+        self.apt = ["apt-get", "-q", f"-oAPT::Architecture={arch.debian}", f"-oAPT::Architectures::={arch.debian}",
+                    f"-oDir::State::Lists={folder}/lists", f"-oDir::State::status={folder}/status",
+                    f"-oDir::Cache={folder}/cache", "-oAPT::Sandbox::User=root"]
+        log(f"apt-get update for {arch.debian} (a package state of the build's own)")
+        run([*self.apt, "update"], "apt-get update", logs / "apt-update.log")
+
+    def download(self, packages, folder):
+        """These packages' .debs (and no others) into folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        run([*self.apt, "download", *packages], "apt-get download", self.logs / "apt.log", cwd=folder)
+        return sorted(folder.glob("*.deb"))
+
+    def download_with_depends(self, packages, folder):
+        """These packages and everything they depend on, as on a machine with nothing installed."""
+        (folder / "partial").mkdir(parents=True, exist_ok=True)
+        run([*self.apt, f"-oDir::Cache::archives={folder}", "install", "--download-only", "-y",
+             "--no-install-recommends", *packages], "apt-get install --download-only", self.logs / "apt-depends.log")
+        return sorted(folder.glob("*.deb"))
+
+
+def fetch_debs(work, root, arch, apt):
+    log(f"downloading {len(DEBS) + len(arch.debs)} Debian packages ({arch.debian})")
+    debs = apt.download(DEBS + arch.debs, work / "debs")
+    lib = root / "usr/lib" / arch.triplet
+    for deb in debs:
         if deb.name.startswith("libpython3.11-dev_"):
             dev = work / "dev"
             run(["dpkg", "-x", str(deb), str(dev)], f"dpkg -x {deb.name}", work / "dpkg.log")
             shutil.copytree(dev / "usr/include", root / "usr/include", symlinks=True, dirs_exist_ok=True)
             lib.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(dev / "usr/lib/x86_64-linux-gnu/libpython3.11.so", lib, follow_symlinks=False)
+            shutil.copy2(dev / "usr/lib" / arch.triplet / "libpython3.11.so", lib, follow_symlinks=False)
         else:
             run(["dpkg", "-x", str(deb), str(root)], f"dpkg -x {deb.name}", work / "dpkg.log")
     # The unversioned names libgpuarray dlopens (normally from -dev packages), and OpenBLAS's
@@ -167,7 +217,7 @@ def fetch_debs(work, root):
                  root / "usr/lib/libgpuarray-static.a", site / "pygpu/tests", *(site / "pygpu").glob("*.c"),
                  *(lib / "openblas-pthread" / name for name in ("libblas.so.3", "liblapack.so.3"))]:
         remove(junk)
-    return {deb_field(d, "Package"): deb_field(d, "Version") for d in sorted(debs.glob("*.deb"))}
+    return {deb_field(d, "Package"): deb_field(d, "Version") for d in debs}
 
 
 def deb_field(deb, field):
@@ -182,8 +232,8 @@ def remove(path):
         path.unlink()
 
 
-def fetch_wheels(work, python, extras):
-    """xor_gpu from the working tree, Theano from its sdist, the rest from PyPI."""
+def fetch_wheels(work, python, extras, arch):
+    """xor_gpu from the working tree, Theano from its sdist, the rest from PyPI (for arch)."""
     src, wheels = work / "src", work / "wheels"
     src.mkdir()
     for name in SOURCE_FILES:
@@ -207,8 +257,8 @@ def fetch_wheels(work, python, extras):
     log(f"building wheels from sdists: {' '.join(sdists)}")
     run([*pip, "wheel", "-q", "--no-deps", "--no-binary=:all:", "-w", str(wheels), *sdists],
         f"building {' '.join(sdists)}", work / "pip-sdist.log")
-    log(f"downloading the wheels of xor_gpu[{','.join(extras)}] for CPython 3.11")
-    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    log(f"downloading the wheels of xor_gpu[{','.join(extras)}] for CPython 3.11 on {arch.machine}")
+    platforms = [arg for p in arch.platforms for arg in ("--platform", p)]
     run([*pip, "download", "-q", "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
          "--abi", "cp311", *platforms, "--find-links", str(wheels), "-d", str(wheels),
          f"xor_gpu[{','.join(extras)}] @ {xor_wheel.as_uri()}", *runner], "pip download", work / "pip-download.log")
@@ -268,7 +318,7 @@ def checksums(stage):
     return dict(sorted(sums.items()))
 
 
-def manifest(epoch, extras, debian_packages, wheels, files):
+def manifest(epoch, extras, debian_packages, wheels, arch, files):
     commit = output(["git", "-C", str(REPO), "rev-parse", "-q", "--verify", "HEAD"]) or "none"
     dirty = output(["git", "-C", str(REPO), "status", "--porcelain"])
     return {
@@ -276,18 +326,30 @@ def manifest(epoch, extras, debian_packages, wheels, files):
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)),
         "git_commit": commit + ("-dirty" if dirty else ""),
         "python": "3.11 (Debian bookworm)",
+        "architecture": arch.debian,
+        "machine": arch.machine,  # `uname -m` of the nodes it runs on: the launcher refuses others
         "extras": extras,
         "debian_packages": debian_packages,
         "wheels": [w.name for w in wheels],
         "left_out": LEFT_OUT,
-        "host_needs": ["glibc >= 2.35", "g++", "NVIDIA driver + NVRTC/cuBLAS (CUDA toolkit or NVIDIA wheels) for cuda",
+        "host_needs": [f"{arch.machine} Linux, glibc >= 2.35", f"g++ compiling for {arch.machine}",
+                       "NVIDIA driver + NVRTC/cuBLAS (CUDA toolkit or NVIDIA wheels) for cuda",
                        "an OpenCL ICD (e.g. PoCL) for openclP:D"],
         "files": files,
     }
 
 
-def smoke_test(work, root, extras):
-    """The staged Python imports the stack from the bundle alone (nothing of this machine's)."""
+def smoke_test(work, root, extras, arch, apt):
+    """The staged Python imports the stack from the bundle alone (nothing of this machine's).
+    A foreign architecture's runs under emulation (qemu-user, where its binfmt handler is
+    registered), with Debian's C libraries of that architecture as the node's system."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+           "LD_LIBRARY_PATH": f"{root}/usr/lib/{arch.triplet}:{root}/usr/lib"}
+    if arch.machine != platform.machine():
+        if not emulates(arch):
+            return log(f"smoke test skipped: this {platform.machine()} machine cannot run {arch.machine} programs "
+                       f"(qemu-user-static, with its binfmt handler qemu-{arch.machine} enabled, would)")
+        env["QEMU_LD_PREFIX"] = str(system_root(work / "system", apt))
     log("smoke test of the staged Python")
     modules = ["numpy", "pygpu", "mako", "pkg_resources", "xor_gpu.cli", "xor_gpu.launch", TEST_RUNNER]
     modules += ["matplotlib"] if "plot" in extras else []
@@ -297,11 +359,25 @@ def smoke_test(work, root, extras):
             "    assert m.__file__.startswith(root), (name, m.__file__)\n"
             "ctypes.CDLL('libopenblas.so.0').openblas_get_config\n"
             "maps = open('/proc/self/maps').read()\n"
-            "assert f'{root}/usr/lib/x86_64-linux-gnu/openblas-pthread/' in maps, 'OpenBLAS not from the bundle'\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-           "LD_LIBRARY_PATH": f"{root}/usr/lib/x86_64-linux-gnu:{root}/usr/lib"}
+            f"assert f'{{root}}/usr/lib/{arch.triplet}/openblas-pthread/' in maps, 'OpenBLAS not from the bundle'\n")
     run([str(root / "usr/bin/python3.11"), "-c", code, str(root)], "the smoke test of the staged Python",
         work / "smoke.log", env=env, cwd=work)
+
+
+def emulates(arch):
+    """Whether this machine runs arch's programs through qemu-user (a binfmt_misc handler)."""
+    try:
+        return pathlib.Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch.machine}").read_text().startswith("enabled")
+    except OSError:
+        return False
+
+
+def system_root(folder, apt):
+    """A folder holding Debian's C libraries of apt's architecture (SYSTEM_DEBS and what they
+    depend on), unpacked: the system of a node, as qemu-user's QEMU_LD_PREFIX."""
+    for deb in apt.download_with_depends(SYSTEM_DEBS, folder.with_name(folder.name + "-debs")):
+        run(["dpkg", "-x", str(deb), str(folder)], f"dpkg -x {deb.name}", folder.with_name("dpkg-system.log"))
+    return folder
 
 
 def write_archive(parent, out, epoch):
@@ -332,8 +408,10 @@ def write_archive(parent, out, epoch):
 
 
 def write_beside(out):
-    """The runner and the checksum beside the archive, each written atomically."""
-    runner = out.with_name(out.name.removesuffix(".tar.gz") + "-run.sh")
+    """The launcher and the checksum beside the archive, each written atomically. One launcher
+    serves every architecture (it takes the archive named for its machine: Arch.archive), so
+    the bundles of two architectures share a folder and a Slurm job."""
+    runner = out.with_name(f"{NAME}-run.sh")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     for path, data, mode in ((runner, (HERE / "run.sh").read_bytes(), 0o755),
                              (out.with_name(out.name + ".sha256"), f"{digest}  {out.name}\n".encode(), 0o644)):
@@ -353,8 +431,12 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv):
     p = _Parser(prog="build.py", description="Build the offline bundle of xor_gpu (one reproducible tar.gz).",
                 epilog="Environment: SOURCE_DATE_EPOCH (timestamps in the archive; default: the last commit's time).")
-    p.add_argument("--out", type=pathlib.Path, default=REPO / "dist" / f"{NAME}.tar.gz",
-                   help="archive to write (default: <repo>/dist/xor_gpu-bundle.tar.gz)")
+    p.add_argument("--arch", choices=sorted(ARCHES), default="amd64",
+                   help="the nodes' architecture, by Debian's name: amd64 (x86-64, default) or arm64 (aarch64, "
+                        "e.g. Grace Hopper)")
+    p.add_argument("--out", type=pathlib.Path,
+                   help="archive to write (default: <repo>/dist/xor_gpu-bundle.tar.gz, for arm64 "
+                        "<repo>/dist/xor_gpu-bundle-aarch64.tar.gz: the names the launcher looks for)")
     p.add_argument("--python", default=os.environ.get("PYTHON", "python3"),
                    help="Python with pip used to build and download the wheels (default: python3)")
     p.add_argument("--no-plot", action="store_true",
@@ -362,6 +444,8 @@ def parse_args(argv):
                         "for a node that needs the room for more, e.g. NVRTC 12 beside the bundle")
     p.add_argument("--keep-work", action="store_true", help="keep the staging folder and print its path")
     args = p.parse_args(argv)
+    args.arch = ARCHES[args.arch]
+    args.out = args.out or REPO / "dist" / args.arch.archive
     if not args.out.name.endswith(".tar.gz"):
         p.error(f"--out must name a .tar.gz file, got {args.out}")
     args.out = args.out.resolve()
@@ -375,8 +459,10 @@ def build(args, work, epoch):
     stage = work / "stage" / NAME
     root = stage / "root"
     root.mkdir(parents=True)
-    debian_packages = fetch_debs(work, root)
-    wheels = [w for w in fetch_wheels(work, args.python, extras) if dist_name(w) not in LEFT_OUT]
+    arch = args.arch
+    apt = Apt(work / "apt", arch, work)
+    debian_packages = fetch_debs(work, root, arch, apt)
+    wheels = [w for w in fetch_wheels(work, args.python, extras, arch) if dist_name(w) not in LEFT_OUT]
     log(f"unpacking {len(wheels)} wheels into root/usr/lib/python3/dist-packages (left out: {', '.join(LEFT_OUT)})")
     unpack_wheels(wheels, root / "usr/lib/python3/dist-packages")
     shutil.copy2(HERE / "run.sh", stage / "run.sh")
@@ -387,9 +473,9 @@ def build(args, work, epoch):
     for name in DEVICE_TESTS:
         shutil.copy2(REPO / "tests" / name, stage / "tests" / name)
     shutil.copy2(REPO / "pyproject.toml", stage / "tests" / "pyproject.toml")
-    (stage / MANIFEST).write_text(json.dumps(manifest(epoch, extras, debian_packages, wheels, checksums(stage)),
+    (stage / MANIFEST).write_text(json.dumps(manifest(epoch, extras, debian_packages, wheels, arch, checksums(stage)),
                                              indent=2, sort_keys=True) + "\n")
-    smoke_test(work, root, extras)
+    smoke_test(work, root, extras, arch, apt)
     log(f"writing {args.out}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_archive(stage.parent, args.out, epoch)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # usage: run.sh [--bundle FILE] [--cache DIR] [--cuda-libs DIR]... [COMMAND] [ARGS...]
 #   COMMAND          an xor-gpu command (default: check; with no --device in ARGS, --device cuda)
-#   --bundle FILE    the archive (default: xor_gpu-bundle.tar.gz beside this script)
+#   --bundle FILE    the archive (default, beside this script: xor_gpu-bundle.tar.gz on x86_64,
+#                    xor_gpu-bundle-MACHINE.tar.gz on others, e.g. -aarch64 on Grace Hopper)
 #   --cache DIR      keep the unpacked bundle and the compile caches in DIR, a folder of your own
 #                    (default: ${XDG_CACHE_HOME:-~/.cache}/xor_gpu/bundle)
 #   --cuda-libs DIR  folder of libnvrtc.so.* / libcublas.so.* (repeatable; XOR_GPU_CUDA_LIBS)
@@ -11,7 +12,8 @@
 # Nothing another user could change is run: the archive must match FILE.sha256 (when there), the
 # cache folder be the user's own (xor_gpu/private_folder.py's rule), the unpacked files match
 # MANIFEST.json's checksums, and on every run its manifest and interpreter match.
-# Exit status: xor-gpu's; 2 bad launcher arguments; 3 no g++, or an archive or cache not to be used.
+# Exit status: xor-gpu's; 2 bad launcher arguments; 3 a bundle for another machine, no g++ for
+# this machine, or an archive or cache not to be used.
 set -euo pipefail
 die() { printf 'run.sh: error: %s\n' "$2" >&2; exit "$1"; }
 trust() {  # the state folder $1 (a real path): the user's own, in folders no other user can change
@@ -33,17 +35,19 @@ sums() {  # MANIFEST.json's checksums of the files in $1, as sha256sum -c reads 
     sed -n '/^  "files": {$/,/^  }/s|^    "\(.*\)": "\([0-9a-f]\{64\}\)",\{0,1\}$|\2  \1|p' \
         "$1/MANIFEST.json"
 }
+manifest() {  # the archive's MANIFEST.json, read up to it only (in place: the one here)
+    if [[ -z $archive ]]; then cat "$key"; else
+        tar -xzOf "$archive" --occurrence=1 xor_gpu-bundle/MANIFEST.json; fi; }
 same() {  # every run (about 30 ms): the manifest is the archive's, the interpreter the manifest's
-    [[ -z $archive ]] || tar -xzOf "$archive" --occurrence=1 xor_gpu-bundle/MANIFEST.json \
-        | cmp -s - "$bundle/MANIFEST.json" || return 1
+    [[ -z $archive ]] || manifest | cmp -s - "$bundle/MANIFEST.json" || return 1
     local want have
     want=$(grep -m1 -F '    "root/usr/bin/python3.11": "' "$bundle/MANIFEST.json") || return 1
     have=$(sha256sum <"$python") && [[ $want == *": \"${have%% *}\""* ]]
 }
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) archive="" cache="" cuda=()
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) archive="" cache="" cuda=() machine=$(uname -m)
 while [[ $# -gt 0 ]]; do
     case $1 in
-        -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
         --bundle | --cache | --cuda-libs) [[ -n ${2:-} ]] || die 2 "$1 needs a value" ;;&
         --bundle) [[ -f $2 ]] || die 2 "--bundle: no such file: $2"; archive=$(realpath "$2") ;;
         --cache) cache=$2 ;;
@@ -55,11 +59,16 @@ while [[ $# -gt 0 ]]; do
 done
 bundle=$here key=$here/MANIFEST.json  # in place, unless an archive is given or none is here
 if [[ -n $archive || ! -x $here/root/usr/bin/python3.11 ]]; then
-    archive=${archive:-$here/xor_gpu-bundle.tar.gz} key=$archive
+    [[ $machine == x86_64 ]] && name=xor_gpu-bundle || name=xor_gpu-bundle-$machine
+    archive=${archive:-$here/$name.tar.gz} key=$archive
     [[ -f $archive ]] || die 2 "no bundle: $archive not found (give it with --bundle FILE)"
 fi
-command -v g++ >/dev/null \
+# The machine the bundle is for, before anything is unpacked (a manifest naming none: x86_64).
+made=$({ manifest | grep -o '"machine": "[^"]*"' | cut -d'"' -f4; } 2>/dev/null) || :
+[[ ${made:=x86_64} == "$machine" ]] || die 3 "this bundle is for $made machines, not $machine"
+target=$(g++ -dumpmachine 2>/dev/null) \
     || die 3 "g++ not found on PATH: Theano compiles its ops with it (install g++ or load a module)"
+[[ $target == "$machine"-* ]] || die 3 "g++ on PATH compiles for $target, not for this $machine"
 digest=$(sha256sum <"$key") && digest=${digest%% *}
 if [[ -n $archive && -f $archive.sha256 ]]; then
     read -r want _ <"$archive.sha256" || :

@@ -1,12 +1,16 @@
 """The offline bundle as the bundle and slurm envs use it: built once per test session with
 bundle/build.py, as CI builds it, or taken from XOR_GPU_BUNDLE (a prebuilt archive).
 
-The build needs apt-get download (Debian bookworm, root or fresh package lists) and PyPI.
+The build needs Debian bookworm's apt (no root: it keeps a package state of its own) and PyPI.
 """
+import contextlib
 import os
 import pathlib
+import re
+import runpy
 import subprocess
 import sys
+from unittest import mock
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BUILD = REPO / "bundle" / "build.py"
@@ -45,3 +49,13 @@ def runner_beside(archive):
     source tree's (a prebuilt archive given alone)."""
     built = archive.with_name("xor_gpu-bundle-run.sh")
     return built if built.exists() else RUN
+
+
+def setup_py_pins(extras):
+    """{name: version} of what setup.py pins, with the given extras, read from setup.py itself
+    (names normalised: lower case, runs of - _ . as one _)."""
+    with contextlib.chdir(REPO), mock.patch("setuptools.setup") as setup:
+        runpy.run_path(str(REPO / "setup.py"))
+    kwargs = setup.call_args.kwargs
+    reqs = kwargs["install_requires"] + [r for e in extras for r in kwargs["extras_require"][e]]
+    return {re.sub(r"[-_.]+", "_", name).lower(): version for name, version in (r.split("==") for r in reqs)}

@@ -4,7 +4,7 @@ Every ```sh / ```bash / ```console block of README.md, docs/*.md and benchmarks/
 carries a marker on the line directly above its fence, saying which tox env's tests run it
 verbatim, or why none can here:
 
-    <!-- doc-test: ENV -->             ENV: cpu, opencl, gpu, docker, bundle, slurm, pytensor, bench
+    <!-- doc-test: ENV -->             ENV: cpu, opencl, gpu, docker, bundle, slurm, pytensor, bench, arm64
     <!-- doc-test: needs-gpu -->       needs an NVIDIA GPU
     <!-- doc-test: needs-cluster -->   needs a cluster
 
@@ -25,7 +25,7 @@ from sybil import Document
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-ENVS = ("cpu", "opencl", "gpu", "docker", "bundle", "slurm", "pytensor", "bench")
+ENVS = ("cpu", "opencl", "gpu", "docker", "bundle", "slurm", "pytensor", "bench", "arm64")
 NOT_HERE = ("needs-gpu", "needs-cluster")
 LANGUAGES = "sh|bash|shell|console"
 MARKER = re.compile(r"^<!--\s*doc-test:\s*(\S+)\s*-->\s*$")

@@ -3,6 +3,7 @@ runs, then edited copies of them for every kind of bad input."""
 import json
 import os
 import pathlib
+import platform
 import socket
 
 import pytest
@@ -63,7 +64,7 @@ def test_a_live_seed_run_matches_the_committed_reference(reports):
     assert diff.max_abs_prediction_diff <= compare.DEFAULT_ATOL
     print(f"live cpu run vs committed reference: {diff}")
     # With the pinned OpenBLAS kernels (every x86-64 CPU with AVX2 and FMA): the same bits.
-    if seed["blas"]["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}:
+    if seed["blas"]["kernels"] == {"family": host.OPENBLAS_KERNELS["x86_64"][0], "chosen_by": "xor_gpu"}:
         assert diff.bitwise_equal, (seed["blas"], seed["weights_sha256"])
 
 
@@ -150,11 +151,58 @@ def test_the_committed_reference_is_the_seed_config_made_in_the_image():
     assert run.label == "builtin" and ref.schema == "xor_gpu.train/1" and run.converged is True
     assert ref.config_mismatch(TrainConfig().to_dict()) is None  # float32, 3 hidden, lr 0.01, 60,000 steps, seed 1234
     assert ref.device.active == "cpu" and ref.versions["theano"] == "1.0.5"
-    assert ref.blas["kernels"] == {"family": host.OPENBLAS_KERNELS[0], "chosen_by": "xor_gpu"}
+    assert ref.blas["kernels"] == {"family": host.OPENBLAS_KERNELS["x86_64"][0], "chosen_by": "xor_gpu"}
     assert ref.origin["package"]["kind"] == "image" and ref.origin["package"]["name"] == "xor-gpu:cpu"
     weights = [np.asarray(ref.final_weights[k], dtype=np.float32) for k in ("W1", "W2")]
     assert weights_digest(weights) == ref.weights_sha256
     assert len(ref.loss_history.values) == 500
+
+
+def test_the_committed_aarch64_reference_is_the_seed_config_made_in_the_arm64_bundle():
+    import numpy as np
+
+    from xor_gpu.config import TrainConfig
+    from xor_gpu.train import weights_digest
+
+    run = compare.reference_of("builtin", "aarch64")
+    ref = run.report
+    assert run.label == "builtin" and run.converged is True and run.machine() == "aarch64"
+    assert ref.config_mismatch(TrainConfig().to_dict()) is None and ref.device.active == "cpu"
+    assert ref.blas["kernels"] == {"family": host.OPENBLAS_KERNELS["aarch64"][0], "chosen_by": "xor_gpu"}
+    assert ref.origin["package"]["kind"] == "bundle"
+    weights = [np.asarray(ref.final_weights[k], dtype=np.float32) for k in ("W1", "W2")]
+    assert weights_digest(weights) == ref.weights_sha256
+
+
+def _on(machine, report, folder, name):
+    """A copy of `report` whose origin says it was made on `machine`."""
+    data = json.loads(json.dumps(report))
+    words = data["origin"]["os"].split("-")
+    words[words.index("with") - 1] = machine
+    data["origin"]["os"] = "-".join(words)
+    return _write(folder, name, data)
+
+
+def test_builtin_is_the_reference_of_the_architecture_the_runs_were_made_on(reports, tmp_path):
+    """compare: the architecture every run names; runs of two architectures, or of one without a
+    reference, are held against the x86-64 one. check: this machine's."""
+    *_, seed = reports
+    x86, arm = (compare.reference_of("builtin", m).report for m in ("x86_64", "aarch64"))
+    assert x86.origin != arm.origin
+    arm_run, x86_run, other = (_on(m, seed, tmp_path, f"{m}.json") for m in ("aarch64", "x86_64", "riscv64"))
+    assert compare.compare([str(arm_run)], "builtin").reference.report.origin == arm.origin
+    for paths in ([arm_run, x86_run], [x86_run], [other]):
+        assert compare.compare([str(p) for p in paths], "builtin").reference.report.origin == x86.origin
+    assert compare.builtin_reference_path() == compare.builtin_reference_path(platform.machine())
+
+
+def test_check_holds_this_machines_runs_against_its_architectures_reference(monkeypatch):
+    from xor_gpu import check
+    from xor_gpu.config import TrainConfig
+
+    monkeypatch.setattr(compare.platform, "machine", lambda: "aarch64")
+    ref, applies = check.load_reference(TrainConfig(), compare.BUILTIN)
+    assert applies and ref.report.origin == compare.reference_of("builtin", "aarch64").report.origin
 
 
 # Where no CUDA GPU is, cuda is the unusable device of the contract; elsewhere an OpenCL

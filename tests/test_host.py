@@ -21,7 +21,15 @@ def test_cpu_name_is_the_model_name_of_proc_cpuinfo():
 def test_portable_flags_never_ask_for_the_building_cpu():
     flags = host.portable_cxxflags()
     assert "native" not in flags
-    assert flags == {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-march=armv8-a"}.get(platform.machine(), "")
+    assert flags == {"x86_64": "-march=x86-64 -mtune=generic",
+                     "aarch64": "-march=armv8-a -ffp-contract=off"}.get(platform.machine(), "")
+
+
+def test_no_architecture_lets_the_compiler_fuse_multiply_adds():
+    """x86-64's baseline has no FMA instruction; where every CPU has one, contraction is off,
+    so that compiled modules compute as written on every node, whatever its g++."""
+    for machine, flags in host.PORTABLE_CXXFLAGS.items():
+        assert machine == "x86_64" or "-ffp-contract=off" in flags.split(), (machine, flags)
 
 
 def test_empty_ldflags_mean_numpys_c_api():
@@ -81,20 +89,29 @@ def test_without_openblas_the_installed_blas_is_numpys_c_api(monkeypatch):
 
 # --- OpenBLAS's kernels ---------------------------------------------------------------------
 
-FAMILY, NEEDS = host.OPENBLAS_KERNELS
+FAMILY, NEEDS = host.OPENBLAS_KERNELS.get(platform.machine(), (None, ()))
 
 
 def test_the_package_chooses_its_kernels_where_the_cpu_has_their_instructions(monkeypatch):
     monkeypatch.setattr(host.platform, "machine", lambda: "x86_64")
-    assert host.openblas_kernels({}, {"sse2", *NEEDS}) == {"family": FAMILY, "chosen_by": "xor_gpu"}
+    family, needs = host.OPENBLAS_KERNELS["x86_64"]
+    assert host.openblas_kernels({}, {"sse2", *needs}) == {"family": family, "chosen_by": "xor_gpu"}
     # A CPU without them: OpenBLAS's own detection, saying why (never kernels the CPU lacks).
     lacking = host.openblas_kernels({}, {"sse2", "avx"})
-    assert lacking["family"] is None and lacking["chosen_by"] == f"OpenBLAS (this CPU lacks {' and '.join(NEEDS)})"
+    assert lacking["family"] is None and lacking["chosen_by"] == f"OpenBLAS (this CPU lacks {' and '.join(needs)})"
     # The user's own variable wins, whatever the CPU.
     assert host.openblas_kernels({"OPENBLAS_CORETYPE": "Nehalem"}, set()) == {
         "family": "Nehalem", "chosen_by": "OPENBLAS_CORETYPE"}
+
+
+def test_aarch64_pins_plain_neon_kernels_on_every_cpu(monkeypatch):
+    """armv8 needs nothing beyond what every arm64 CPU has: no flags are read (under emulation
+    /proc/cpuinfo is the host's)."""
     monkeypatch.setattr(host.platform, "machine", lambda: "aarch64")
-    assert host.openblas_kernels({}, set())["family"] is None
+    monkeypatch.setattr(host, "cpu_flags", lambda: pytest.fail("read the CPU flags"))
+    assert host.openblas_kernels({}) == {"family": "armv8", "chosen_by": "xor_gpu"}
+    monkeypatch.setattr(host.platform, "machine", lambda: "riscv64")
+    assert host.openblas_kernels({}) == {"family": None, "chosen_by": "OpenBLAS (none pinned for riscv64)"}
 
 
 def _loaded_kernels(env_extra):

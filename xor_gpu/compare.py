@@ -5,9 +5,13 @@ tasks) are read, every training run in them is compared with the reference run (
 committed one with `--reference builtin`, a report file, or else the first run given), and
 every report is also a node of the fleet: a check whose device was unusable, whose steps
 failed or that was interrupted is a row of its own, not bad input.
+
+The committed reference is one per architecture (docs/reference.md): `builtin` is the one of
+the architecture the runs were made on (check: this machine's).
 """
 import importlib.resources
 import os
+import platform
 
 from xor_gpu import files, pipeline, plots, render
 from xor_gpu.errors import ConfigError
@@ -16,19 +20,32 @@ from xor_gpu.results.runs import DEFAULT_ATOL, DEFAULT_RTOL, Tolerances, TrainRu
 from xor_gpu.results.schemas import load
 
 BUILTIN = "builtin"  # --reference builtin: the committed reference shipped with the package
-__all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "BUILTIN", "builtin_reference_path", "reference_of", "compare", "main"]
+# The committed references: the seed config on the CPU, float32, made in the pinned image
+# (x86-64) and in the arm64 offline bundle (aarch64), each with the package's OpenBLAS kernels
+# of its architecture. A run of a machine with none is held against the first.
+REFERENCES = {"x86_64": "seed-cpu-float32.json", "aarch64": "seed-cpu-float32-aarch64.json"}
+__all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "BUILTIN", "REFERENCES", "builtin_reference_path", "reference_of",
+           "compare", "main"]
 
 
-def builtin_reference_path():
-    """The committed reference: the seed config on the CPU, float32, made in the pinned image."""
-    return str(importlib.resources.files("xor_gpu") / "reference" / "seed-cpu-float32.json")
+def builtin_reference_path(machine=None):
+    """The committed reference of `machine` (`uname -m`; default: this machine's)."""
+    name = REFERENCES.get(machine or platform.machine(), next(iter(REFERENCES.values())))
+    return str(importlib.resources.files("xor_gpu") / "reference" / name)
 
 
-def reference_of(reference):
-    """The TrainRun of --reference: `builtin` (labelled so) or a report file holding one run."""
+def reference_of(reference, machine=None):
+    """The TrainRun of --reference: `builtin` (labelled so; the reference of `machine`, default
+    this one's) or a report file holding one run."""
     if reference == BUILTIN:
-        return TrainRun(BUILTIN, reference_run(builtin_reference_path(), BUILTIN).report)
+        return TrainRun(BUILTIN, reference_run(builtin_reference_path(machine), BUILTIN).report)
     return reference_run(reference)
+
+
+def machine_of(runs):
+    """The architecture every one of `runs` was made on, or None (several, or not known)."""
+    machines = {run.machine() for run in runs}
+    return machines.pop() if len(machines) == 1 else None
 
 
 def compare(paths, reference=None, tolerances=Tolerances()):
@@ -40,7 +57,7 @@ def compare(paths, reference=None, tolerances=Tolerances()):
     nodes = [node for node, _ in reports]
     runs = [run for _, held in reports for run in held]
     if reference is not None:
-        ref = reference_of(reference)
+        ref = reference_of(reference, machine_of(runs) or next(iter(REFERENCES)))
     elif len(runs) == 1:
         raise ConfigError("one run and no reference: give --reference FILE (or builtin) or more reports")
     else:  # the first run given, or none when no report holds a run (every node then fails)

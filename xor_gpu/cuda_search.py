@@ -9,15 +9,20 @@ import ctypes
 import dataclasses
 import glob
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
 from collections import namedtuple
 
+# Per architecture (`uname -m`): how `ldconfig -p` tags its libraries, and a CUDA toolkit's
+# folder of them (aarch64 servers, Grace Hopper included, are CUDA's "sbsa" target).
+LDCONFIG_ABI = {"x86_64": "x86-64", "aarch64": "AArch64"}
+TOOLKIT_TARGET = {"x86_64": "x86_64-linux", "aarch64": "sbsa-linux"}
 # Where drivers live when the loader is not told about them (containers, WSL).
 DRIVER_FOLDERS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib64",
-                  "/usr/lib/x86_64-linux-gnu", "/usr/lib/wsl/lib")
+                  f"/usr/lib/{platform.machine()}-linux-gnu", "/usr/lib/wsl/lib")
 OTHER_PYTHON_TIMEOUT = 30
 # Run by the python3 on PATH (PyTorch's, say): its nvidia/ wheel roots, without importing torch.
 NVIDIA_ROOTS = """
@@ -63,7 +68,8 @@ def _run_ldconfig():
         out = subprocess.run([exe, "-p"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return re.findall(r"^\s*(\S+) \([^)]*x86-64[^)]*\) => (\S+)$", out, re.M)
+    abi = re.escape(LDCONFIG_ABI.get(platform.machine(), platform.machine()))
+    return re.findall(rf"^\s*(\S+) \([^)]*{abi}[^)]*\) => (\S+)$", out, re.M)
 
 
 def path_list(value):
@@ -89,7 +95,8 @@ def _local_toolkits(host):
 
 
 def _toolkit_libs(roots):
-    return [os.path.join(r, sub) for r in roots for sub in ("lib64", os.path.join("targets", "x86_64-linux", "lib"))]
+    target = TOOLKIT_TARGET.get(platform.machine(), f"{platform.machine()}-linux")
+    return [os.path.join(r, sub) for r in roots for sub in ("lib64", os.path.join("targets", target, "lib"))]
 
 
 def _wheel_libs(nvidia_roots):

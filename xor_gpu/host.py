@@ -8,8 +8,13 @@ import os
 import platform
 
 # Portable code generation: the same float results and the same compile-cache keys on any
-# CPU of the family. Theano otherwise expands -march=native into the cache key.
-PORTABLE_CXXFLAGS = {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-march=armv8-a"}
+# CPU of the family. Theano otherwise expands -march=native into the cache key. x86-64's
+# baseline has no fused multiply-add, so g++ cannot contract a*b+c there; every aarch64 CPU
+# has one, and g++ contracts by default (-ffp-contract=fast), each version where it sees fit:
+# off, the compiled modules compute exactly as written, as on x86-64, whatever the node's g++
+# (measured: g++ 12 contracted nothing in this network's modules, so the weights are the same
+# with and without; the flag makes that hold for any graph and compiler).
+PORTABLE_CXXFLAGS = {"x86_64": "-march=x86-64 -mtune=generic", "aarch64": "-march=armv8-a -ffp-contract=off"}
 
 # Debian's OpenBLAS, linked into the compiled modules by its soname: the runtime package
 # (libopenblas0-pthread, or any other libopenblas0-*) is enough, the -dev one is not needed.
@@ -29,7 +34,16 @@ NUMPY_BLAS = "numpy C-API"
 # 346k, 341k), Core2 and Prescott 30% slower on the Xeon; with 1,024 hidden units Haswell trains
 # 45k steps/s, Nehalem 38k, Sandybridge 18k. SkylakeX (+14%) needs AVX-512, which many servers
 # lack. A user's own OPENBLAS_CORETYPE wins; the report says who chose.
-OPENBLAS_KERNELS = ("Haswell", ("avx2", "fma"))
+# On aarch64 0.3.21 picks by the core's part number: Neoverse N1 neoversen1, V1 neoversev1 and
+# N2 neoversen2 (SVE kernels, whose vectors are 128 to 512 bits wide by core), and for any core
+# it does not know its generic armv8 kernels: Neoverse V2 (Grace) is one (Debian's build
+# compares the part with those of A53, A55, A57, A72, A73, N1, V1 and N2 only). The package pins
+# armv8: plain ARMv8 NEON, which every CPU Debian's arm64 runs on has (nothing to check for),
+# and what a GH200 node runs anyway. Measured under emulation (qemu-user 7.2): armv8,
+# neoversen1, cortexa57, thunderx2t99, neoversev1 and neoversen2 (SVE, at qemu's 512 bits) end
+# the seed config with the same weights, and those of the x86-64 Haswell kernels (579489d6...):
+# both fuse each multiply-add of these small products in the same order. Speed: bench.py.
+OPENBLAS_KERNELS = {"x86_64": ("Haswell", ("avx2", "fma")), "aarch64": ("armv8", ())}
 CORETYPE = "OPENBLAS_CORETYPE"
 
 
@@ -100,15 +114,16 @@ def cpu_flags():
 
 def openblas_kernels(environ=None, flags=None):
     """{"family", "chosen_by"}: the OpenBLAS kernels a run asks for, and who chose them:
-    the user (their OPENBLAS_CORETYPE), xor_gpu (OPENBLAS_KERNELS, where the CPU has its
-    instructions), or OpenBLAS itself (family None: the CPU lacks them, or it is not x86-64)."""
+    the user (their OPENBLAS_CORETYPE), xor_gpu (OPENBLAS_KERNELS of this architecture, where
+    the CPU has its instructions), or OpenBLAS itself (family None: the CPU lacks them, or the
+    package pins none for this architecture)."""
     environ = os.environ if environ is None else environ
     if environ.get(CORETYPE):
         return {"family": environ[CORETYPE], "chosen_by": CORETYPE}
-    family, needs = OPENBLAS_KERNELS
-    flags = cpu_flags() if flags is None else flags
-    if platform.machine() != "x86_64":
-        return {"family": None, "chosen_by": f"OpenBLAS (not x86-64: {platform.machine()})"}
+    if platform.machine() not in OPENBLAS_KERNELS:
+        return {"family": None, "chosen_by": f"OpenBLAS (none pinned for {platform.machine()})"}
+    family, needs = OPENBLAS_KERNELS[platform.machine()]
+    flags = cpu_flags() if needs and flags is None else flags
     missing = [f for f in needs if f not in flags]
     if missing:
         return {"family": None, "chosen_by": f"OpenBLAS (this CPU lacks {' and '.join(missing)})"}

@@ -67,13 +67,15 @@ def reexec_for_engine(argv, engine):
 # The caller's variables a bundle run keeps: PATH (g++ from a compiler module, a python3 that
 # holds NVIDIA wheels), the GPU selection and OpenCL setup of a node, the thread counts and
 # OpenBLAS kernels a scheduler or user sets, the job's identity (every SLURM_* variable: the
-# summary names the job), and the package's own switches. Its Python variables, THEANO_FLAGS
-# and XOR_GPU_COMPILEDIR do not pass.
+# summary names the job), qemu-user's settings (QEMU_*: a bundle of another architecture run
+# under emulation, e.g. an aarch64 one tried on x86-64, keeps its system root and CPU model),
+# and the package's own switches. Its Python variables, THEANO_FLAGS and XOR_GPU_COMPILEDIR do
+# not pass.
 BUNDLE_PASSES = ("HOME", "PATH", "USER", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
                  "NVIDIA_VISIBLE_DEVICES", "CUDA_HOME", "CUDA_PATH", "OCL_ICD_VENDORS", "OCL_ICD_FILENAMES",
                  "POCL_DEVICES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
                  "XOR_GPU_DEBUG", "XOR_GPU_REQUIRE_GPU", "XOR_GPU_PYTENSOR_PYTHON")
-BUNDLE_PASS_PREFIXES = ("SLURM_",)
+BUNDLE_PASS_PREFIXES = ("SLURM_", "QEMU_")
 BUNDLE_COMMAND = ("check", "--device", "cuda")  # what a GPU node runs when given no command
 BUNDLE_TESTS = "tests"  # the package's device tests, beside root/ (bundle/build.py puts them there)
 STATE_FOLDERS = ("cache", "mpl", "nv", "pocl", "theano")  # every file a run writes goes under --cache

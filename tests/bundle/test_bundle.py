@@ -3,7 +3,7 @@ a fresh clone), then run for real from an empty
 folder on OpenCL (PoCL on the CPU) through `xor-gpu check`, with the host's Python hidden
 and poisoned.
 
-The build needs apt-get download (Debian bookworm, root or fresh package lists) and PyPI;
+The build needs Debian bookworm's apt (no root: it keeps a package state of its own) and PyPI;
 XOR_GPU_BUNDLE=path/to/xor_gpu-bundle.tar.gz uses a prebuilt archive instead. The dry run
 needs g++ and an OpenCL ICD for platform 0 (pocl-opencl-icd), as the opencl env does.
 """
@@ -14,18 +14,16 @@ import json
 import os
 import pathlib
 import re
-import runpy
 import shutil
 import stat
 import subprocess
 import sys
 import tarfile
 import time
-from unittest import mock
 
 import pytest
 
-from bundlelib import BUILD, RUN, prebuilt, runner_beside, tail
+from bundlelib import BUILD, RUN, prebuilt, runner_beside, setup_py_pins, tail
 from xorlib import PLANTED, common_folder
 from docblocks import block, explain, repo_copy, run_block
 from xor_gpu.launch import STATE_FOLDERS
@@ -34,7 +32,9 @@ pytestmark = pytest.mark.bundle
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MAX_BYTES = 62 * 2**20  # a size a cluster's home quota and a copy to each node handle easily
-# The launcher finds a Python, checks what it would run, and execs: the logic lives in xor_gpu/launch.py.
+# The launcher finds a Python, checks what it would run (the bundle's and g++'s architecture
+# too, which must come before the bundle's Python can run), and execs: the logic lives in
+# xor_gpu/launch.py.
 MAX_LAUNCHER_LINES = 100
 DEVICE = "opencl0:0"
 STEPS = 40000  # converges (the seed config's loss passes 0.25 near step 30,000)
@@ -101,7 +101,8 @@ def test_launcher_says_when_g_plus_plus_is_missing(tmp_path):
     bin_dir.mkdir()
     shutil.copy(RUN, dist / "xor_gpu-bundle-run.sh")
     (dist / "xor_gpu-bundle.tar.gz").write_bytes(b"not unpacked")
-    os.symlink(shutil.which("dirname"), bin_dir / "dirname")  # the only tool on PATH
+    for tool in ("dirname", "uname"):  # the only tools on PATH
+        os.symlink(shutil.which(tool), bin_dir / tool)
     proc = _run_launcher(dist / "xor_gpu-bundle-run.sh", [], tmp_path, path=str(bin_dir))
     assert proc.returncode == 3, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and "g++ not found on PATH" in proc.stderr, proc.stderr
@@ -109,7 +110,8 @@ def test_launcher_says_when_g_plus_plus_is_missing(tmp_path):
 
 def test_build_refuses_bad_options_with_one_line(tmp_path):
     for args, message in ((["--frobnicate"], "unrecognized arguments"),
-                          (["--out", str(tmp_path / "bundle.zip")], "--out must name a .tar.gz file")):
+                          (["--out", str(tmp_path / "bundle.zip")], "--out must name a .tar.gz file"),
+                          (["--arch", "i386"], "argument --arch: invalid choice: 'i386'")):
         proc = subprocess.run([sys.executable, str(BUILD), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == []
@@ -155,16 +157,6 @@ def manifest(archive):
         return json.load(tar.extractfile("xor_gpu-bundle/MANIFEST.json"))
 
 
-def _setup_py_pins(extras, monkeypatch):
-    """{name: version} of what setup.py pins, with the given extras, read from setup.py itself."""
-    monkeypatch.chdir(REPO)
-    with mock.patch("setuptools.setup") as setup:
-        runpy.run_path(str(REPO / "setup.py"))
-    kwargs = setup.call_args.kwargs
-    reqs = kwargs["install_requires"] + [r for e in extras for r in kwargs["extras_require"][e]]
-    return {re.sub(r"[-_.]+", "_", name).lower(): version for name, version in (r.split("==") for r in reqs)}
-
-
 def test_archive_is_one_small_self_contained_tree(archive, members):
     size = archive.stat().st_size
     assert 0 < size <= MAX_BYTES, f"{size / 2**20:.1f} MiB"
@@ -204,19 +196,20 @@ def test_manifest_holds_the_checksum_of_every_file(archive, members, manifest):
                 assert manifest["files"][name] == hashlib.sha256(tar.extractfile(member).read()).hexdigest(), name
 
 
-def test_archive_carries_exactly_the_pins_of_setup_py(manifest, monkeypatch):
+def test_archive_carries_exactly_the_pins_of_setup_py(manifest):
     """The wheels are setup.py's pins for xor_gpu[gpu,plot], less what is left out; NVIDIA's
     libraries (the cuda extra) come from the node."""
     assert manifest["extras"] == ["gpu", "plot"] and set(manifest["left_out"]) == LEFT_OUT
+    assert (manifest["architecture"], manifest["machine"]) == ("amd64", "x86_64")  # build.py's default
     wheels = {re.sub(r"[-_.]+", "_", w.split("-")[0]).lower(): w.split("-")[1] for w in manifest["wheels"]}
-    pins = _setup_py_pins(manifest["extras"], monkeypatch)
+    pins = setup_py_pins(manifest["extras"])
     for name, version in pins.items():
         if name in LEFT_OUT:
             assert name not in wheels
         else:
             assert wheels.get(name) == version, (name, version, wheels.get(name))
     # pytest for `run.sh test`, at setup.py's pin of the test extra; not the extractor of the documents.
-    assert wheels["pytest"] == _setup_py_pins(["test"], monkeypatch)["pytest"] and "sybil" not in wheels
+    assert wheels["pytest"] == setup_py_pins(["test"])["pytest"] and "sybil" not in wheels
     assert {"python3.11-minimal", "libpython3.11-dev", "python3-pygpu", "libgpuarray3"} <= set(manifest["debian_packages"])
 
 

@@ -86,6 +86,11 @@ class TrainRun:
     def converged(self):
         return self.report.converged
 
+    def machine(self):
+        """The architecture it ran on (`uname -m`, as its origin's os names it), or None."""
+        words = (self.report.origin or {}).get("os", "").split("-")
+        return words[words.index("with") - 1] if "with" in words[1:] else None
+
     def where(self):
         """Short text: host, then the image or bundle it ran in, or the versions of a plain install."""
         origin = self.report.origin or {}
