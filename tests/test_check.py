@@ -13,7 +13,7 @@ import time
 import pytest
 
 from xorlib import one_line_error, run_cli, without_cuda_gpu
-from xor_gpu import check, child, compare, devices
+from xor_gpu import check, child, compare, compile_lock, devices
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed
 
@@ -236,6 +236,27 @@ def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path,
     assert summary["node"] == socket.gethostname() == summary["origin"]["host"]
     assert not any(os.path.exists(f"/proc/{c}") for c in children), "a training child outlived the check"
     assert "RESULT: INTERRUPTED" in (out / "check.log").read_text()
+
+
+def test_sigterm_while_a_training_compiles_lets_its_compile_lock_go(tmp_path, start_check, monkeypatch):
+    """Slurm's time limit (SIGTERM to every process of the job) while the training child holds
+    the compile lock of a cold cache: the check is INTERRUPTED and the lock is gone, so that
+    the tasks sharing the cache go on at once."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    monkeypatch.setenv("XOR_GPU_COMPILEDIR", str(cache))
+    proc = start_check(out)
+    _wait_for(proc, "training the seed config")
+    (child_pid,) = _children(proc.pid)
+    lock = compile_lock.lock_file(str(cache))
+    deadline = time.monotonic() + 120
+    while not compile_lock.read(lock).startswith(f"{child_pid}_") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert compile_lock.read(lock).startswith(f"{child_pid}_"), "the training never held the compile lock"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert _summary(out)["status"] == "interrupted" and _summary(out)["interrupted_by"] == "SIGTERM"
+    assert not os.path.exists(os.path.dirname(lock)), compile_lock.read(lock)
 
 
 def test_sigkill_leaves_the_previous_summary_intact(tmp_path, start_check):

@@ -29,6 +29,7 @@ still sees every lock, and keeps seeing a held one change):
 Each takeover, and a wait longer than WAIT_NOTE s, is one line on stderr, passed to the `note`
 that install() was given (the compile cache's record of the run).
 """
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -154,14 +155,15 @@ def acquire(lock_dir):
         if Owner.of(text).is_me():
             return False
         wait.look(text)
+    STATE.held = path  # from here on, an exit lets it go, whatever interrupts this (let_go_at_exit)
     STATE.waited += wait.seconds()
     head, tail = f"{os.getpid()}_", f"_{socket.gethostname()}\n{BEATS}\n"
     try:
         _write(path, f"{head}{random.randrange(10 ** 10):010d}{tail}")
     except OSError as exc:  # e.g. a full disk: leave no lock without an owner behind
+        STATE.held = None
         shutil.rmtree(lock_dir, ignore_errors=True)
         _failed(lock_dir, exc)
-    STATE.held = path
     _heartbeat({"hold": path, "every": HEARTBEAT, "owner": head, "text": [head, tail], "spare": _spare_name()})
     return True
 
@@ -169,7 +171,9 @@ def acquire(lock_dir):
 def release(path, force=False):
     """Remove the lock file at `path` and its folder, if this process holds it (or `force`);
     its heartbeat stops first, so that it never writes a lock another process took since."""
-    if not force and not Owner.of(read(path)).is_me():
+    owner = Owner.of(read(path))
+    # Ours: it names this process, or this process made the folder and had not named itself yet.
+    if not (force or owner.is_me() or (STATE.held == path and owner.pid is None)):
         return
     if STATE.held == path:
         STATE.held = None
@@ -178,6 +182,14 @@ def release(path, force=False):
         os.remove(path)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(path))
+
+
+@atexit.register
+def let_go_at_exit():
+    """A lock this process still holds as it ends (an exception between taking the lock and
+    Theano counting it) is let go: a signal that ends a run must not leave it to a timeout."""
+    if STATE.held:
+        release(STATE.held)
 
 
 class _Wait:

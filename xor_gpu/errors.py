@@ -45,6 +45,9 @@ class Interrupted(XorGpuError):
         self.exit_status = 128 + signum
         super().__init__(f"interrupted by {self.signal_name}")
 
+    def __str__(self):  # the same, also after a library that caught it added to its args (Theano does)
+        return f"interrupted by {self.signal_name}"
+
 
 class TimedOut(CheckFailed):
     """A child run did not finish in the time given to it."""
