@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from xorlib import one_line_error, run_cli, without_cuda_gpu
+from xorlib import on_a_cpu_lacking, one_line_error, run_cli, without_cuda_gpu
 from xor_gpu import check, child, compare, compile_lock, devices
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed
@@ -95,6 +95,32 @@ def test_cuda_without_a_gpu_exits_3_naming_the_cause(tmp_path):
     assert summary["status"] == "unusable" and summary["failed_step"] == "doctor"
     assert summary["reason"] == last.removeprefix("xor-gpu: error: ")
     assert "cuda" in summary and "Traceback" not in proc.stderr
+
+
+def test_a_kernel_family_the_cpu_lacks_makes_the_node_unusable_saying_why(tmp_path):
+    out = tmp_path / "out"
+    argv = on_a_cpu_lacking("SkylakeX", [sys.executable, "-m", "xor_gpu", "check", "--device", "cpu", "--out", str(out)],
+                            tmp_path)
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": "SkylakeX"})
+    assert proc.returncode == 3, proc.stderr
+    summary = _summary(out)
+    assert summary["status"] == "unusable" and summary["failed_step"] == "doctor"
+    assert summary["reason"].startswith("device cpu is not usable: OPENBLAS_CORETYPE=SkylakeX names OpenBLAS kernels "
+                                        "that need avx512f"), summary["reason"]
+    doctor = json.loads((out / "doctor.json").read_text())
+    assert doctor["blas"]["problem"][0].startswith("OPENBLAS_CORETYPE=SkylakeX") and doctor["blas"]["library"] is None
+
+
+def test_a_gpu_node_that_cannot_run_the_cpu_reference_is_unusable(tmp_path):
+    """The device trains (OpenCL calls no host BLAS), the CPU reference cannot: UNUSABLE at parity."""
+    out = tmp_path / "out"
+    argv = on_a_cpu_lacking("SkylakeX", [sys.executable, "-m", "xor_gpu", "check", "--device", "opencl0:0",
+                                         "--out", str(out)], tmp_path)
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": "SkylakeX"})
+    assert proc.returncode == 3, proc.stderr
+    summary = _summary(out)
+    assert summary["status"] == "unusable" and summary["failed_step"] == "parity"
+    assert summary["reason"].startswith("the CPU reference cannot run here: OPENBLAS_CORETYPE=SkylakeX"), summary
 
 
 def _timeline(summary):

@@ -22,7 +22,7 @@ import time
 
 from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, files, host, origin, parity, pipeline,
                      plots, render)
-from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
+from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError, exit_words
 from xor_gpu.results.check import FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary, Step
 from xor_gpu.results.parity import Failure
 from xor_gpu.results.runs import Difference, Tolerances
@@ -123,7 +123,7 @@ class Check:
         """The ChildRun of `training`, once it has ended."""
         self.doing = step
         run = training.result()
-        self.log(f"{what} on {training.device}: exit {run.exit_status} after {run.seconds:.1f} s", run.stderr)
+        self.log(f"{what} on {training.device}: {exit_words(run.exit_status)} after {run.seconds:.1f} s", run.stderr)
         return run
 
     def train(self, device, what, step):
@@ -198,7 +198,10 @@ class Check:
         result = parity.assess(self.config, [ref, dev], reports, failures, self.tolerances)
         pipeline.write(result, os.path.join(self.out, "parity.json"))
         if failures:
-            return self.step("parity", FAILED, self.clock.lap(since), f"the CPU run failed: {cpu.error}")
+            self.step("parity", FAILED, self.clock.lap(since), f"the CPU run failed: {cpu.error}")
+            if cpu.exit_status == DeviceError.exit_status:  # this node cannot run the reference at all
+                self.failure = DeviceError(f"the CPU reference cannot run here: {cpu.error}")
+            return
         if self.plots:
             parity.plot(os.path.join(self.out, "parity.png"), result)
         diff = result.differences[dev]

@@ -53,5 +53,17 @@ class TimedOut(CheckFailed):
     """A child run did not finish in the time given to it."""
 
 
+def exit_words(status):
+    """How a process ended, in words: "exit 3", or for one a signal ended (a negative status,
+    as subprocess gives it) the signal's name, "killed by SIGILL (Illegal instruction)"."""
+    if status is None or status >= 0:
+        return f"exit {status}"
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        return f"killed by signal {-status}"
+    return f"killed by {name} ({signal.strsignal(-status)})"
+
+
 EXIT_OK = 0
 EXIT_INTERRUPTED = Interrupted(signal.SIGINT).exit_status  # Ctrl-C outside a check
