@@ -297,8 +297,12 @@ def test_sigkill_leaves_the_previous_summary_intact(tmp_path, start_check):
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert (out / "summary.json").read_bytes() == previous
-    assert sorted(os.listdir(out)) == ["doctor.json", "summary.json"]
+    assert sorted(os.listdir(out)) == ["check.log", "doctor.json", "summary.json"]
     json.loads((out / "doctor.json").read_text())
+    # Its log so far, from its first line (what and where it checks) to the training it was in.
+    log = (out / "check.log").read_text().splitlines()
+    assert log[0].endswith(f"xor-gpu check: engine theano, device cpu, node {socket.gethostname()}, results in {out}")
+    assert log[-1].endswith("training the seed config on cpu (100,000,000 steps) ...")
 
 
 SHORT = TrainConfig(steps=2000, lr=0.3)  # converges like the seed config (lr x steps = 600)
