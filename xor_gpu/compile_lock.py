@@ -283,9 +283,13 @@ def _heartbeat(command):
         if heart is None or heart.poll() is not None:
             if not command["hold"]:
                 return  # nothing beats
-            STATE.heart = heart = subprocess.Popen(
-                [sys.executable, "-I", "-S", HEARTBEAT_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, close_fds=True)
+            try:
+                STATE.heart = heart = subprocess.Popen(
+                    [sys.executable, "-I", "-S", HEARTBEAT_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, text=True, close_fds=True)
+            except OSError as exc:
+                raise XorGpuError(f"cannot start the heartbeat of the compile lock ({sys.executable} "
+                                  f"{HEARTBEAT_SCRIPT}: {exc.strerror or exc})") from None
         try:
             heart.stdin.write(json.dumps(command) + "\n")
             heart.stdin.flush()

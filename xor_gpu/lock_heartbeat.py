@@ -13,8 +13,8 @@ answering each with "ok" once it is in effect:
   {"hold": null}
       stop beating (answered before the parent removes the lock)
 
-It ends when stdin closes, i.e. when its parent ends, however it ended: a lock whose owner
-was killed stops beating at once.
+It ends when stdin closes or it is given another parent, i.e. when its parent ends, however
+it ended: a lock whose owner was killed stops beating at once.
 """
 import json
 import os
@@ -44,8 +44,8 @@ def beat(hold):
 def main():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's, which frees the lock then
     commands, replies = sys.stdin.buffer.raw, sys.stdout
-    hold, due = None, None
-    while True:
+    hold, due, parent = None, None, os.getppid()
+    while os.getppid() == parent:  # else the parent has ended (and its lock must go stale)
         wait = None if hold is None else max(0.0, due - time.monotonic())
         if select.select([commands], [], [], wait)[0]:
             line = commands.readline()

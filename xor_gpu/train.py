@@ -100,9 +100,9 @@ def run_seeds(config, seeds, progress=None):
     runtime = engines.get(config.engine).start(config.device, config.floatx)
     modules_before = runtime.compiled_modules()
     start = time.perf_counter()
-    model = XorModel(runtime.module, config, runtime.mode)
     loop = engines.get(config.engine).loop
-    with runtime.compiling():
+    with runtime.compiling():  # the model's predict() and the steps' functions, in one go
+        model = XorModel(runtime.module, config, runtime.mode)
         calls = [(model.steps_function(k, stride, loop), k, n, stride)
                  for k, n, stride in plan(config.steps, config.steps_per_call, loop)]
     compile_seconds = time.perf_counter() - start
