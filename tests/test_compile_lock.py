@@ -157,6 +157,7 @@ def test_trainings_started_together_on_an_empty_cache_compile_each_module_once(t
     compilation; the others wait, then find every module made. All end bitwise equal."""
     alone, shared = tmp_path / "alone", tmp_path / "shared"
     runs = [_train(alone, tmp_path / "alone.json")]
+    assert runs[0]["compile_cache"] == {"folder": str(alone), "lock_wait_seconds": 0, "events": []}  # said nothing
     procs = [_train(shared, tmp_path / f"{i}.json", wait=False) for i in range(8)]
     runs += [_finish(proc, tmp_path / f"{i}.json") for i, proc in enumerate(procs)]
     cold, together = runs[0], runs[1:]
@@ -178,4 +179,6 @@ def _train(cache, report, wait=True):
 def _finish(proc, report):
     _, stderr = proc.communicate()
     assert proc.returncode == 0, stderr
-    return json.loads(report.read_text())
+    data = json.loads(report.read_text())
+    assert stderr.splitlines() == [f"xor-gpu: {e}" for e in data["compile_cache"]["events"]]  # each said once
+    return data

@@ -235,7 +235,7 @@ def repair(directory=None):
     removed = []
     # Held while anything is removed, so that a module another process is compiling right now
     # is never mistaken for a damaged one.
-    with compile_lock.held(directory):
+    with compile_lock.held(directory, note):
         for path, folder, reason in damaged_modules(directory):  # again: another process may have rebuilt it
             _evict(folder, path, reason)
             removed.append(path)
@@ -260,7 +260,7 @@ def rebuild_on_load_failure():
             if folder is None or not os.path.isdir(folder):  # not a cached module (a fresh one is removed)
                 raise
             message = " ".join(str(exc).replace(f"{exc.path}: ", "").split())
-            with compile_lock.held(cache.dirname):
+            with compile_lock.held(cache.dirname, note):
                 _evict(folder, exc.path, f"fails to load: {message}")
             cache.refresh()  # forgets the removed module, so the retry compiles it
         return load(cache, key, lnk, keep_lock)

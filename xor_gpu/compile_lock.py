@@ -125,11 +125,12 @@ def read(path):
 
 
 @contextlib.contextmanager
-def held(directory):
+def held(directory, note=None):
     """Hold the compile lock of `directory` in the block. Theano in this process may hold it
-    already (a failed compilation can leave it taken): then it is simply used."""
+    already (a failed compilation can leave it taken): then it is simply used. `note`: says
+    the events of the wait (default: install()'s)."""
     path = lock_file(directory)
-    mine = acquire(os.path.dirname(path))
+    mine = acquire(os.path.dirname(path), note)
     try:
         yield
     finally:
@@ -137,11 +138,11 @@ def held(directory):
             release(path)
 
 
-def acquire(lock_dir):
+def acquire(lock_dir, note=None):
     """Take the lock folder `lock_dir`, waiting while another live process holds it, taking
     it over from an owner that is gone. Returns False when this process held it already."""
     path = os.path.join(lock_dir, "lock")
-    wait = _Wait(lock_dir)
+    wait = _Wait(lock_dir, note or STATE.note)
     while True:
         try:
             os.makedirs(os.path.dirname(lock_dir), exist_ok=True)
@@ -195,8 +196,8 @@ def let_go_at_exit():
 class _Wait:
     """One wait for a lock folder: what its file said since when, and what to do about it."""
 
-    def __init__(self, lock_dir):
-        self.lock_dir, self.began = lock_dir, time.monotonic()
+    def __init__(self, lock_dir, note):
+        self.lock_dir, self.note, self.began = lock_dir, note, time.monotonic()
         self.seen, self.since = None, self.began
         self.guard_seen, self.guard_since = None, self.began
         self.told = False
@@ -217,11 +218,11 @@ class _Wait:
         why = "a process that has ended" if owner.ended() else (
             f"not refreshed for {silent:.0f} s" if silent >= limit else None)
         if why and self.take_over(text):
-            STATE.note(f"warning: took over the compile lock of {owner}, {why}")
+            self.note(f"warning: took over the compile lock of {owner}, {why}")
             return
         if not self.told and now - self.began >= WAIT_NOTE:
             self.told = True
-            STATE.note(f"waiting for the compile lock of {os.path.dirname(self.lock_dir)}: {owner} is "
+            self.note(f"waiting for the compile lock of {os.path.dirname(self.lock_dir)}: {owner} is "
                        f"compiling (refreshed {silent:.0f} s ago)")
         time.sleep(random.uniform(POLL / 2, POLL))
 
