@@ -54,7 +54,7 @@ GUARD = ".takeover"  # beside lock_dir: held while a stale lock is removed
 HEARTBEAT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lock_heartbeat.py")
 
 
-def _quiet(text):
+def _say(text):
     """The default `note`: the line on stderr."""
     print(f"xor-gpu: {text}", file=sys.stderr, flush=True)
 
@@ -62,7 +62,7 @@ def _quiet(text):
 @dataclasses.dataclass
 class _State:
     """This process's side of the lock: one compile cache at a time, as in Theano."""
-    note: object = _quiet  # note(text): says an event in one line
+    note: object = _say  # note(text): says an event in one line
     waited: float = 0.0  # seconds spent waiting for other processes' locks
     held: str = None  # the lock file this process holds, while it holds it
     heart: subprocess.Popen = None
@@ -165,7 +165,7 @@ def acquire(lock_dir, note=None):
         STATE.held = None
         shutil.rmtree(lock_dir, ignore_errors=True)
         _failed(lock_dir, exc)
-    _heartbeat({"hold": path, "every": HEARTBEAT, "owner": head, "text": [head, tail], "spare": _spare_name()})
+    _heartbeat({"hold": path, "every": HEARTBEAT, "text": [head, tail], "spare": _spare_name()})
     return True
 
 
@@ -207,7 +207,7 @@ class _Wait:
 
     def look(self, text):
         """The lock file says `text` now: take the lock over if its owner is gone, else sleep."""
-        if not text and not os.path.isdir(self.lock_dir):
+        if not text and not os.path.lexists(self.lock_dir):
             return  # released just now: try again at once
         now = time.monotonic()
         if text != self.seen:  # the first text counts from the wait's start: a dead owner's lock
@@ -223,7 +223,7 @@ class _Wait:
         if not self.told and now - self.began >= WAIT_NOTE:
             self.told = True
             self.note(f"waiting for the compile lock of {os.path.dirname(self.lock_dir)}: {owner} is "
-                       f"compiling (refreshed {silent:.0f} s ago)")
+                      f"compiling (refreshed {silent:.0f} s ago)")
         time.sleep(random.uniform(POLL / 2, POLL))
 
     def take_over(self, stale):
@@ -302,6 +302,8 @@ def _heartbeat(command):
         with contextlib.suppress(OSError):
             heart.kill()
         heart.wait()
+    if command["hold"]:  # a lock that does not beat would be taken over while this process compiles
+        raise XorGpuError(f"the heartbeat of the compile lock ({HEARTBEAT_SCRIPT}) does not answer")
 
 
 def _failed(lock_dir, exc):
@@ -314,7 +316,7 @@ def install(compilelock, note=None):
     """Make Theano's compilelock module (theano.gof.compilelock) wait, beat and take over as
     above. Its get_lock() and release_lock() keep counting nested holds; what they call to
     take, refresh and remove the lock is replaced. `note(text)` says an event (default: stderr)."""
-    STATE.note = note or _quiet
+    STATE.note = note or _say
     STATE.theano = compilelock
     if getattr(compilelock.lock, "beats", False):
         return

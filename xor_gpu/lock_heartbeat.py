@@ -6,10 +6,10 @@ lock that stopped beating would be taken over. It runs with the standard library
 (`python -I -S lock_heartbeat.py`), and reads commands on stdin, one JSON object a line,
 answering each with "ok" once it is in effect:
 
-  {"hold": PATH, "every": SECONDS, "owner": PREFIX, "text": [HEAD, TAIL], "spare": NAME}
+  {"hold": PATH, "every": SECONDS, "text": [HEAD, TAIL], "spare": NAME}
       every SECONDS, rewrite the lock file PATH as HEAD + ten random digits + TAIL (through
-      NAME, a file beside its folder), while its first line starts with PREFIX (the parent's
-      "PID_": the lock is still the parent's)
+      NAME, a file beside its folder), while its first line is still the parent's: it starts
+      with HEAD ("PID_") and ends as TAIL's first line ("_HOSTNAME")
   {"hold": null}
       stop beating (answered before the parent removes the lock)
 
@@ -27,12 +27,12 @@ import time
 
 def beat(hold):
     """Rewrite the lock file whole (a reader never sees half of it), if it is still the parent's."""
-    path = hold["hold"]
+    path, (head, tail) = hold["hold"], hold["text"]
     try:
         with open(path, encoding="utf-8") as f:
-            if not f.readline().startswith(hold["owner"]):
-                return
-        head, tail = hold["text"]
+            first = f.readline().rstrip("\n")
+        if not (first.startswith(head) and first.endswith(tail.split("\n")[0])):
+            return  # no longer the parent's
         spare = os.path.join(os.path.dirname(os.path.dirname(path)), hold["spare"])
         with open(spare, "w", encoding="utf-8") as f:
             f.write(f"{head}{random.randrange(10 ** 10):010d}{tail}")
