@@ -285,9 +285,11 @@ def _heartbeat(command):
             if not command["hold"]:
                 return  # nothing beats
             try:
+                # -I -S: the standard library only; -B: no bytecode written (-I ignores the
+                # environment's PYTHONDONTWRITEBYTECODE, which keeps the offline bundle as archived)
                 STATE.heart = heart = subprocess.Popen(
-                    [sys.executable, "-I", "-S", HEARTBEAT_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL, text=True, close_fds=True)
+                    [sys.executable, "-I", "-S", "-B", HEARTBEAT_SCRIPT], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, close_fds=True)
             except OSError as exc:
                 raise XorGpuError(f"cannot start the heartbeat of the compile lock ({sys.executable} "
                                   f"{HEARTBEAT_SCRIPT}: {exc.strerror or exc})") from None

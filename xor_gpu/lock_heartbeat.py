@@ -2,9 +2,9 @@
 
 A process of its own, not a thread: the parent's main thread may hold the GIL for many
 seconds in native code (an OpenCL or CUDA kernel build while a compiled module starts), and a
-lock that stopped beating would be taken over. It runs with the standard library only
-(`python -I -S lock_heartbeat.py`), and reads commands on stdin, one JSON object a line,
-answering each with "ok" once it is in effect:
+lock that stopped beating would be taken over. It runs with the standard library only and
+writes no bytecode (`python -I -S -B lock_heartbeat.py`), and reads commands on stdin, one
+JSON object a line, answering each with "ok" once it is in effect:
 
   {"hold": PATH, "every": SECONDS, "text": [HEAD, TAIL], "spare": NAME}
       every SECONDS, rewrite the lock file PATH as HEAD + ten random digits + TAIL (through
