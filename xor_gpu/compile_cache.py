@@ -81,10 +81,12 @@ def note(text):
 
 
 def record():
-    """The run's record of the compile cache (the train report's compile_cache): its folder,
-    the seconds waited for other processes' compile locks, and the events."""
-    return {"folder": compiledir(), "lock_wait_seconds": round(compile_lock.waited_seconds(), 2),
-            "events": list(EVENTS)}
+    """The run's record of the compile cache (the train report's compile_cache): its folder
+    (the one Theano took: the user's THEANO_FLAGS may name it), the seconds waited for other
+    processes' compile locks, and the events."""
+    theano = sys.modules.get("theano")
+    return {"folder": theano.config.compiledir if theano else compiledir(),
+            "lock_wait_seconds": round(compile_lock.waited_seconds(), 2), "events": list(EVENTS)}
 
 
 @contextlib.contextmanager
