@@ -82,3 +82,26 @@ def test_an_engine_at_one_step_per_call_beside_its_default(tmp_path):
     assert "pytensor-jax default >= 50x its one step per call" in goals
     if not HAS_CUDA_GPU:
         assert "JAX found no GPU" in data["skipped"]["pytensor-jax-cuda-default"]
+
+
+SHARED_CACHE = os.path.join(os.path.dirname(BENCH), "shared_cache.py")
+
+
+def test_the_shared_cache_benchmark_runs_an_array_and_writes_its_json(tmp_path):
+    """benchmarks/shared_cache.py's plumbing on an array of two: its ratios, and the structural
+    fact behind them, one compilation in all."""
+    out = tmp_path / "shared.json"
+    proc = subprocess.run([sys.executable, SHARED_CACHE, "--part", "array", "--tasks", "2", "--rounds", "1",
+                           "--json", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (array,) = json.loads(out.read_text(encoding="utf-8"))["array"]
+    (measured,) = array["rounds"]
+    assert array["tasks"] == 2 and len(measured["cold"]["runs"]) == len(measured["warm"]["runs"]) == 2
+    assert array["new_modules_cold"] == array["new_modules_lone_cold"] and array["new_modules_cold"][0] > 0
+    assert array["bitwise_equal"] is True
+    assert array["median"]["cold_over_bound"] == measured["cold_over_bound"]
+    assert abs(measured["cold_over_bound"] - measured["cold"]["wall_s"] / measured["bound_s"]) <= 0.01
+    assert proc.stdout.startswith("[2 tasks, round 1] lone warm ") and "array of 2 (medians of 1 rounds)" in proc.stdout
+    bad = subprocess.run([sys.executable, SHARED_CACHE, "--part", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown nope" in bad.stderr
+

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from xorlib import one_line_error, run_cli, without_cuda_gpu
-from xor_gpu import check, child, compare, devices
+from xorlib import on_a_cpu_lacking, one_line_error, run_cli, without_cuda_gpu
+from xor_gpu import check, child, compare, compile_lock, devices
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed
 
@@ -95,6 +95,32 @@ def test_cuda_without_a_gpu_exits_3_naming_the_cause(tmp_path):
     assert summary["status"] == "unusable" and summary["failed_step"] == "doctor"
     assert summary["reason"] == last.removeprefix("xor-gpu: error: ")
     assert "cuda" in summary and "Traceback" not in proc.stderr
+
+
+def test_a_kernel_family_the_cpu_lacks_makes_the_node_unusable_saying_why(tmp_path):
+    out = tmp_path / "out"
+    argv = on_a_cpu_lacking("SkylakeX", [sys.executable, "-m", "xor_gpu", "check", "--device", "cpu", "--out", str(out)],
+                            tmp_path)
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": "SkylakeX"})
+    assert proc.returncode == 3, proc.stderr
+    summary = _summary(out)
+    assert summary["status"] == "unusable" and summary["failed_step"] == "doctor"
+    assert summary["reason"].startswith("device cpu is not usable: OPENBLAS_CORETYPE=SkylakeX names OpenBLAS kernels "
+                                        "that need avx512f"), summary["reason"]
+    doctor = json.loads((out / "doctor.json").read_text())
+    assert doctor["blas"]["problem"][0].startswith("OPENBLAS_CORETYPE=SkylakeX") and doctor["blas"]["library"] is None
+
+
+def test_a_gpu_node_that_cannot_run_the_cpu_reference_is_unusable(tmp_path):
+    """The device trains (OpenCL calls no host BLAS), the CPU reference cannot: UNUSABLE at parity."""
+    out = tmp_path / "out"
+    argv = on_a_cpu_lacking("SkylakeX", [sys.executable, "-m", "xor_gpu", "check", "--device", "opencl0:0",
+                                         "--out", str(out)], tmp_path)
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": "SkylakeX"})
+    assert proc.returncode == 3, proc.stderr
+    summary = _summary(out)
+    assert summary["status"] == "unusable" and summary["failed_step"] == "parity"
+    assert summary["reason"].startswith("the CPU reference cannot run here: OPENBLAS_CORETYPE=SkylakeX"), summary
 
 
 def _timeline(summary):
@@ -238,6 +264,27 @@ def test_a_signal_while_training_leaves_a_complete_interrupted_summary(tmp_path,
     assert "RESULT: INTERRUPTED" in (out / "check.log").read_text()
 
 
+def test_sigterm_while_a_training_compiles_lets_its_compile_lock_go(tmp_path, start_check, monkeypatch):
+    """Slurm's time limit (SIGTERM to every process of the job) while the training child holds
+    the compile lock of a cold cache: the check is INTERRUPTED and the lock is gone, so that
+    the tasks sharing the cache go on at once."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    monkeypatch.setenv("XOR_GPU_COMPILEDIR", str(cache))
+    proc = start_check(out)
+    _wait_for(proc, "training the seed config")
+    (child_pid,) = _children(proc.pid)
+    lock = compile_lock.lock_file(str(cache))
+    deadline = time.monotonic() + 120
+    while not compile_lock.read(lock).startswith(f"{child_pid}_") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert compile_lock.read(lock).startswith(f"{child_pid}_"), "the training never held the compile lock"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert _summary(out)["status"] == "interrupted" and _summary(out)["interrupted_by"] == "SIGTERM"
+    assert not os.path.exists(os.path.dirname(lock)), compile_lock.read(lock)
+
+
 def test_sigkill_leaves_the_previous_summary_intact(tmp_path, start_check):
     """SIGKILL cannot be caught: what the last check wrote must survive whole (atomic writes)."""
     out = tmp_path / "out"
@@ -250,8 +297,12 @@ def test_sigkill_leaves_the_previous_summary_intact(tmp_path, start_check):
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert (out / "summary.json").read_bytes() == previous
-    assert sorted(os.listdir(out)) == ["doctor.json", "summary.json"]
+    assert sorted(os.listdir(out)) == ["check.log", "doctor.json", "summary.json"]
     json.loads((out / "doctor.json").read_text())
+    # Its log so far, from its first line (what and where it checks) to the training it was in.
+    log = (out / "check.log").read_text().splitlines()
+    assert log[0].endswith(f"xor-gpu check: engine theano, device cpu, node {socket.gethostname()}, results in {out}")
+    assert log[-1].endswith("training the seed config on cpu (100,000,000 steps) ...")
 
 
 SHORT = TrainConfig(steps=2000, lr=0.3)  # converges like the seed config (lr x steps = 600)

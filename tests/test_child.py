@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -47,6 +48,21 @@ def test_a_child_out_of_time_is_stopped_and_reported():
     assert run.exit_status == TimedOut.exit_status and run.error == "training on cpu did not finish in 3 s"
     with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children", encoding="ascii") as f:
         assert f.read().split() == [], "the stopped child is still running"
+
+
+def test_a_child_killed_by_a_signal_comes_back_naming_it():
+    """As the out-of-memory killer, or a kernel family the CPU lacks (SIGILL), ends a training:
+    no error report of its own, and the signal by its name, never a bare exit code."""
+    with child.start(TrainConfig(steps=10**9)) as training:
+        time.sleep(1)
+        training._proc.kill()
+        run = training.result()
+    assert run.exit_status == -signal.SIGKILL
+    assert run.error == "the training on cpu was killed by SIGKILL (Killed)"
+    assert child.died(-signal.SIGILL, "") == "the child process was killed by SIGILL (Illegal instruction)"
+    assert child.died(-signal.SIGBUS, "last words\n", "the compile-only child") == (
+        "the compile-only child was killed by SIGBUS (Bus error): last words")
+    assert child.died(1, "") == "the child process died (exit 1)"
 
 
 def test_the_error_report_is_written_only_where_a_parent_asked(tmp_path, monkeypatch):

@@ -4,7 +4,10 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -252,6 +255,36 @@ def test_a_fleet_without_any_run_still_shows_its_nodes_and_exits_5(fleet, tmp_pa
     result = json.loads(out.read_text())
     assert result["rows"] == [] and [n["status"] for n in result["nodes"]] == ["UNUSABLE"]
     assert proc.stdout.splitlines()[-1] == "fleet: 1 node: 0 PASS, 0 FAIL, 1 UNUSABLE, 0 INTERRUPTED"
+
+
+def test_the_folder_of_a_check_killed_before_its_summary_is_a_node_saying_so(fleet, tmp_path):
+    """Folders given (as the Slurm comparison gives them): a check SIGKILLed while it trains
+    left its log but no summary; it is an INTERRUPTED node of its host and device, not a
+    missing one, and the passed folder reads as its summary."""
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "xor_gpu", "check", "--device", "cpu", "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stderr:
+        if "training the seed config" in line:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)  # the check and its training, as the out-of-memory killer may
+    proc.communicate()
+    assert not (killed / "summary.json").exists()
+    out = tmp_path / "c.json"
+    done = run_cli("compare", fleet / "passed", killed, "--reference", "builtin", "--json", out)
+    one_line_error(done, 5, f"compare failed: 1 of 2 nodes not PASS: {killed} INTERRUPTED")
+    passed, node = json.loads(out.read_text())["nodes"]
+    assert passed["report"] == str(fleet / "passed" / "summary.json") and passed["status"] == "PASS"
+    assert (node["report"], node["node"], node["device"], node["engine"], node["status"]) == (
+        str(killed), socket.gethostname(), "cpu", "theano", "INTERRUPTED")
+    assert node["reason"].startswith("no summary.json: the check ended without writing one (killed by SIGKILL, ")
+    assert node["reason"].endswith("training the seed config on cpu (60,000 steps) ..."), node["reason"]
+    assert any(str(killed) in line and "INTERRUPTED: no summary.json" in line for line in done.stdout.splitlines())
+
+
+def test_a_folder_that_is_no_checks_is_bad_input(tmp_path):
+    proc = run_cli("compare", tmp_path, "--reference", "builtin")
+    one_line_error(proc, 2, f"{tmp_path}: a folder without summary.json or check.log: not the folder of a check")
 
 
 @pytest.mark.parametrize("status, step, node_status", [

@@ -136,9 +136,41 @@ def test_run_killed_mid_compile_is_followed_by_a_normal_run(cache, warm, tmp_pat
 
     proc, report = train(cache, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "xor-gpu: warning" not in proc.stderr  # nothing was damaged: Theano ignores the unfinished folder
+    # Nothing was damaged (Theano ignores the unfinished folder); the lock the killed run held
+    # is taken over at once, its process being gone.
+    taken = f"took over the compile lock of {socket.gethostname()}:{child.pid}, a process that has ended"
+    assert proc.stderr.splitlines() == [f"xor-gpu: warning: {taken}"]
+    assert report["compile_cache"]["events"] == [f"warning: {taken}"]
+    assert report["compile_cache"]["lock_wait_seconds"] < 1
     assert whole_modules_named(cache, so.name)
     assert report["predictions"] == warm[1]
+
+
+def test_a_run_killed_while_it_links_lazylinker_leaves_nothing_a_later_run_trusts(tmp_path, warm):
+    """SIGKILL to a run and its compiler as Theano's lazylinker_ext.so appears on a cold cache
+    (linked in place, not in a tmp folder: it may be cut short). The next run takes over the
+    lock at once, repairs the module if it was cut short (one line), and trains as any run."""
+    cache = tmp_path / "compiledir"
+    so = cache / "lazylinker_ext" / "lazylinker_ext.so"
+    child = subprocess.Popen([sys.executable, "-m", "xor_gpu", "train", "--device", DEVICE, "--steps", STEPS],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                             env={**os.environ, "XOR_GPU_COMPILEDIR": str(cache)})
+    try:
+        assert _wait_for(so.exists, timeout=120, poll=0.001), "the run did not link lazylinker_ext in 120 s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    damage = elf_damage(so)
+    proc, report = train(cache, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # The lock first: the repair removes a module holding it.
+    lines = [f"xor-gpu: warning: took over the compile lock of {socket.gethostname()}:{child.pid}, "
+             "a process that has ended"]
+    if damage:
+        lines.append(f"xor-gpu: warning: compile cache module {so} was damaged ({damage}); rebuilding it")
+    assert proc.stderr.splitlines() == lines
+    assert elf_damage(so) is None and report["predictions"] == warm[1]
 
 
 def test_a_rebuild_that_fails_exits_1_and_the_next_run_repairs(cache, warm, tmp_path):
@@ -295,13 +327,13 @@ def _lock(cache, pid):
     (cache / "lock_dir" / "lock").write_text(f"{pid}_0123456789_{socket.gethostname()}\n")
 
 
-def _wait_for(predicate, timeout=120):
+def _wait_for(predicate, timeout=120, poll=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = predicate()
         if found:
             return found
-        time.sleep(0.02)
+        time.sleep(poll)
     return None
 
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from xor_gpu import host
+from xorlib import on_a_cpu_lacking, one_line_error
 
 
 def test_cpu_name_is_the_model_name_of_proc_cpuinfo():
@@ -112,6 +113,29 @@ def test_aarch64_pins_plain_neon_kernels_on_every_cpu(monkeypatch):
     assert host.openblas_kernels({}) == {"family": "armv8", "chosen_by": "xor_gpu"}
     monkeypatch.setattr(host.platform, "machine", lambda: "riscv64")
     assert host.openblas_kernels({}) == {"family": None, "chosen_by": "OpenBLAS (none pinned for riscv64)"}
+
+
+def test_a_kernel_family_is_held_against_the_cpus_instructions(monkeypatch):
+    monkeypatch.setattr(host.platform, "machine", lambda: "x86_64")
+    haswell = {"sse2", "avx", "avx2", "fma"}
+    problem, fix = host.kernels_problem({"OPENBLAS_CORETYPE": "SkylakeX"}, haswell)
+    assert problem.startswith("OPENBLAS_CORETYPE=SkylakeX names OpenBLAS kernels that need avx512f, avx512cd, "
+                              "avx512bw, avx512dq, avx512vl, which this CPU (")
+    assert fix == "unset OPENBLAS_CORETYPE, or name a family this CPU runs (e.g. Haswell)"
+    assert host.kernels_problem({"OPENBLAS_CORETYPE": "haswell"}, haswell) is None  # OpenBLAS ignores case too
+    assert host.kernels_problem({"OPENBLAS_CORETYPE": "Bobcat"}, haswell) is None  # not listed: OpenBLAS's affair
+    assert host.kernels_problem({}, set()) is None  # the package's own choice asks the CPU first
+    assert "(e.g. Prescott)" in host.kernels_problem({"OPENBLAS_CORETYPE": "Haswell"}, {"sse2", "pni"})[1]
+
+
+def test_a_kernel_family_the_cpu_lacks_exits_3_naming_it_before_openblas_loads(tmp_path):
+    """A site-wide OPENBLAS_CORETYPE=SkylakeX on a node without AVX-512: OpenBLAS would run
+    it and die of SIGILL at the first call; the run refuses it in one line instead."""
+    argv = on_a_cpu_lacking("SkylakeX", [sys.executable, "-m", "xor_gpu", "train", "--device", "cpu", "--steps", "5"],
+                            tmp_path)
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": "SkylakeX"})
+    one_line_error(proc, 3, "OPENBLAS_CORETYPE=SkylakeX names OpenBLAS kernels that need avx512f, avx512cd, "
+                            "avx512bw, avx512dq, avx512vl, which this CPU")
 
 
 def _loaded_kernels(env_extra):

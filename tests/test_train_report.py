@@ -12,7 +12,9 @@ import pytest
 from xorlib import train_report
 from xor_gpu import host, render
 from xor_gpu.errors import ConfigError
-from xor_gpu.results.train_report import LossHistory, NvrtcArch, RunDevice, SeedsReport, TrainReport, read
+from xor_gpu.compile_cache import compiledir
+from xor_gpu.results.train_report import (CompileCache, LossHistory, NvrtcArch, RunDevice, SeedsReport, TrainReport,
+                                          read)
 
 
 def _report(tmp_path, name, *args, flags=None):
@@ -65,6 +67,9 @@ def test_a_live_report_is_read_by_attribute_and_written_back_byte_for_byte(live)
     assert isinstance(report.device, RunDevice) and isinstance(report.loss_history, LossHistory)
     assert (report.device.requested, report.steps, report.seed, report.engine) == ("cpu", 2000, 1234, "theano")
     assert report.loss_history.every == 4 and len(report.loss_history.values) == 500 and report.converged
+    # The run's record of its compile cache, typed: which cache, no lock waited for, nothing said.
+    assert isinstance(report.compile_cache, CompileCache) and report.compile_cache.folder == compiledir()
+    assert (report.compile_cache.lock_wait_seconds, report.compile_cache.events) == (0, [])
     assert json.dumps(report.to_dict(), indent=2) == json.dumps(live, indent=2)  # the same keys, in order
 
 
@@ -74,9 +79,11 @@ def test_fields_of_a_later_release_are_kept_and_missing_ones_stay_missing(live):
     later = copy.deepcopy(live)
     later["energy_joules"] = 12.5
     later["device"]["uuid"] = "GPU-0"
+    later["compile_cache"]["node_local"] = True
     del later["cudnn"]
     report = TrainReport.from_dict(later)
     assert report.extra == {"energy_joules": 12.5} and report.device.extra == {"uuid": "GPU-0"}
+    assert report.compile_cache.extra == {"node_local": True}
     assert report.cudnn is None and "cudnn" in report.absent
     assert report.to_dict() == later
 

@@ -404,14 +404,17 @@ def test_array_refuses_what_xor_gpu_refuses_with_one_line(launcher, validating, 
 
 
 def test_compare_gets_every_task_of_its_array_job(launcher, tmp_path):
+    """Every task's folder, also one without a summary (a task killed before it wrote one)."""
     for folder in ("812_0-gpu01", "812_1-gpu02", "812_3-gpu04", "8120_0-gpu01", "813_0-gpu01"):
         (tmp_path / "results" / folder).mkdir(parents=True)
-        (tmp_path / "results" / folder / "summary.json").write_text("{}")
+        if folder != "812_1-gpu02":
+            (tmp_path / "results" / folder / "summary.json").write_text("{}")
+    (tmp_path / "results" / "812_2-notes.txt").write_text("")  # a file, not a task's folder
     proc, args = launcher("xor_gpu_compare.sbatch", CHECK_JOB="812")
     assert proc.returncode == 0, proc.stderr
     results = tmp_path / "results"
     assert args == ["--cache", "/scratch/c", "compare",
-                    *(f"{results}/812_{t}/summary.json" for t in ("0-gpu01", "1-gpu02", "3-gpu04")),
+                    *(f"{results}/812_{t}" for t in ("0-gpu01", "1-gpu02", "3-gpu04")),
                     "--reference", "builtin",
                     "--json", f"{results}/812-compare.json", "--plot", f"{results}/812-compare.png"]
 

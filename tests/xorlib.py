@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 import cuda_stand_ins
+from xor_gpu import host
 from xor_gpu.host import cuda_driver
 from xor_gpu.problem import ROWS
 from xor_gpu.results.train_report import LossHistory, RunDevice, SeedsReport, TrainReport
@@ -93,6 +94,23 @@ def planted_library(path, marker):
                          f'    FILE *f = fopen("{marker}", "a");\n'
                          f'    if (f) {{ fputs("{PLANTED}\\n", f); fclose(f); }}\n}}')
     return path
+
+
+def on_a_cpu_lacking(family, argv, tmp_path):
+    """argv, run where the CPU lacks the instructions of OpenBLAS's kernel family `family`: as it
+    is where this CPU lacks them, else with a /proc/cpuinfo whose flags leave them out (a mount
+    namespace of its own, which needs root)."""
+    needs = set(host.OPENBLAS_FAMILIES[family.lower()])
+    if not needs <= host.cpu_flags():
+        return argv
+    if os.geteuid() != 0:
+        pytest.skip(f"this CPU runs {family}'s kernels, and only root can show it a /proc/cpuinfo without them")
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    fake = tmp_path / f"cpuinfo-without-{family}"
+    fake.write_text("\n".join(" ".join(w for w in line.split(" ") if w not in needs) if line.startswith("flags")
+                              else line for line in lines))
+    return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', str(fake), *argv]
 
 
 def run_cli(*args, env=None, check=None):

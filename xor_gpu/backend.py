@@ -12,8 +12,8 @@ import platform
 import sys
 import warnings
 
-from xor_gpu import cuda_search, cuda_standin, host
-from xor_gpu.compile_cache import compiledir, count_compiled_modules, make_private, rebuild_on_load_failure, repair
+from xor_gpu import compile_cache, compile_lock, cuda_search, cuda_standin, host
+from xor_gpu.compile_cache import compiledir, make_private, repair
 from xor_gpu.devices import check_device, device as device_of
 from xor_gpu.errors import DeviceError
 
@@ -105,7 +105,7 @@ def import_theano(device, floatx):
     gpu_logger.addHandler(capture)
     gpu_logger.propagate = False  # Theano would print the failure as a traceback; we raise instead
     try:
-        with _hidden("scipy"), _stdlib_distutils():
+        with _hidden("scipy"), _stdlib_distutils(), compile_cache.theano_importing():
             import theano
     except ImportError as exc:
         raise DeviceError(f"cannot import Theano: {exc}") from None
@@ -119,7 +119,7 @@ def import_theano(device, floatx):
             os.environ["THEANO_FLAGS"] = user_flags
     if device_of(device).is_cpu:  # a GPU run calls the device's BLAS and loads none on the host
         host.load_blas(theano.config.blas.ldflags)  # before any compiled module links it
-    rebuild_on_load_failure()
+    compile_cache.theano_imported(theano)
     _one_line_optimizer_errors()
     _version_ops_without_props(theano)
     _stable_cop_versions(theano)
@@ -329,7 +329,14 @@ class Runtime:
         self.module, self.mode = import_theano(device, floatx), None
 
     def compiled_modules(self):
-        return count_compiled_modules()
+        return compile_cache.compiled_here()
+
+    def compiling(self):
+        """The block that compiles a run's functions: one hold of the compile lock (compile_lock.keeping)."""
+        return compile_lock.keeping()
+
+    def compile_cache(self):
+        return compile_cache.record()
 
     def verify_graph(self, function):
         return verify_graph(function, self.device)

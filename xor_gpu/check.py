@@ -22,8 +22,8 @@ import time
 
 from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, files, host, origin, parity, pipeline,
                      plots, render)
-from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError
-from xor_gpu.results.check import FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary, Step
+from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError, exit_words
+from xor_gpu.results.check import FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary, Step, log_header
 from xor_gpu.results.parity import Failure
 from xor_gpu.results.runs import Difference, Tolerances
 
@@ -31,17 +31,19 @@ STEPS = ("doctor", "train", "determinism", "parity", "reference")
 
 
 class Log:
-    """Progress lines on stderr (a terminal or a CI log alike), all of it also in OUT/check.log."""
+    """Progress lines on stderr (a terminal or a CI log alike), all of it also in OUT/check.log,
+    written again after each line: a check killed before its summary leaves its log so far."""
 
     def __init__(self, path):
         self.path, self.lines = path, []
 
     def __call__(self, text, detail=""):
         stamp = time.strftime("%H:%M:%S")
-        print(f"[check {stamp}] {text}", file=sys.stderr, flush=True)
         self.lines.append(f"[{stamp}] {text}")
         if detail.strip():
             self.lines.append(detail.rstrip())
+        self.save()  # first: what was said is in the file
+        print(f"[check {stamp}] {text}", file=sys.stderr, flush=True)
 
     def save(self):
         files.write_text(self.path, "\n".join(self.lines) + "\n")
@@ -123,7 +125,7 @@ class Check:
         """The ChildRun of `training`, once it has ended."""
         self.doing = step
         run = training.result()
-        self.log(f"{what} on {training.device}: exit {run.exit_status} after {run.seconds:.1f} s", run.stderr)
+        self.log(f"{what} on {training.device}: {exit_words(run.exit_status)} after {run.seconds:.1f} s", run.stderr)
         return run
 
     def train(self, device, what, step):
@@ -198,7 +200,10 @@ class Check:
         result = parity.assess(self.config, [ref, dev], reports, failures, self.tolerances)
         pipeline.write(result, os.path.join(self.out, "parity.json"))
         if failures:
-            return self.step("parity", FAILED, self.clock.lap(since), f"the CPU run failed: {cpu.error}")
+            self.step("parity", FAILED, self.clock.lap(since), f"the CPU run failed: {cpu.error}")
+            if cpu.exit_status == DeviceError.exit_status:  # this node cannot run the reference at all
+                self.failure = DeviceError(f"the CPU reference cannot run here: {cpu.error}")
+            return
         if self.plots:
             parity.plot(os.path.join(self.out, "parity.png"), result)
         diff = result.differences[dev]
@@ -267,10 +272,7 @@ def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol
     engines.python_for(config.engine)  # a missing engine environment: exit 3, nothing written
     out = prepare_out(out)
     check = Check(config, out, ref, tolerances)
-    job = host.batch_job()
-    check.log(f"xor-gpu check: engine {config.engine}, device {config.device}, results in {out}"
-              + (f", Slurm job {job['job_id']}" + (f" task {job['array_task_id']}" if "array_task_id" in job else "")
-                 if job else ""))
+    check.log(log_header(config.engine, config.device, origin.here()["host"], out, host.batch_job()))
     with _Signals() as signals:
         try:
             check.run()
@@ -285,7 +287,6 @@ def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol
             summary, path = check.summary(), os.path.join(out, "summary.json")
             pipeline.write(summary, path)
             check.log(render.check_result(summary, path))
-            check.log.save()
     summary.verdict()
     return EXIT_OK
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from xor_gpu import engines
-from xor_gpu.errors import EXIT_OK, TimedOut
+from xor_gpu.errors import EXIT_OK, TimedOut, exit_words
 from xor_gpu.results import train_report
 
 ERROR_ENV = "XOR_GPU_ERROR_JSON"
@@ -131,9 +131,11 @@ class Process:
 
 
 def died(returncode, stderr, what="the child process"):
-    """The error of a child that left no word of its own (a signal, a fault in native code)."""
+    """The error of a child that left no word of its own (a signal, a fault in native code):
+    the signal by its name, "... was killed by SIGILL (Illegal instruction)", else its exit."""
     last = (stderr.strip().splitlines() or [""])[-1][:300]
-    return f"{what} died (exit {returncode}){': ' + last if last else ''}"
+    how = f"was {exit_words(returncode)}" if returncode < 0 else f"died ({exit_words(returncode)})"
+    return f"{what} {how}{': ' + last if last else ''}"
 
 
 def read_json(path):
@@ -169,7 +171,7 @@ class Training(Process):
             run.report = None if data is None else train_report.read(data, f"the report of training on {self.device}")
         else:
             error = read_json(self.path("error.json"))
-            run.error = error["message"] if error else died(returncode, stderr)
+            run.error = error["message"] if error else died(returncode, stderr, f"the training on {self.device}")
         self._cleanup()
         return run
 

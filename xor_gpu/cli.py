@@ -75,7 +75,8 @@ def build_parser():
 
     p = sub.add_parser("compare", help="compare train, parity or check reports made anywhere with a reference")
     p.set_defaults(func=cmd_compare)
-    p.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports (train, parity or check summary)")
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports (train, parity or check summary), or "
+                   "the folders of checks (--out): a folder without its summary is a check that was killed")
     p.add_argument("--reference", metavar="FILE",
                    help="reference report, or builtin (the committed seed reference); default: the first run")
     p.add_argument("--all", action="store_true",

@@ -1,10 +1,11 @@
 """`xor-gpu compare`: reports made anywhere, held against one reference.
 
 Train, parity and check reports (other machines, the image, CI matrix jobs, Slurm array
-tasks) are read, every training run in them is compared with the reference run (the
+tasks), or the folders of checks, are read, every training run in them is compared with the reference run (the
 committed one with `--reference builtin`, a report file, or else the first run given), and
 every report is also a node of the fleet: a check whose device was unusable, whose steps
-failed or that was interrupted is a row of its own, not bad input.
+failed or that was interrupted is a row of its own, not bad input; so is a check's folder
+without a summary (the check was killed before it could write one), from its check.log.
 
 The committed reference is one per architecture (docs/reference.md): `builtin` is the one of
 the architecture the runs were made on (check: this machine's).
@@ -52,8 +53,8 @@ def compare(paths, reference=None, tolerances=Tolerances()):
     """The Comparison of the reports at `paths`; ConfigError for anything that is not a report."""
     if not paths:
         raise ConfigError("compare needs at least one report")
-    loaded = [(str(path), load(path)) for path in paths]  # every file read before any is judged
-    reports = [read(path, data) for path, data in loaded]
+    loaded = [_load(path) for path in paths]  # every file read before any is judged
+    reports = [read(*report) for report in loaded]
     nodes = [node for node, _ in reports]
     runs = [run for _, held in reports for run in held]
     if reference is not None:
@@ -66,6 +67,22 @@ def compare(paths, reference=None, tolerances=Tolerances()):
         check_same_config(ref, runs)
     config = ref.report.comparable_config() if ref else None
     return Comparison(config, ref, tolerances, [Row.of(run, ref, tolerances) for run in runs], nodes, runs)
+
+
+def _load(path):
+    """(path, report, None) of a report file, or of a check's folder (its summary.json); a
+    check's folder without one (the check was killed first) is (folder, None, its check.log)."""
+    path = str(path)
+    if not os.path.isdir(path):
+        return path, load(path), None
+    summary, log = os.path.join(path, "summary.json"), os.path.join(path, "check.log")
+    if os.path.exists(summary):
+        return summary, load(summary), None
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            return path, None, f.read()
+    except OSError:
+        raise ConfigError(f"{path}: a folder without summary.json or check.log: not the folder of a check") from None
 
 
 def plot(path, result):

@@ -1,4 +1,5 @@
-"""Theano's compile cache (the compiledir): where it is, and repairing damaged modules.
+"""Theano's compile cache (the compiledir): where it is, its lock (xor_gpu/compile_lock.py)
+put into Theano, repairing damaged modules, and the run's record of it all.
 
 Theano 1.0.5 never rebuilds a damaged compiled module. A truncated .so (what a full disk
 or a damaged volume leaves) kills every later run with SIGBUS, without a word, as soon as
@@ -9,25 +10,22 @@ So before Theano is imported, `repair()` checks the ELF structure of every finis
 and removes the folder of a damaged one: Theano then compiles it again, once, in this run.
 `rebuild_on_load_failure()` covers what that check cannot see (a well-formed .so that
 still fails to load): Theano compiles that module again, once.
+A run killed while it compiles leaves no module to repair: Theano writes a module's key.pkl
+last, and a folder without it is ignored; only Theano's own extensions (lazylinker_ext,
+cutils_ext) are linked in place, and a truncated one is repaired as above.
 """
 import contextlib
+import importlib.abc
+import importlib.machinery
 import os
-import random
 import shutil
-import socket
 import struct
 import sys
-import time
 
-from xor_gpu import host, private_folder
+from xor_gpu import compile_lock, host, private_folder
+from xor_gpu.compile_lock import LOCK_DIR
 from xor_gpu.errors import XorGpuError
 
-# Theano's compile lock (theano/gof/compilelock.py): the folder compiledir/lock_dir holding a
-# file `lock` whose first line is "PID_RANDOM_HOSTNAME". Held while anything is removed, so
-# that a module another process is compiling right now is never mistaken for a damaged one.
-LOCK_DIR = "lock_dir"
-LOCK_TIMEOUT = 120  # seconds; Theano's compile.timeout: a lock held longer by one owner is stale
-LOCK_POLL = 0.5
 POCL_CACHE = "POCL_CACHE_DIR"
 
 ELF_MAGIC = b"\x7fELF"
@@ -70,6 +68,76 @@ def count_compiled_modules():
         return sum(1 for d in os.listdir(compiledir()) if d.startswith("tmp"))
     except FileNotFoundError:
         return 0
+
+
+# What happened to the compile cache in this run, one line each (a damaged module rebuilt, a
+# lock taken over, a long wait): said on stderr when it happens, and kept for the run's report.
+EVENTS = []
+
+
+def note(text):
+    print(f"xor-gpu: {text}", file=sys.stderr, flush=True)
+    EVENTS.append(text)
+
+
+def record():
+    """The run's record of the compile cache (the train report's compile_cache): its folder
+    (the one Theano took: the user's THEANO_FLAGS may name it), the seconds waited for other
+    processes' compile locks, and the events."""
+    theano = sys.modules.get("theano")
+    return {"folder": theano.config.compiledir if theano else compiledir(),
+            "lock_wait_seconds": round(compile_lock.waited_seconds(), 2), "events": list(EVENTS)}
+
+
+@contextlib.contextmanager
+def theano_importing():
+    """`import theano` in the block uses compile_lock's waiting from its start: Theano compiles
+    its own extensions (lazylinker_ext, cutils_ext) while it is imported, under its lock."""
+    if "theano.gof.compilelock" in sys.modules:
+        compile_lock.install(sys.modules["theano.gof.compilelock"], note)
+        yield
+        return
+    finder = _LockOnImport()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+class _LockOnImport(importlib.abc.MetaPathFinder):
+    """Finds theano.gof.compilelock as the import system would, and installs compile_lock into
+    it as soon as it has run, before any other module of Theano can take the lock."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "theano.gof.compilelock":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            compile_lock.install(module, note)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def theano_imported(theano):
+    """Right after `import theano`: its module cache rebuilds a module that fails to load
+    (rebuild_on_load_failure) and keeps the lock through a compilation (compile_lock.keeping)."""
+    rebuild_on_load_failure()
+    compile_lock.keep_after_compiling(theano.gof.cmodule.ModuleCache)
+
+
+def compiled_here():
+    """Modules this process has compiled (Theano's own count): with other processes compiling
+    into the same cache, the cache's folders would count theirs too."""
+    from theano.gof.cc import get_module_cache
+
+    return get_module_cache().stats[2]
 
 
 def elf_damage(path):
@@ -167,7 +235,9 @@ def repair(directory=None):
     if not damaged_modules(directory):  # the usual case: no lock, a few stat() and read() calls
         return []
     removed = []
-    with _theano_lock(directory):
+    # Held while anything is removed, so that a module another process is compiling right now
+    # is never mistaken for a damaged one.
+    with compile_lock.held(directory, note):
         for path, folder, reason in damaged_modules(directory):  # again: another process may have rebuilt it
             _evict(folder, path, reason)
             removed.append(path)
@@ -192,7 +262,7 @@ def rebuild_on_load_failure():
             if folder is None or not os.path.isdir(folder):  # not a cached module (a fresh one is removed)
                 raise
             message = " ".join(str(exc).replace(f"{exc.path}: ", "").split())
-            with _theano_lock(cache.dirname):
+            with compile_lock.held(cache.dirname, note):
                 _evict(folder, exc.path, f"fails to load: {message}")
             cache.refresh()  # forgets the removed module, so the retry compiles it
         return load(cache, key, lnk, keep_lock)
@@ -220,91 +290,4 @@ def _evict(folder, path, reason):
     except OSError as exc:
         raise XorGpuError(f"compile cache module {path} is damaged ({reason}) and cannot be removed "
                           f"({exc.strerror or exc}); delete {folder}") from None
-    print(f"xor-gpu: warning: compile cache module {path} was damaged ({reason}); rebuilding it",
-          file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _theano_lock(directory):
-    """Hold Theano's compile lock on `directory` (Theano in this process may hold it already:
-    a failed compilation can leave it taken; then it is simply used)."""
-    lock_file = os.path.join(directory, LOCK_DIR, "lock")
-    me = _acquire(lock_file)
-    try:
-        yield
-    finally:
-        if me and _read_first_line(lock_file) == me:
-            shutil.rmtree(os.path.dirname(lock_file), ignore_errors=True)
-
-
-def _acquire(lock_file):
-    """Take the lock, waiting while another live process holds it; take over one whose owner
-    died (same host) or has not refreshed it for LOCK_TIMEOUT seconds. Returns the owner
-    string written, or None when this process held it already."""
-    lock_dir, host = os.path.dirname(lock_file), socket.gethostname()
-    seen, since = None, time.monotonic()
-    while True:
-        try:
-            os.mkdir(lock_dir)
-            break
-        except FileExistsError:
-            owner = _read_first_line(lock_file)
-            if _owner_pid(owner, host) == os.getpid():
-                return None
-            if owner != seen:
-                seen, since = owner, time.monotonic()
-            elif _dead(owner, host) or time.monotonic() - since > LOCK_TIMEOUT:
-                _remove_lock(lock_dir)
-                continue
-            time.sleep(LOCK_POLL)
-        except OSError as exc:
-            _lock_failed(lock_dir, exc)
-    me = f"{os.getpid()}_{random.randrange(10**10):010d}_{host}"
-    try:
-        with open(lock_file, "w", encoding="utf-8") as f:
-            f.write(me + "\n")
-    except OSError as exc:  # e.g. a full disk: leave no ownerless lock behind
-        shutil.rmtree(lock_dir, ignore_errors=True)
-        _lock_failed(lock_dir, exc)
-    return me
-
-
-def _remove_lock(lock_dir):
-    """Take over a stale lock; one that cannot be removed ends the wait (never a loop)."""
-    try:
-        shutil.rmtree(lock_dir)
-    except FileNotFoundError:
-        pass  # another process took it over first
-    except OSError as exc:
-        _lock_failed(lock_dir, exc)
-
-
-def _lock_failed(lock_dir, exc):
-    raise XorGpuError(f"cannot take the compile cache lock {lock_dir}: {exc.strerror or exc}") from None
-
-
-def _read_first_line(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().strip()
-    except (OSError, ValueError):
-        return ""
-
-
-def _owner_pid(owner, host):
-    """The PID in a lock owner "PID_RANDOM_HOSTNAME" when it is a process of this host."""
-    pid, _, rest = owner.partition("_")
-    return int(pid) if pid.isdigit() and rest.partition("_")[2] == host else None
-
-
-def _dead(owner, host):
-    pid = _owner_pid(owner, host)
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    note(f"warning: compile cache module {path} was damaged ({reason}); rebuilding it")

@@ -132,6 +132,8 @@ def advice(f):
     if f["pygpu"] is None and not (wants and wants.is_cpu):
         out.append((f"pygpu does not import: {f.get('pygpu_error')}",
                     "apt-get install python3-pygpu libgpuarray-dev, then: xor-gpu link-pygpu"))
+    if f["blas"].get("problem"):
+        out.append(tuple(f["blas"]["problem"]))
     chosen = f["cuda_libs"]
     if cuda and chosen["problem"]:
         out.append((chosen["problem"], chosen["fix"]))
@@ -156,7 +158,8 @@ def format_findings(f):
     lines = [f"{key:<15} {f[key]}" for key in ("python", "numpy", "theano", "xor_gpu", "pygpu")]
     blas = f["blas"]
     lines.append(f"{'cpu':<15} {f['cpu']}")
-    lines.append(f"{'blas':<15} {blas['library'] or 'not found'} ({blas['version'] or blas['ldflags'] or 'no ldflags'})")
+    library = blas["library"] or ("not loaded (see the problem below)" if blas.get("problem") else "not found")
+    lines.append(f"{'blas':<15} {library} ({blas['version'] or blas['ldflags'] or 'no ldflags'})")
     if blas.get("kernels"):
         kernels = blas["kernels"]
         lines.append(f"{'blas kernels':<15} {kernels['family'] or 'as OpenBLAS detects'} (chosen by {kernels['chosen_by']})")

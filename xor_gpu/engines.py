@@ -19,7 +19,7 @@ import sys
 
 from xor_gpu.devices import CPU, CUDA, OPENCL
 from xor_gpu.devices import device as device_of
-from xor_gpu.errors import ConfigError, DeviceError
+from xor_gpu.errors import ConfigError, DeviceError, exit_words
 
 # SGD steps per compiled call of Theano on the CPU (xor_gpu/model.py) unless given: every value
 # gives the same result, bitwise; only the speed differs. Seed config, warm, OpenBLAS, 2-core
@@ -186,7 +186,7 @@ def _check_python(engine, variable, python, package):
         # Found, not imported: Theano's import needs the flags backend.py sets first.
         code = f"import importlib.util as u, xor_gpu; u.find_spec({package!r}) or exit('no module named {package}')"
         proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
-        problem = proc.returncode and (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        problem = proc.returncode and (proc.stderr.strip().splitlines() or [exit_words(proc.returncode)])[-1]
     except (OSError, subprocess.TimeoutExpired) as exc:
         problem = str(exc)
     if problem:

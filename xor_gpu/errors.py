@@ -45,9 +45,24 @@ class Interrupted(XorGpuError):
         self.exit_status = 128 + signum
         super().__init__(f"interrupted by {self.signal_name}")
 
+    def __str__(self):  # the same, also after a library that caught it added to its args (Theano does)
+        return f"interrupted by {self.signal_name}"
+
 
 class TimedOut(CheckFailed):
     """A child run did not finish in the time given to it."""
+
+
+def exit_words(status):
+    """How a process ended, in words: "exit 3", or for one a signal ended (a negative status,
+    as subprocess gives it) the signal's name, "killed by SIGILL (Illegal instruction)"."""
+    if status is None or status >= 0:
+        return f"exit {status}"
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        return f"killed by signal {-status}"
+    return f"killed by {name} ({signal.strsignal(-status)})"
 
 
 EXIT_OK = 0

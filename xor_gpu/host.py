@@ -7,6 +7,8 @@ import ctypes
 import os
 import platform
 
+from xor_gpu.errors import DeviceError
+
 # Portable code generation: the same float results and the same compile-cache keys on any
 # CPU of the family. Theano otherwise expands -march=native into the cache key. x86-64's
 # baseline has no fused multiply-add, so g++ cannot contract a*b+c there; every aarch64 CPU
@@ -43,7 +45,19 @@ NUMPY_BLAS = "numpy C-API"
 # neoversen1, cortexa57, thunderx2t99, neoversev1 and neoversen2 (SVE, at qemu's 512 bits) end
 # the seed config with the same weights, and those of the x86-64 Haswell kernels (579489d6...):
 # both fuse each multiply-add of these small products in the same order. Speed: bench.py.
-OPENBLAS_KERNELS = {"x86_64": ("Haswell", ("avx2", "fma")), "aarch64": ("armv8", ())}
+#
+# What each x86-64 kernel family of OpenBLAS 0.3 runs, by its name in OPENBLAS_CORETYPE (case
+# aside, as OpenBLAS matches it) and the instructions' names in /proc/cpuinfo. OpenBLAS runs the
+# family it is told to without asking the CPU: one the CPU lacks dies of SIGILL at the first
+# call (a site-wide module setting SkylakeX, on a node without AVX-512). Families not listed are
+# left to OpenBLAS.
+OPENBLAS_FAMILIES = {
+    "prescott": ("pni",), "core2": ("ssse3",), "penryn": ("sse4_1",), "dunnington": ("sse4_1",),
+    "nehalem": ("sse4_2",), "atom": ("ssse3",), "sandybridge": ("avx",), "haswell": ("avx2", "fma"),
+    "zen": ("avx2", "fma"), "skylakex": ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"),
+    "cooperlake": ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"),
+}
+OPENBLAS_KERNELS = {"x86_64": ("Haswell", OPENBLAS_FAMILIES["haswell"]), "aarch64": ("armv8", ())}
 CORETYPE = "OPENBLAS_CORETYPE"
 
 
@@ -130,11 +144,30 @@ def openblas_kernels(environ=None, flags=None):
     return {"family": family, "chosen_by": "xor_gpu"}
 
 
+def kernels_problem(environ=None, flags=None):
+    """(problem, fix) when the user's OPENBLAS_CORETYPE names kernels this CPU cannot run, else None."""
+    environ = os.environ if environ is None else environ
+    family = environ.get(CORETYPE, "")
+    flags = cpu_flags() if flags is None else flags
+    missing = [f for f in OPENBLAS_FAMILIES.get(family.strip().lower(), ()) if f not in flags]
+    if not missing or platform.machine() != "x86_64":
+        return None
+    runs = next((f for f in (OPENBLAS_KERNELS["x86_64"][0], "Prescott") if set(OPENBLAS_FAMILIES[f.lower()]) <= flags),
+                None)
+    return (f"{CORETYPE}={family} names OpenBLAS kernels that need {', '.join(missing)}, which this CPU "
+            f"({cpu_name()}) lacks (they would die of SIGILL)",
+            f"unset {CORETYPE}, or name a family this CPU runs" + (f" (e.g. {runs})" if runs else ""))
+
+
 def load_blas(ldflags):
     """Load the OpenBLAS that `ldflags` link now, with the kernels openblas_kernels() chooses:
     OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, and the engine's compiled modules
     then use this copy. The variable is set only for that moment: child processes choose for
-    themselves. Returns the choice."""
+    themselves. Returns the choice. DeviceError (exit 3) before loading anything when the user's
+    OPENBLAS_CORETYPE names kernels this CPU lacks (kernels_problem)."""
+    problem = kernels_problem()
+    if problem and ldflags.strip():
+        raise DeviceError("; ".join(problem))
     kernels = openblas_kernels()
     files = linked_files(ldflags.strip()) if ldflags.strip() else []
     if not files or files[0] in loaded_files():
@@ -170,6 +203,9 @@ def installed_blas():
     """The BLAS a C engine links here by default, found on disk (`xor-gpu doctor` imports no
     engine) and loaded as a run loads it (load_blas): as blas_of()."""
     ldflags = default_blas_ldflags()
+    problem = kernels_problem() if ldflags else None
+    if problem:  # not loaded: the problem, for the doctor's advice
+        return {**_blas(ldflags, lambda path: False), "problem": problem}
     load_blas(ldflags)
     return _with_kernels(_blas(ldflags, lambda path: True))
 

@@ -6,6 +6,7 @@ PyTensor 3's default mode compiles with Numba; its C backend (the one Theano had
 asked for: Mode(linker="cvm"). It links the BLAS Theano links (OpenBLAS when installed),
 so that the two C engines compute the same way.
 """
+import contextlib
 import importlib
 import importlib.metadata
 import os
@@ -43,6 +44,13 @@ class CRuntime:
         host.load_blas(self.module.config.blas__ldflags)  # the OpenBLAS kernels Theano's runs use
 
     def compiled_modules(self):
+        return None
+
+    def compiling(self):
+        """PyTensor's compile cache and its lock are its own."""
+        return contextlib.nullcontext()
+
+    def compile_cache(self):
         return None
 
     def verify_graph(self, function):

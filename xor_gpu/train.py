@@ -29,6 +29,7 @@ class TrainResult:
     first_step_seconds: float  # of the first call of each compiled function, which also built kernels
     train_seconds: float
     new_compiled_modules: int  # None: not counted (PyTensor's engines)
+    compile_cache: dict  # compile_cache.record(): its folder, lock waits, events; None: PyTensor's own
     ops: list
     versions: dict
     blas: dict  # host.blas_of(): what the CPU's BLAS calls went to
@@ -99,10 +100,11 @@ def run_seeds(config, seeds, progress=None):
     runtime = engines.get(config.engine).start(config.device, config.floatx)
     modules_before = runtime.compiled_modules()
     start = time.perf_counter()
-    model = XorModel(runtime.module, config, runtime.mode)
     loop = engines.get(config.engine).loop
-    calls = [(model.steps_function(k, stride, loop), k, n, stride)
-             for k, n, stride in plan(config.steps, config.steps_per_call, loop)]
+    with runtime.compiling():  # the model's predict() and the steps' functions, in one go
+        model = XorModel(runtime.module, config, runtime.mode)
+        calls = [(model.steps_function(k, stride, loop), k, n, stride)
+                 for k, n, stride in plan(config.steps, config.steps_per_call, loop)]
     compile_seconds = time.perf_counter() - start
     ops = [runtime.verify_graph(function) for function, *_ in calls][0]
     # Theano's compile cache is counted; PyTensor's caches are its own (None: not counted).
@@ -116,7 +118,8 @@ def run_seeds(config, seeds, progress=None):
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
             new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas(),
-            cudnn=runtime.cudnn(ops), nvrtc_arch=cuda_standin.front_record()))
+            cudnn=runtime.cudnn(ops), nvrtc_arch=cuda_standin.front_record(),
+            compile_cache=runtime.compile_cache()))
         compile_seconds, new_modules = 0, 0 if runtime.counts_compiled_modules else None  # paid by the first seed
     return results
 

@@ -3,11 +3,12 @@ its truth table printed, its report and plot written, then with --check its verd
 through the pipeline as parity, the sweep, check and compare do."""
 import contextlib
 import dataclasses
+import signal
 import sys
 import types
 
 from xor_gpu import files, origin, pipeline, plots, render, train
-from xor_gpu.errors import CheckFailed
+from xor_gpu.errors import CheckFailed, Interrupted
 from xor_gpu.results.train_report import SeedsReport, TrainReport
 
 
@@ -30,6 +31,7 @@ class Trained:
 def main(config, seeds=None, json_path=None, plot_path=None, check=False):
     files.check_writable(json_path)
     plots.check_path(plot_path)
+    signal.signal(signal.SIGTERM, _terminated)
     where = f"{config.device}, {len(seeds)} seeds" if seeds else config.device
     with _progress(config.steps * len(seeds or [None]), f"train {where}") as bar:
         if seeds:
@@ -43,6 +45,14 @@ def main(config, seeds=None, json_path=None, plot_path=None, check=False):
             title = f"XOR loss, {config.device} ({result.device_name}), {config.floatx}"
     draw = (lambda: plots.plot_runs(plot_path, curves, title)) if plot_path else None
     return pipeline.finish(Trained(report, check), text, json_path, draw, passed=pipeline.QUIET)
+
+
+def _terminated(signum, frame):
+    """SIGTERM (a time limit; `check` stopping its training) ends the run as an error, exit
+    143, so that what it holds is let go on the way out: above all the compile lock, which
+    other trainings on the same cache wait for. A second one is ignored meanwhile."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def _progress(total, desc):

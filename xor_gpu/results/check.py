@@ -1,6 +1,7 @@
 """`xor-gpu check`'s result: its status and steps (summary.json), and the summaries of earlier
 releases read as this version words them."""
 import dataclasses
+import re
 import signal
 
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted
@@ -12,6 +13,25 @@ from xor_gpu.results.schemas import CHECK_SCHEMA, plain
 PASSED, FAILED, UNUSABLE, INTERRUPTED = "passed", "failed", "unusable", "interrupted"
 CHECK_STATUSES = (PASSED, FAILED, UNUSABLE, INTERRUPTED)
 SKIPPED = "skipped"
+
+
+# check.log's first line, written as a check starts: what and where it checks. A check killed
+# before its summary (SIGKILL, the out-of-memory killer, a failed node) leaves only its log;
+# compare reads the node from this line.
+_HEADER = re.compile(r"xor-gpu check: engine (?P<engine>\S+), device (?P<device>\S+), node (?P<node>\S+), ")
+
+
+def log_header(engine, device, node, out, job=None):
+    """check.log's first line; `job`: the batch job (host.batch_job()) the check runs in."""
+    task = f" task {job['array_task_id']}" if job and "array_task_id" in job else ""
+    return (f"xor-gpu check: engine {engine}, device {device}, node {node}, results in {out}"
+            + (f", Slurm job {job['job_id']}{task}" if job else ""))
+
+
+def read_log_header(log):
+    """{"engine", "device", "node"} from a check.log's text, or {} when it does not start as one."""
+    match = _HEADER.search(log.split("\n", 1)[0])
+    return match.groupdict() if match else {}
 
 
 def status_of_exit(exit_status):

@@ -4,7 +4,7 @@ import dataclasses
 
 from xor_gpu.devices import device
 from xor_gpu.errors import CheckFailed, ConfigError
-from xor_gpu.results.check import CHECK_STATUSES, FAILED, PASSED, CheckSummary
+from xor_gpu.results.check import CHECK_STATUSES, FAILED, INTERRUPTED, PASSED, CheckSummary, read_log_header
 from xor_gpu.results.parity import Parity
 from xor_gpu.results.runs import Difference, Tolerances, TrainRun
 from xor_gpu.results.schemas import CHECK_SCHEMA, COMPARE_SCHEMA, PARITY_SCHEMA, RUN_SCHEMAS, TRAIN_SCHEMA, load
@@ -128,6 +128,15 @@ class Node:
                    runs=len(summary.runs))
 
     @classmethod
+    def of_unfinished_check(cls, folder, log):
+        """A check's folder without its summary, from its check.log's text: INTERRUPTED, saying so."""
+        started, last = read_log_header(log), (log.strip().splitlines() or [""])[-1][:300]
+        reason = ("no summary.json: the check ended without writing one (killed by SIGKILL, the out-of-memory "
+                  "killer or a failed node), or it still runs" + (f"; its log ends: {last}" if last else ""))
+        return cls(folder, started.get("node"), started.get("device"), None, None, None, None,
+                   NODE_OF_CHECK[INTERRUPTED], reason=reason, engine=started.get("engine"))
+
+    @classmethod
     def of_parity(cls, path, parity):
         failed = next(iter(parity.failures.items()), None)
         reason = failed[1].of(failed[0]) if failed else next(iter(parity.problems()), None)
@@ -145,9 +154,12 @@ class Node:
                    engine=run.engine, weights_sha256=run.weights_sha256, runs=1)
 
 
-def read(path, data):
+def read(path, data, log=None):
     """(its Node, its [TrainRun]) of a report given to compare (a dict of schema train, parity
-    or check), read once; ConfigError for one that is none of them or is incomplete."""
+    or check), read once; ConfigError for one that is none of them or is incomplete. `data`
+    None: the folder of a check without its summary, whose check.log says `log`."""
+    if data is None:
+        return Node.of_unfinished_check(str(path), log), []
     schema, path = data["schema"], str(path)
     if schema == CHECK_SCHEMA:
         summary = CheckSummary.from_dict(data, path)

@@ -2,7 +2,7 @@
 that did not finish (Failure), as parity and the seed sweep record it."""
 import dataclasses
 
-from xor_gpu.errors import CheckFailed, DeviceError
+from xor_gpu.errors import CheckFailed, DeviceError, exit_words
 from xor_gpu.results.runs import Difference, Tolerances, held_runs
 from xor_gpu.results.schemas import PARITY_SCHEMA, plain
 
@@ -22,7 +22,7 @@ class Failure:
         return dataclasses.asdict(self)
 
     def of(self, label):
-        return f"{label} failed (exit {self.exit_status}): {self.error}"
+        return f"{label} failed ({exit_words(self.exit_status)}): {self.error}"
 
 
 def raise_for_failures(failures):

@@ -38,6 +38,14 @@ class LossHistory(JsonObject):
 
 
 @dataclasses.dataclass
+class CompileCache(JsonObject):
+    """What a run did with the engine's compile cache (Theano's; xor_gpu/compile_cache.py)."""
+    folder: str = None
+    lock_wait_seconds: float = None  # waiting for other processes' compile locks
+    events: list = None  # one line each: a damaged module rebuilt, a lock taken over, a long wait
+
+
+@dataclasses.dataclass
 class TrainReport(JsonObject):
     """One training run, as README.md's "JSON report" lists its keys, in their order. Nested
     records keep the keys of the module that makes them: config (TrainConfig's fields),
@@ -60,6 +68,7 @@ class TrainReport(JsonObject):
     train_seconds: float = None
     steps_per_second: float = None
     new_compiled_modules: int = None  # None: not counted (PyTensor's engines)
+    compile_cache: CompileCache = None  # None: PyTensor's engines; absent from reports older than it
     ops: list = None
     convergence_margin: float = None
     converged: bool = None
@@ -79,8 +88,9 @@ class TrainReport(JsonObject):
             loss_history=LossHistory(result.history_every, result.loss_history),
             compile_seconds=result.compile_seconds, first_step_seconds=result.first_step_seconds,
             train_seconds=result.train_seconds, steps_per_second=result.steps_per_second,
-            new_compiled_modules=result.new_compiled_modules, ops=result.ops, convergence_margin=CONVERGENCE_MARGIN,
-            converged=result.converged, weights_sha256=result.weights_sha256, final_weights=result.final_weights)
+            new_compiled_modules=result.new_compiled_modules,
+            compile_cache=result.compile_cache and CompileCache(**result.compile_cache), ops=result.ops,
+            convergence_margin=CONVERGENCE_MARGIN, converged=result.converged, weights_sha256=result.weights_sha256, final_weights=result.final_weights)
 
     @classmethod
     def from_dict(cls, data, label="report"):
