@@ -9,7 +9,7 @@ import pytest
 from docblocks import REPO, block
 from xorlib import strict
 
-TEST_COMMAND = block("cpu", "scripts/bootstrap --docker --slurm && .venv/bin/tox")
+TEST_COMMAND = block("cpu", "scripts/bootstrap --docker --slurm --arm64 && .venv/bin/tox")
 # .ci/run's own lines besides the command: strict mode, the repo root, timing and stopping the
 # dockerd it started.
 HARNESS = {"set -euo pipefail", 'cd "$(dirname "$0")/.."', "SECONDS=0",
