@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
-from xor_gpu import compare, host, render
+from xor_gpu import compare, host, render_compare
 from xor_gpu.results.parity import Parity
 from xor_gpu.results.runs import Difference, Tolerances
 from xor_gpu.results.train_report import BlasKernels, TrainReport
@@ -358,7 +358,7 @@ def test_a_fleet_of_a_thousand_fits_a_screen_plus_a_line_per_failed_node(fleet, 
     proc = run_cli("compare", *paths, "--reference", "builtin", "--json", out)
     one_line_error(proc, 5, "11 of 1000 nodes not PASS")
     lines = proc.stdout.splitlines()
-    assert len(lines) <= render.SCREEN + 11, "\n".join(lines)
+    assert len(lines) <= render_compare.SCREEN + 11, "\n".join(lines)
     header = next(i for i, line in enumerate(lines) if line.startswith("report "))
     failed = lines[header + 1:header + 12]
     assert all(line.split()[1] == f"gpu{990 + i:03d}" and "UNUSABLE: " in line for i, line in enumerate(failed))

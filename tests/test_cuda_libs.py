@@ -19,7 +19,7 @@ import pytest
 
 import cuda_stand_ins as stand_in
 from xorlib import DEVICE, run_cli
-from xor_gpu import cuda_libs, cuda_search, doctor, render
+from xor_gpu import cuda_libs, cuda_search, doctor, render_doctor
 from xor_gpu.cuda_search import Candidate, Host
 from xor_gpu.errors import DeviceError
 from xor_gpu.private_folder import CACHE_HOME_FIX, UnsafeFolder
@@ -410,7 +410,7 @@ def test_describe_is_json_data_for_doctor_and_check(libs, tmp_path, monkeypatch)
     }
     assert len(described["notes"]) == 2
     assert CudaLibs.from_dict(described) == record
-    assert dict(render.cuda_libs(record))["nvrtc"] == f"12.0 {libs['cu12'][0]}/libnvrtc.so.12"
+    assert dict(render_doctor.cuda_libs(record))["nvrtc"] == f"12.0 {libs['cu12'][0]}/libnvrtc.so.12"
 
 
 def test_a_folder_of_links_in_a_cache_others_can_change_is_refused(libs, tmp_path, common, nobody, monkeypatch):
@@ -435,7 +435,7 @@ def test_doctor_names_the_policy_reason_when_nothing_is_usable(libs, tmp_path):
     problems = {p.what: p.fix for p in findings.advice()}
     reason = findings.cuda_libs.problem
     assert "NVRTC 13.0 is newer than the driver's CUDA 12.4" in reason and problems[reason] == cuda_libs.HINT
-    assert f"problem: {reason}" in render.doctor(findings)
+    assert f"problem: {reason}" in render_doctor.doctor(findings)
     assert not [p for p in problems if p.startswith(("libcuda.so", "libnvrtc.so", "libcublas.so"))]
 
 

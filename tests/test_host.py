@@ -166,13 +166,6 @@ def test_the_users_coretype_wins_and_the_report_says_so():
     assert after == "Prescott"
 
 
-def test_the_batch_job_is_named_by_slurms_variables():
-    assert host.batch_job({}) is None
-    assert host.batch_job({"SLURM_JOB_ID": "81", "SLURM_ARRAY_JOB_ID": "80", "SLURM_ARRAY_TASK_ID": "1",
-                           "SLURM_JOB_NAME": "xor", "SLURM_CPUS_PER_TASK": "2"}) == {
-        "scheduler": "slurm", "job_id": "81", "name": "xor", "array_job_id": "80", "array_task_id": "1",
-        "cpus_per_task": "2"}
-
 
 def test_caches_go_where_xdg_says_else_under_home():
     assert host.cache_folder("theano", {"XDG_CACHE_HOME": "/x"}) == "/x/xor_gpu/theano"

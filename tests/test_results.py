@@ -12,7 +12,7 @@ import typing
 
 import pytest
 
-from xor_gpu import compare, cuda_libs, devices, files, problem, render
+from xor_gpu import compare, cuda_libs, devices, files, problem, render, render_compare
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, ConfigError, DeviceError, Interrupted
 from xor_gpu import results
@@ -191,7 +191,7 @@ def test_compare_of_old_reports_is_the_same(monkeypatch, paths, printed):
     assert {k: v for k, v in written.items() if k not in ("nodes", "status_counts")} == before
     assert [n["status"] for n in written["nodes"]] == ["PASS"] * len(paths)
     old = _tokens(_printed(f"{printed}.txt"))
-    assert _tokens(render.comparison(result))[:len(old)] == old
+    assert _tokens(render_compare.comparison(result))[:len(old)] == old
 
 
 def test_the_committed_reference_loads_and_is_bitwise_itself():

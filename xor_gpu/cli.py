@@ -34,7 +34,7 @@ def _add_output_args(p):
 
 
 def _add_tolerance_args(p):
-    from xor_gpu.compare import DEFAULT_ATOL, DEFAULT_RTOL
+    from xor_gpu.results.runs import DEFAULT_ATOL, DEFAULT_RTOL
 
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
                    help=f"max |prediction difference| (default {DEFAULT_ATOL:g})")
