@@ -50,11 +50,16 @@ def test_an_unusable_device_comes_back_as_its_error():
     assert "\n" not in run.error and "xor-gpu: error:" in run.stderr
 
 
+def _children():
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children", encoding="ascii") as f:
+        return set(f.read().split())
+
+
 def test_a_child_out_of_time_is_stopped_and_reported():
+    before = _children()  # e.g. the heartbeat of a compile lock this test process held (compile_lock.py)
     run = child.train(TrainConfig(steps=10**9), timeout=3)
     assert run.exit_status == TimedOut.exit_status and run.error == "training on cpu did not finish in 3 s"
-    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children", encoding="ascii") as f:
-        assert f.read().split() == [], "the stopped child is still running"
+    assert _children() <= before, "the stopped child is still running"
 
 
 def test_a_child_killed_by_a_signal_comes_back_naming_it():

@@ -17,6 +17,7 @@ cutils_ext) are linked in place, and a truncated one is repaired as above.
 import contextlib
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import shutil
 import struct
@@ -265,11 +266,27 @@ def rebuild_on_load_failure():
             message = " ".join(str(exc).replace(f"{exc.path}: ", "").split())
             with compile_lock.held(cache.dirname, note):
                 _evict(folder, exc.path, f"fails to load: {message}")
-            cache.refresh()  # forgets the removed module, so the retry compiles it
+            # Forgets the removed module, so the retry compiles it. Theano warns there that the
+            # module "is gone from the file system" (for a cache outside /tmp): the line above
+            # has said why already.
+            with _quiet("theano.gof.cmodule"):
+                cache.refresh()
         return load(cache, key, lnk, keep_lock)
 
     module_from_key.rebuilds = True
     ModuleCache.module_from_key = module_from_key
+
+
+@contextlib.contextmanager
+def _quiet(logger_name):
+    """Only errors from the logger `logger_name` in the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _module_folder(path, directory):
