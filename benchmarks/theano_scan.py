@@ -14,7 +14,6 @@ cost of each of its steps (stride 1: train's calls return only those the history
 bundle): it imports Theano through xor_gpu, with the package's flags and compile cache.
 """
 import argparse
-import json
 import os
 import sys
 import time

@@ -11,11 +11,12 @@ import pytest
 
 from xorlib import DEVICE, run_cli
 from xor_gpu import backend, compile_cache, host
+from xor_gpu.devices import device as named
 from xor_gpu.errors import DeviceError
 
 
 def test_theano_flags_order_defaults_user_then_device():
-    flags = backend.theano_flags("opencl0:0", "float32", user_flags="blas.ldflags=-lmyblas,device=cuda,floatX=float64")
+    flags = backend.theano_flags(named("opencl0:0"), "float32", user_flags="blas.ldflags=-lmyblas,device=cuda,floatX=float64")
     parts = flags.split(",")
     assert parts[-2:] == ["device=opencl0:0", "floatX=float32"]  # the command line wins
     default = f"blas.ldflags={host.default_blas_ldflags()}"
@@ -25,7 +26,7 @@ def test_theano_flags_order_defaults_user_then_device():
 
 def test_user_cxxflags_are_added_to_the_portable_ones(monkeypatch):
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
-    flags = backend.theano_flags("cpu", "float32", user_flags="gcc.cxxflags=-I/opt/include")
+    flags = backend.theano_flags(named("cpu"), "float32", user_flags="gcc.cxxflags=-I/opt/include")
     assert "gcc.cxxflags=-march=x86-64 -mtune=generic -I/opt/include" in flags.split(",")
     assert "-march=native" not in flags
 
@@ -52,7 +53,7 @@ class _Function:
 ])
 def test_a_graph_computing_in_the_wrong_place_is_refused(device, ops, fragment):
     with pytest.raises(DeviceError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
-        backend.verify_graph(_Function(*ops), device)
+        backend.verify_graph(_Function(*ops), named(device))
 
 
 @pytest.mark.parametrize("device, ops", [
@@ -60,13 +61,13 @@ def test_a_graph_computing_in_the_wrong_place_is_refused(device, ops, fragment):
     ("cpu", ["Dot22", "Gemm", "Elemwise", "Sum"]),
 ])
 def test_a_graph_computing_on_the_device_passes(device, ops):
-    assert backend.verify_graph(_Function(*ops), device) == ops
+    assert backend.verify_graph(_Function(*ops), named(device)) == ops
 
 
 def test_compiled_modules_are_kept_for_years_not_aged_out_after_24_days():
     """Theano deletes a compiled module unused for cmodule.age_thresh_use seconds (24 days by
     default): every run a month later would compile cold. Read back from Theano itself."""
-    theano = backend.import_theano("cpu", "float32")
+    theano = backend.import_theano(named("cpu"), "float32")
     assert theano.config.cmodule.age_thresh_use >= 10 * 365 * 24 * 3600
     assert theano.config.compiledir.startswith(os.path.realpath(compile_cache.compiledir()))
 
@@ -76,24 +77,25 @@ def test_the_real_cpu_graph_is_refused_for_a_gpu_device():
     from xor_gpu.config import TrainConfig
     from xor_gpu.model import XorModel
 
-    theano = backend.import_theano("cpu", "float32")
+    theano = backend.import_theano(named("cpu"), "float32")
     train = XorModel(theano, TrainConfig()).steps_function(1)
-    assert backend.verify_graph(train, "cpu")
+    assert backend.verify_graph(train, named("cpu"))
     with pytest.raises(DeviceError, match="device opencl0:0 requested but the compiled graph runs on the host"):
-        backend.verify_graph(train, "opencl0:0")
+        backend.verify_graph(train, named("opencl0:0"))
 
 
 @pytest.mark.parametrize("second, fragment", [
-    ("'opencl0:0', 'float32'", "Theano is already imported with device=cpu, floatX=float32 in this process; "
+    ("device('opencl0:0'), 'float32'", "Theano is already imported with device=cpu, floatX=float32 in this process; "
                                "opencl0:0/float32 needs a new process"),
-    ("'cpu', 'float64'", "cpu/float64 needs a new process"),
+    ("device('cpu'), 'float64'", "cpu/float64 needs a new process"),
 ])
 def test_theano_already_imported_with_other_settings_is_refused(second, fragment):
     code = textwrap.dedent(f"""
         from xor_gpu import backend, compile_cache, host
+        from xor_gpu.devices import device
         from xor_gpu.errors import DeviceError
-        backend.import_theano('cpu', 'float32')
-        assert backend.import_theano('cpu', 'float32')  # the same settings again are fine
+        backend.import_theano(device('cpu'), 'float32')
+        assert backend.import_theano(device('cpu'), 'float32')  # the same settings again are fine
         try:
             backend.import_theano({second})
         except DeviceError as exc:
@@ -158,7 +160,8 @@ def test_ops_given_props_keep_their_equality_hash_and_name():
     """Only the cache version changes: the ops compare, hash and print as before."""
     code = textwrap.dedent("""
         from xor_gpu import backend, compile_cache, host
-        theano = backend.import_theano('cpu', 'float32')
+        from xor_gpu.devices import device
+        theano = backend.import_theano(device('cpu'), 'float32')
         from theano.tensor.blas import Dot22, _dot22
         from theano.compile.ops import DeepCopyOp
         assert Dot22.__props__ and DeepCopyOp.__props__, 'not versioned'
@@ -183,7 +186,8 @@ def test_import_theano_imports_only_what_the_device_uses(device, loaded, absent)
     code = textwrap.dedent(f"""
         import sys
         from xor_gpu import backend, compile_cache, host
-        backend.import_theano({device!r}, 'float32')
+        from xor_gpu.devices import device
+        backend.import_theano(device({device!r}), 'float32')
         print([m for m in {loaded!r} if m not in sys.modules], [m for m in {absent!r} if m in sys.modules])
         import importlib.util
         if importlib.util.find_spec("scipy"):  # the offline bundle leaves scipy out
@@ -205,24 +209,24 @@ def test_openblas_is_the_default_where_installed(monkeypatch, tmp_path):
     assert host.default_blas_ldflags() == f"-L{extra} -l:libopenblas.so.0"
     (std / host.OPENBLAS).touch()
     assert host.default_blas_ldflags() == "-l:libopenblas.so.0"
-    assert "blas.ldflags=-l:libopenblas.so.0" in backend.theano_flags("cpu", "float32", user_flags="").split(",")
-    assert backend.theano_flags("cpu", "float32", user_flags="blas.ldflags=").split(",")[-3] == "blas.ldflags="
+    assert "blas.ldflags=-l:libopenblas.so.0" in backend.theano_flags(named("cpu"), "float32", user_flags="").split(",")
+    assert backend.theano_flags(named("cpu"), "float32", user_flags="blas.ldflags=").split(",")[-3] == "blas.ldflags="
 
 
 def test_cudnn_is_off_unless_the_users_flags_enable_it():
     """cuDNN changes which kernels Theano compiles for the cost's sum (and warns in every
     process about its version): off by default, the user's dnn.enabled wins."""
-    assert "dnn.enabled=False" in backend.theano_flags("cuda", "float32", user_flags="").split(",")
+    assert "dnn.enabled=False" in backend.theano_flags(named("cuda"), "float32", user_flags="").split(",")
     assert not backend.cudnn_enabled("")
     assert backend.cudnn_enabled("dnn.enabled=True") and backend.cudnn_enabled("dnn.enabled=auto")
-    flags = backend.theano_flags("cuda", "float32", user_flags="dnn.enabled=True").split(",")
+    flags = backend.theano_flags(named("cuda"), "float32", user_flags="dnn.enabled=True").split(",")
     assert flags.index("dnn.enabled=True") > flags.index("dnn.enabled=False")  # Theano takes the last
 
 
 def test_a_failed_optimization_is_one_warning_line_not_a_traceback(capsys):
     """Theano logs a failed optimization with its traceback and goes on without it (as when
     a constant folding's compile meets a full disk): one line instead."""
-    theano = backend.import_theano(DEVICE, "float32")
+    theano = backend.import_theano(named(DEVICE), "float32")
     try:
         raise OSError(27, "File too large")
     except OSError as exc:

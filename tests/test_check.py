@@ -178,20 +178,20 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, case, make):
 
 # A stand-in for a device of its own (a CUDA GPU): PoCL's OpenCL device, which the check
 # then trains beside the CPU reference, as it would a GPU.
-OWN_HARDWARE = "lambda device: device != 'cpu'"
+OWN_HARDWARE = "property(lambda device: not device.is_cpu)"
 
 
 @pytest.fixture
 def start_check():
     """start_check(out, *args, device=, own_hardware=): a check in its own session (as a
     scheduler's job step), its progress on proc.stderr; `own_hardware`: the code of
-    devices.own_hardware for it (a stand-in device). Whatever the test's outcome, the check's
+    Device.own_hardware for it (a stand-in device). Whatever the test's outcome, the check's
     process group is killed at the end: a failed assertion leaves no check training on."""
     started = []
 
     def start(out, *args, device="cpu", own_hardware=None):
         main = ["-m", "xor_gpu"] if own_hardware is None else [
-            "-c", f"import sys; from xor_gpu import cli, devices; devices.own_hardware = {own_hardware}; "
+            "-c", f"import sys; from xor_gpu import cli, devices; devices.Device.own_hardware = {own_hardware}; "
                   "sys.exit(cli.main())"]
         proc = subprocess.Popen([sys.executable, *main, "check", "--device", device, "--out", str(out), *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -317,7 +317,7 @@ def _tamper(monkeypatch, edit):
     class Tampered:
         def __init__(self, config):
             self.training, self.config, self.number = real(config), config, len(calls) + 1
-            calls.append(config.device)
+            calls.append(config.device.name)
 
         def __getattr__(self, name):
             return getattr(self.training, name)
@@ -360,7 +360,7 @@ def test_determinism_fails_when_the_repeat_ends_with_other_weights(tmp_path, mon
 
 def test_parity_fails_when_the_cpu_run_lies_beyond_the_tolerance(tmp_path, monkeypatch):
     def moved(number, config, report):
-        if config.device == "cpu":
+        if config.device.is_cpu:
             report.predictions["1,0"] += 2e-4
     calls = _tamper(monkeypatch, moved)
     failed, steps, error = _failed_check(tmp_path, SHORT.replace(device="opencl0:0"))
@@ -375,7 +375,7 @@ def test_a_device_of_its_own_trains_beside_the_cpu_reference(tmp_path, monkeypat
     """A stand-in for a GPU (PoCL, taken for a device of its own): the CPU reference starts
     with the device's first run and is awaited at the parity step, which spans from its start;
     the summary's steps add up to its wall time plus the overlap it shows."""
-    monkeypatch.setattr(devices, "own_hardware", lambda device: device != "cpu")
+    monkeypatch.setattr(devices.Device, "own_hardware", property(lambda device: not device.is_cpu))
     calls = _tamper(monkeypatch, lambda *args: None)
     check.main(SHORT.replace(device="opencl0:0"), str(tmp_path / "out"))
     summary = _summary(tmp_path / "out")
@@ -393,7 +393,7 @@ def test_a_device_of_its_own_trains_beside_the_cpu_reference(tmp_path, monkeypat
 
 
 def test_only_a_cuda_gpu_trains_beside_the_cpu():
-    assert [devices.own_hardware(d) for d in ("cuda", "cuda1", "cpu", "opencl0:0")] == [True, True, False, False]
+    assert [devices.device(d).own_hardware for d in ("cuda", "cuda1", "cpu", "opencl0:0")] == [True, True, False, False]
 
 
 def test_opencl_trains_the_cpu_reference_after_its_runs(tmp_path, monkeypatch):

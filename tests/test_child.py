@@ -1,10 +1,14 @@
-"""Training in a child process (xor_gpu.child), for real: a report comes back, a device
-that cannot be used comes back as its error (from the child's error report, not its stderr),
-and a child that runs out of time is stopped, not left behind."""
+"""Child processes (xor_gpu.child), for real: a training's report comes back, a device that
+cannot be used comes back as its error (from the child's error report, not its stderr), a
+child that runs out of time is stopped, not left behind; and every child of the package, the
+training and compile-only's alike, answers the one way."""
+import ast
 import json
 import os
+import pathlib
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +18,10 @@ from xor_gpu import child
 from xor_gpu.cli import build_parser
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError, TimedOut
+from xor_gpu.results.compile_only import CompiledGraph
 from xor_gpu.results.train_report import TrainReport
+
+PACKAGE = pathlib.Path(child.__file__).parent
 
 
 def test_a_run_returns_its_train_report():
@@ -79,6 +86,39 @@ def test_the_error_report_is_written_only_where_a_parent_asked(tmp_path, monkeyp
     child.write_error(DeviceError("no\n  device"), 3)
     assert json.loads(path.read_text()) == {"schema": "xor_gpu.error/1", "exit_status": 3, "type": "DeviceError",
                                             "message": "no device"}
+
+
+@without_cuda_gpu
+def test_compile_onlys_child_answers_as_a_training_does():
+    """The compiling child of `doctor --compile-only` (here without its stand-in driver, so that
+    Theano cannot open a cuda context) leaves its error as a training does: read from its error
+    report (xor_gpu.error/1), its type and exit status the error's own."""
+    with child.Process("compile-only child") as proc:
+        run = proc.start(sys.executable, "xor_gpu.compile_child", [proc.report]).answer(CompiledGraph.from_dict)
+    assert not run.ok and run.exit_status == DeviceError.exit_status and run.report is None
+    assert run.error_type == "DeviceError" and run.error.startswith("device cuda requested but Theano could not")
+    assert "\n" not in run.error
+
+
+def _child_starts(tree):
+    """(line, text) of each way of starting a process of the package: an argv naming `-m` (a
+    module run as a program), and each subprocess.Popen."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value == "-m":
+            yield node.lineno, "-m"
+        elif isinstance(node, ast.Attribute) and node.attr == "Popen":
+            yield node.lineno, ast.unparse(node)
+
+
+def test_every_child_of_the_package_is_started_and_read_by_child_py():
+    """One protocol: a child of the package is started by child.Process (its report and error
+    files, its reader); reexec.py's and launch.py's `-m` replace the process (exec: no child),
+    and the compile lock's heartbeat (a Popen) answers nothing, it only keeps a lock fresh."""
+    found = {str(path.relative_to(PACKAGE)): {text for _, text in _child_starts(ast.parse(path.read_text()))}
+             for path in sorted(PACKAGE.rglob("*.py"))}
+    assert {path: starts for path, starts in found.items() if starts} == {
+        "child.py": {"-m", "subprocess.Popen"}, "reexec.py": {"-m"}, "launch.py": {"-m"},
+        "compile_lock.py": {"subprocess.Popen"}}
 
 
 def test_a_signal_while_the_child_starts_stops_the_child_too(monkeypatch):

@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from xorlib import HAS_CUDA_GPU, one_line_error, run_cli, train_report
-from xor_gpu import compare, host, render
+from xor_gpu import compare, host, render_compare
 from xor_gpu.results.parity import Parity
 from xor_gpu.results.runs import Difference, Tolerances
-from xor_gpu.results.train_report import TrainReport
+from xor_gpu.results.train_report import BlasKernels, TrainReport
 
 DATA = pathlib.Path(__file__).parent / "data" / "v0.1.0"  # reports of the previous release
 H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # checks run on an NVIDIA H200 node
@@ -154,7 +154,7 @@ def test_the_committed_reference_is_the_seed_config_made_in_the_image():
     assert run.label == "builtin" and ref.schema == "xor_gpu.train/1" and run.converged is True
     assert ref.config_mismatch(TrainConfig().to_dict()) is None  # float32, 3 hidden, lr 0.01, 60,000 steps, seed 1234
     assert ref.device.active == "cpu" and ref.versions["theano"] == "1.0.5"
-    assert ref.blas["kernels"] == {"family": host.OPENBLAS_KERNELS["x86_64"][0], "chosen_by": "xor_gpu"}
+    assert ref.blas.kernels == BlasKernels(family=host.OPENBLAS_KERNELS["x86_64"][0], chosen_by="xor_gpu")
     assert ref.origin["package"]["kind"] == "image" and ref.origin["package"]["name"] == "xor-gpu:cpu"
     weights = [np.asarray(ref.final_weights[k], dtype=np.float32) for k in ("W1", "W2")]
     assert weights_digest(weights) == ref.weights_sha256
@@ -171,7 +171,7 @@ def test_the_committed_aarch64_reference_is_the_seed_config_made_in_the_arm64_bu
     ref = run.report
     assert run.label == "builtin" and run.converged is True and run.machine() == "aarch64"
     assert ref.config_mismatch(TrainConfig().to_dict()) is None and ref.device.active == "cpu"
-    assert ref.blas["kernels"] == {"family": host.OPENBLAS_KERNELS["aarch64"][0], "chosen_by": "xor_gpu"}
+    assert ref.blas.kernels == BlasKernels(family=host.OPENBLAS_KERNELS["aarch64"][0], chosen_by="xor_gpu")
     assert ref.origin["package"]["kind"] == "bundle"
     weights = [np.asarray(ref.final_weights[k], dtype=np.float32) for k in ("W1", "W2")]
     assert weights_digest(weights) == ref.weights_sha256
@@ -358,7 +358,7 @@ def test_a_fleet_of_a_thousand_fits_a_screen_plus_a_line_per_failed_node(fleet, 
     proc = run_cli("compare", *paths, "--reference", "builtin", "--json", out)
     one_line_error(proc, 5, "11 of 1000 nodes not PASS")
     lines = proc.stdout.splitlines()
-    assert len(lines) <= render.SCREEN + 11, "\n".join(lines)
+    assert len(lines) <= render_compare.SCREEN + 11, "\n".join(lines)
     header = next(i for i, line in enumerate(lines) if line.startswith("report "))
     failed = lines[header + 1:header + 12]
     assert all(line.split()[1] == f"gpu{990 + i:03d}" and "UNUSABLE: " in line for i, line in enumerate(failed))

@@ -17,7 +17,7 @@ import pytest
 
 import cuda_stand_ins
 from xor_gpu import compile_only as compile_only_module, cuda_libs, cuda_standin
-from xor_gpu.compile_only import SCHEMA
+from xor_gpu.results.compile_only import SCHEMA
 from xor_gpu.private_folder import CACHE_HOME_FIX, UnsafeFolder
 from xorlib import one_line_error, run_cli, strict, without_cuda_gpu
 
@@ -216,13 +216,13 @@ def test_a_volta_offered_only_nvrtc_13_exits_3_saying_why(tmp_path):
     nvidia = site_nvidia()
     code = f"""
 import sys
-from xor_gpu import compile_only
+from xor_gpu import compile_only, devices
 from xor_gpu.cuda_search import Host
 from xor_gpu.errors import XorGpuError
 machine = Host(environ={{"PATH": "", "XOR_GPU_CUDA_LIBS": "{nvidia / 'cu13' / 'lib'}:{nvidia / 'cublas' / 'lib'}"}},
                sys_path=[], ldconfig=[], usr_local="{tmp_path}", driver_folders=())
 try:
-    compile_only.main("cuda", "sm_70", "{tmp_path / 'r.json'}", "580.65.06", host=machine)
+    compile_only.main(devices.DEFAULT_CUDA, "sm_70", "{tmp_path / 'r.json'}", "580.65.06", host=machine)
 except XorGpuError as exc:
     print(f"xor-gpu: error: {{exc}}", file=sys.stderr)
     sys.exit(exc.exit_status)
@@ -254,7 +254,7 @@ def test_a_cublas_without_one_name_exits_5_naming_it(tmp_path):
 
 
 def _cublas_names():
-    from xor_gpu.compile_only import cublas_names
+    from xor_gpu.cuda_standin.record import cublas_names
 
     return cublas_names(cuda_standin.build()["libcublas.so"])
 

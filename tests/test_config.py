@@ -4,24 +4,30 @@ import re
 
 import pytest
 
-from xor_gpu.config import TrainConfig, check_device, parse_seeds
+from xor_gpu.config import TrainConfig, parse_seeds
+from xor_gpu.devices import Device
 from xor_gpu.errors import ConfigError
 
 
 def test_defaults_reproduce_the_seed():
     c = TrainConfig()
-    assert (c.device, c.floatx, c.hidden, c.lr, c.steps, c.seed) == ("cpu", "float32", 3, 0.01, 60_000, 1234)
+    assert (c.device.name, c.floatx, c.hidden, c.lr, c.steps, c.seed) == ("cpu", "float32", 3, 0.01, 60_000, 1234)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "cuda0", "cuda12", "opencl0:0", "opencl1:2"])
-def test_devices_accepted(device):
-    assert check_device(device) == device
+def test_a_device_name_is_read_once_into_a_device(device):
+    """The config is where a name enters: it holds the Device from then on, and gives the name
+    back only where a report or a child's arguments need text."""
+    config = TrainConfig(device=device)
+    assert isinstance(config.device, Device) and config.device.name == device
+    assert config.to_dict()["device"] == device and config.to_argv()[:2] == ["--device", device]
+    assert TrainConfig(device=config.device) == config == config.replace(device=device)
 
 
 @pytest.mark.parametrize("device", ["gpu", "gpu0", "CUDA", "cuda-0", "opencl0", "opencl:0", "", "cpu ", None])
 def test_devices_rejected(device):
     with pytest.raises(ConfigError, match="unknown device"):
-        check_device(device)
+        TrainConfig(device=device)
 
 
 @pytest.mark.parametrize(

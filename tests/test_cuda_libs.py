@@ -7,6 +7,7 @@ with gcc (tests/cuda_stand_ins.py) answer the version queries through ctypes and
 folder, the unversioned names and the $ORIGIN lookup. In the gpu env the real pinned NVIDIA
 wheels are wired and loaded (loading NVRTC and cuBLAS needs no GPU).
 """
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -18,10 +19,11 @@ import pytest
 
 import cuda_stand_ins as stand_in
 from xorlib import DEVICE, run_cli
-from xor_gpu import cuda_libs, cuda_search, doctor
+from xor_gpu import cuda_libs, cuda_search, doctor, render_doctor
 from xor_gpu.cuda_search import Candidate, Host
 from xor_gpu.errors import DeviceError
 from xor_gpu.private_folder import CACHE_HOME_FIX, UnsafeFolder
+from xor_gpu.results.doctor import CudaLibs
 
 # Old enough for the driver of any GPU this project can meet: the tests that use this
 # machine's real driver (if any) accept them.
@@ -273,8 +275,7 @@ def test_the_nvrtc_front_is_in_the_folder_for_blackwell_only(libs, tmp_path, gpu
     folder = cuda_libs.link_folder(dest=str(tmp_path / "links"), host=machine)
     nvrtc = os.path.join(folder, "libnvrtc.so")
     described = cuda_libs.describe(host=machine)
-    assert described["nvrtc_front"] is front and described["gpus"] == [("sm_100 (Blackwell)" if front
-                                                                         else "sm_90 (Hopper)")]
+    assert described.nvrtc_front is front and described.gpus == [("sm_100 (Blackwell)" if front else "sm_90 (Hopper)")]
     if not front:
         assert os.readlink(nvrtc) == "libnvrtc.so.13" and cuda_libs.FRONT_REAL not in os.listdir(folder)
         return
@@ -397,7 +398,8 @@ def test_describe_is_json_data_for_doctor_and_check(libs, tmp_path, monkeypatch)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     machine = host(tmp_path, {"XOR_GPU_CUDA_LIBS": os.pathsep.join([libs["cu13"], *libs["cu12"]]),
                               "LD_LIBRARY_PATH": libs["driver-12.4"]})
-    described = json.loads(json.dumps(cuda_libs.describe(host=machine)))
+    record = cuda_libs.describe(host=machine)
+    described = json.loads(json.dumps(record.to_dict()))
     assert described["folder"].startswith(f"{tmp_path}/.cache/xor_gpu/cuda-libs/")
     assert described == {
         "driver": "12.4", "libcuda": f"{libs['driver-12.4']}/libcuda.so.1", "gpus": [],
@@ -407,7 +409,8 @@ def test_describe_is_json_data_for_doctor_and_check(libs, tmp_path, monkeypatch)
         "notes": cuda_libs.resolve(host=machine).notes, "problem": None, "fix": None,
     }
     assert len(described["notes"]) == 2
-    assert dict(cuda_libs.summary(described))["nvrtc"] == f"12.0 {libs['cu12'][0]}/libnvrtc.so.12"
+    assert CudaLibs.from_dict(described) == record
+    assert dict(render_doctor.cuda_libs(record))["nvrtc"] == f"12.0 {libs['cu12'][0]}/libnvrtc.so.12"
 
 
 def test_a_folder_of_links_in_a_cache_others_can_change_is_refused(libs, tmp_path, common, nobody, monkeypatch):
@@ -423,17 +426,16 @@ def test_a_folder_of_links_in_a_cache_others_can_change_is_refused(libs, tmp_pat
     assert message.endswith(f" lies in {common}/cache, which other users can change (owner nobody, mode 0777): "
                             f"{CACHE_HOME_FIX}")
     described = cuda_libs.describe(host=machine)
-    assert described["folder"] is None and (described["problem"], described["fix"]) == (message, CACHE_HOME_FIX)
+    assert described.folder is None and (described.problem, described.fix) == (message, CACHE_HOME_FIX)
 
 
 def test_doctor_names_the_policy_reason_when_nothing_is_usable(libs, tmp_path):
-    findings = doctor.collect()
-    findings["cuda_libs"] = cuda_libs.describe(host=host(tmp_path, {"XOR_GPU_CUDA_LIBS": libs["cu13"],
-                                                                    "LD_LIBRARY_PATH": libs["driver-12.4"]}))
-    problems = dict(doctor.advice(findings))
-    reason = findings["cuda_libs"]["problem"]
+    findings = dataclasses.replace(doctor.collect(), cuda_libs=cuda_libs.describe(
+        host=host(tmp_path, {"XOR_GPU_CUDA_LIBS": libs["cu13"], "LD_LIBRARY_PATH": libs["driver-12.4"]})))
+    problems = {p.what: p.fix for p in findings.advice()}
+    reason = findings.cuda_libs.problem
     assert "NVRTC 13.0 is newer than the driver's CUDA 12.4" in reason and problems[reason] == cuda_libs.HINT
-    assert f"problem: {reason}" in doctor.format_findings(findings)
+    assert f"problem: {reason}" in render_doctor.doctor(findings)
     assert not [p for p in problems if p.startswith(("libcuda.so", "libnvrtc.so", "libcublas.so"))]
 
 
@@ -442,10 +444,9 @@ def test_cudnn_is_found_where_the_nvidia_libraries_are_searched_with_its_version
     """What Theano would find if a user enabled it; runs leave it off (backend.CUDNN_DEFAULT)."""
     marker = tmp_path / "asked"
     bin_dir = _fake_python3(tmp_path / "bin", "", marker)  # a python3 on PATH is never asked for it
-    assert cuda_search.find_cudnn(host(tmp_path, {"PATH": str(bin_dir)})) is None and not marker.exists()
+    assert cuda_search.find_cudnn(host(tmp_path, {"PATH": str(bin_dir)})) == (None, None) and not marker.exists()
     path = stand_in.cudnn(tmp_path / "lib", encoded)
-    assert cuda_search.find_cudnn(host(tmp_path, {"XOR_GPU_CUDA_LIBS": str(tmp_path / "lib")})) == {
-        "library": str(path), "version": version}
+    assert cuda_search.find_cudnn(host(tmp_path, {"XOR_GPU_CUDA_LIBS": str(tmp_path / "lib")})) == (str(path), version)
 
 
 def test_cuda_libs_command(libs, tmp_path):

@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from xorlib import DEVICE, run_cli, strict, train_report
+from xor_gpu import devices
 from xor_gpu.backend import HEAVY_OPS
-from xor_gpu.launch import wanted_env
+from xor_gpu.reexec import wanted_env
 
 pytestmark = pytest.mark.device
 
@@ -85,12 +86,12 @@ def test_steps_per_call_train_bitwise_like_one_step_per_call(device, tmp_path):
 def test_steps_per_call_wait_for_the_device_once_per_call(device):
     """k steps per call bring their k costs to the host in one transfer: each transfer waits
     for the device, so one per step would cost what k steps per call save."""
-    count = ("import sys; from xor_gpu import backend, config, model; "
-             "theano = backend.import_theano(sys.argv[1], 'float32'); "
+    count = ("import sys; from xor_gpu import backend, config, devices, model; "
+             "theano = backend.import_theano(devices.device(sys.argv[1]), 'float32'); "
              "train = model.XorModel(theano, config.TrainConfig()).steps_function(3); "
              "print(backend.op_names(train).count('HostFromGpu'))")
     proc = subprocess.run([sys.executable, "-c", count, device], capture_output=True, text=True,
-                          env={**os.environ, **wanted_env([device])})
+                          env={**os.environ, **wanted_env([devices.device(device)])})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-1] == "1", proc.stdout
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from docblocks import block, explain, run_block
-from xor_gpu.compile_only import NOT_EXECUTED
+from xor_gpu.results.compile_only import NOT_EXECUTED
 
 COMPILE_ONLY = block("gpu", "xor-gpu doctor --device cuda --compile-only")
 

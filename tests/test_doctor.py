@@ -2,7 +2,8 @@
 found is read from its JSON report; the printed text is checked only to name it."""
 from xorlib import cli_report, without_cuda_gpu
 from xor_gpu import cuda_search, host
-from xor_gpu.doctor import advice, opencl_devices
+from xor_gpu.doctor import opencl_devices
+from xor_gpu.results.doctor import Findings
 
 
 def doctor(tmp_path, *args, check=0):
@@ -20,19 +21,20 @@ def test_doctor_reports_the_stack(tmp_path):
 def test_doctor_reports_the_host_as_host_introspection_sees_it(tmp_path):
     found, proc = doctor(tmp_path)
     assert found["cpu"] == host.cpu_name()
-    assert found["blas"] == host.installed_blas() and found["blas"]["version"].startswith("OpenBLAS ")
+    assert found["blas"] == host.installed_blas().to_dict() and found["blas"]["version"].startswith("OpenBLAS ")
     assert found["blas"]["library"] in proc.stdout
 
 
 def test_doctor_says_whether_runs_use_cudnn_and_what_it_finds(tmp_path):
     found, proc = doctor(tmp_path)
-    assert found["cudnn"] == {"enabled": False, **(cuda_search.find_cudnn() or {"library": None, "version": None})}
+    library, version = cuda_search.find_cudnn()
+    assert found["cudnn"] == {"enabled": False, "library": library, "version": version}
     assert "Theano uses it: no (dnn.enabled)" in proc.stdout
 
 
 def test_doctor_names_the_openblas_kernels_runs_ask_for(tmp_path):
     found, proc = doctor(tmp_path)
-    assert found["blas"]["kernels"] == host.openblas_kernels()
+    assert found["blas"]["kernels"] == host.openblas_kernels().to_dict()
     assert f"blas kernels    {found['blas']['kernels']['family'] or 'as OpenBLAS detects'}" in proc.stdout
 
 
@@ -46,7 +48,7 @@ def test_doctor_explains_a_missing_gpu(tmp_path):
     found, proc = doctor(tmp_path, "--device", "cuda", check=3)
     assert found["device"]["name"] == "cuda" and found["device"]["error"]
     assert found["cuda_driver"] is None and found["cuda_gpus"] == []
-    problems = dict(advice(found))
+    problems = {p.what: p.fix for p in Findings.from_dict(found).advice()}
     assert "no NVIDIA driver (libcuda.so.1)" in problems
     assert f"problem: no NVIDIA driver (libcuda.so.1)\n    fix: {problems['no NVIDIA driver (libcuda.so.1)']}" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr

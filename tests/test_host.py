@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from xor_gpu import host
+from xor_gpu.results.train_report import Blas, BlasKernels
 from xorlib import on_a_cpu_lacking, one_line_error
 
 
@@ -34,7 +35,8 @@ def test_no_architecture_lets_the_compiler_fuse_multiply_adds():
 
 
 def test_empty_ldflags_mean_numpys_c_api():
-    assert host.blas_of("  ") == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None, "kernels": None}
+    assert host.blas_of("  ") == Blas(ldflags="", library=host.NUMPY_BLAS)
+    assert host.blas_of("  ").to_dict() == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None, "kernels": None}
 
 
 def test_linked_files_follow_the_l_options_folders_first(monkeypatch, tmp_path):
@@ -48,8 +50,7 @@ def test_linked_files_follow_the_l_options_folders_first(monkeypatch, tmp_path):
     assert host.linked_files(f"-L{first} -lfast -l:libother.so.3 -lmissing") == [
         str(first / "libfast.so"), str(second / "libfast.so"), str(second / "libother.so.3")]
     # Found on disk but not loaded by this process: no library, no version.
-    assert host.blas_of(f"-L{first} -lfast") == {"ldflags": f"-L{first} -lfast", "library": None, "version": None,
-                                                 "kernels": None}
+    assert host.blas_of(f"-L{first} -lfast") == Blas(ldflags=f"-L{first} -lfast")
 
 
 def test_a_loaded_openblas_is_found_in_the_memory_map_with_its_version():
@@ -59,7 +60,7 @@ def test_a_loaded_openblas_is_found_in_the_memory_map_with_its_version():
     code = ("import ctypes, json, sys; from xor_gpu import host\n"
             "before = host.blas_of(sys.argv[1])\n"
             "ctypes.CDLL('libopenblas.so.0')\n"
-            "print(json.dumps([before, host.blas_of(sys.argv[1])]))")
+            "print(json.dumps([before.to_dict(), host.blas_of(sys.argv[1]).to_dict()]))")
     proc = subprocess.run([sys.executable, "-c", code, f"-l:{host.OPENBLAS}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     before, after = json.loads(proc.stdout)
@@ -74,7 +75,7 @@ def test_the_installed_blas_is_found_on_disk_before_anything_loads_it():
     engine, the same file, version and kernels a run then finds in its memory map."""
     code = ("import json; from xor_gpu import host\n"
             "loaded = sorted(host.loaded_files()); installed = host.installed_blas()\n"
-            "print(json.dumps([loaded, installed, host.blas_of(installed['ldflags'])]))")
+            "print(json.dumps([loaded, installed.to_dict(), host.blas_of(installed.ldflags).to_dict()]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     loaded, blas, run = json.loads(proc.stdout)
@@ -85,7 +86,7 @@ def test_the_installed_blas_is_found_on_disk_before_anything_loads_it():
 
 def test_without_openblas_the_installed_blas_is_numpys_c_api(monkeypatch):
     monkeypatch.setattr(host, "default_blas_ldflags", lambda: "")
-    assert host.installed_blas() == {"ldflags": "", "library": host.NUMPY_BLAS, "version": None, "kernels": None}
+    assert host.installed_blas() == Blas(ldflags="", library=host.NUMPY_BLAS)
 
 
 # --- OpenBLAS's kernels ---------------------------------------------------------------------
@@ -96,13 +97,13 @@ FAMILY, NEEDS = host.OPENBLAS_KERNELS.get(platform.machine(), (None, ()))
 def test_the_package_chooses_its_kernels_where_the_cpu_has_their_instructions(monkeypatch):
     monkeypatch.setattr(host.platform, "machine", lambda: "x86_64")
     family, needs = host.OPENBLAS_KERNELS["x86_64"]
-    assert host.openblas_kernels({}, {"sse2", *needs}) == {"family": family, "chosen_by": "xor_gpu"}
+    assert host.openblas_kernels({}, {"sse2", *needs}) == BlasKernels(family=family, chosen_by="xor_gpu")
     # A CPU without them: OpenBLAS's own detection, saying why (never kernels the CPU lacks).
     lacking = host.openblas_kernels({}, {"sse2", "avx"})
-    assert lacking["family"] is None and lacking["chosen_by"] == f"OpenBLAS (this CPU lacks {' and '.join(needs)})"
+    assert lacking.family is None and lacking.chosen_by == f"OpenBLAS (this CPU lacks {' and '.join(needs)})"
     # The user's own variable wins, whatever the CPU.
-    assert host.openblas_kernels({"OPENBLAS_CORETYPE": "Nehalem"}, set()) == {
-        "family": "Nehalem", "chosen_by": "OPENBLAS_CORETYPE"}
+    assert host.openblas_kernels({"OPENBLAS_CORETYPE": "Nehalem"}, set()) == BlasKernels(
+        family="Nehalem", chosen_by="OPENBLAS_CORETYPE")
 
 
 def test_aarch64_pins_plain_neon_kernels_on_every_cpu(monkeypatch):
@@ -110,9 +111,9 @@ def test_aarch64_pins_plain_neon_kernels_on_every_cpu(monkeypatch):
     /proc/cpuinfo is the host's)."""
     monkeypatch.setattr(host.platform, "machine", lambda: "aarch64")
     monkeypatch.setattr(host, "cpu_flags", lambda: pytest.fail("read the CPU flags"))
-    assert host.openblas_kernels({}) == {"family": "armv8", "chosen_by": "xor_gpu"}
+    assert host.openblas_kernels({}) == BlasKernels(family="armv8", chosen_by="xor_gpu")
     monkeypatch.setattr(host.platform, "machine", lambda: "riscv64")
-    assert host.openblas_kernels({}) == {"family": None, "chosen_by": "OpenBLAS (none pinned for riscv64)"}
+    assert host.openblas_kernels({}) == BlasKernels(chosen_by="OpenBLAS (none pinned for riscv64)")
 
 
 def test_a_kernel_family_is_held_against_the_cpus_instructions(monkeypatch):
@@ -143,7 +144,7 @@ def _loaded_kernels(env_extra):
     code = ("import json, os; from xor_gpu import host\n"
             "ldflags = host.default_blas_ldflags()\n"
             "chosen = host.load_blas(ldflags)\n"
-            "print(json.dumps([chosen, host.blas_of(ldflags), os.environ.get('OPENBLAS_CORETYPE')]))")
+            "print(json.dumps([chosen.to_dict(), host.blas_of(ldflags).to_dict(), os.environ.get('OPENBLAS_CORETYPE')]))")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, **env_extra})
     assert proc.returncode == 0, proc.stderr
@@ -164,13 +165,6 @@ def test_the_users_coretype_wins_and_the_report_says_so():
     assert blas["kernels"] == chosen == {"family": "Prescott", "chosen_by": "OPENBLAS_CORETYPE"}
     assert after == "Prescott"
 
-
-def test_the_batch_job_is_named_by_slurms_variables():
-    assert host.batch_job({}) is None
-    assert host.batch_job({"SLURM_JOB_ID": "81", "SLURM_ARRAY_JOB_ID": "80", "SLURM_ARRAY_TASK_ID": "1",
-                           "SLURM_JOB_NAME": "xor", "SLURM_CPUS_PER_TASK": "2"}) == {
-        "scheduler": "slurm", "job_id": "81", "name": "xor", "array_job_id": "80", "array_task_id": "1",
-        "cpus_per_task": "2"}
 
 
 def test_caches_go_where_xdg_says_else_under_home():

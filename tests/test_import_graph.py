@@ -1,10 +1,11 @@
 """The package's structure, drawn from its code (benchmarks/import_graph.py): no import
 cycles, xor_gpu modules imported on demand only by the CLI's lazy command loading and the
-engine registry's runtimes, engine names compared only in the engine registry, device names
-only in xor_gpu/devices.py."""
+engine registry's runtimes, engine names compared only in the engine registry, devices (by
+name or held in a variable) only in xor_gpu/devices.py."""
 import ast
 import importlib.util
 import pathlib
+import re
 
 from xor_gpu import devices, engines
 
@@ -43,13 +44,14 @@ def test_no_import_cycles():
     assert graph.cycles(graph.graph()) == []
 
 
-def test_xor_gpu_modules_are_imported_on_demand_only_by_the_cli_and_the_engine_registry():
+def test_xor_gpu_modules_are_imported_on_demand_only_by_the_cli_the_engine_registry_and_train():
     """The CLI loads a command's module when it runs; the registry imports an engine's runtime
     (and with it Theano's or PyTensor's backend) when the engine starts, so that checking
-    input, which every command does first, loads neither backend."""
+    input, which every command does first, loads neither backend; `train` loads the figure's
+    module with --plot only."""
     late = {m: set(v["late_imports"]) for m, v in _import_graph().graph().items() if v["late_imports"]}
     late.pop("cli")
-    assert late == {"engines": {"backend", "pytensor_backend"}}
+    assert late == {"engines": {"backend", "pytensor_backend"}, "train_command": {"plots"}}
 
 
 def _engine_comparisons(tree):
@@ -100,7 +102,9 @@ def test_the_engine_check_finds_each_way_of_comparing():
 
 def _device_comparisons(tree):
     """(line, text) of each comparison of a device's name as a string (`device == "cpu"`,
-    `name in ("cuda", "cpu")`) and of each test of its prefix (`device.startswith("cuda")`)."""
+    `name in ("cuda", "cpu")`), of each test of its prefix (`device.startswith("cuda")`), and of
+    each comparison of a device held in a variable (`theano.config.device != device`,
+    `kind != dev.kind`, `platform != wanted` of JAX's): devices.py's Device answers those."""
     def device_name(node):
         return _names_a_string(node, lambda s: devices.DEVICE_PATTERN.fullmatch(s) is not None)
 
@@ -108,11 +112,33 @@ def _device_comparisons(tree):
         return _names_a_string(node, lambda s: s.startswith(("cpu", "cuda", "opencl")))
 
     for node in ast.walk(tree):
-        if isinstance(node, ast.Compare) and any(device_name(s) for s in (node.left, *node.comparators)):
+        sides = (node.left, *node.comparators) if isinstance(node, ast.Compare) else ()
+        if any(device_name(s) or _holds_a_device(s) for s in sides) and not _is_none_test(node):
             yield node.lineno, ast.unparse(node)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr in ("startswith", "endswith") and any(device_prefix(a) for a in node.args)):
             yield node.lineno, ast.unparse(node)
+
+
+def _holds_a_device(node):
+    """Whether an expression names a device, its kind or its platform: a variable or attribute
+    named so (device, dev, self.device, theano.config.device, platform), its kind (dev.kind), a
+    device read from its name (device_of(name).kind), as such or decoded (kind.decode())."""
+    if isinstance(node, ast.Subscript):
+        return _holds_a_device(node.value)
+    if isinstance(node, ast.Call):
+        func = node.func
+        return (func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")) in ("device", "device_of")
+    if isinstance(node, ast.Attribute) and node.attr in ("kind", "decode", "strip", "lower"):
+        return _holds_a_device(node.value)
+    name = (node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else "").lower()
+    return "device" in name or name in ("dev", "platform")
+
+
+def _is_none_test(node):
+    """`device is None`, `args.device is not None`: whether one was given, not which."""
+    return all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) and any(
+        isinstance(s, ast.Constant) and s.value is None for s in (node.left, *node.comparators))
 
 
 def test_device_names_are_read_only_in_devices_py():
@@ -125,5 +151,55 @@ def test_the_device_check_finds_each_way_of_comparing():
             'y = name in ("opencl0:0", "cpu")\n'
             'z = device.startswith("cuda")\n'
             'w = name.startswith(("opencl", "x"))\n'
-            'ok = platform == "gpu" and kind != wanted and "cpu" if flag else "cuda"\n')
-    assert [line for line, _ in _device_comparisons(ast.parse(code))] == [1, 2, 3, 4, 5]
+            'ok = kind != wanted and "cpu" if flag else "cuda"\n'
+            'if theano.config.device != device: pass\n'
+            'if kind.decode() != dev.kind: pass\n'
+            'if device_of(device).kind not in self.kinds: pass\n'
+            'if found[0].platform != wanted: pass\n'
+            'if args.device is not None and count != 0 and row.kind == "x": pass\n')
+    assert [line for line, _ in _device_comparisons(ast.parse(code))] == [1, 2, 3, 4, 5, 7, 8, 9, 10]
+
+
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+
+
+def _drawn_layers(text):
+    """{module: rank} of docs/architecture.md's table of layers, as drawn: top row first."""
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
+    drawn = {}
+    for rank, row in enumerate(reversed(rows)):
+        for module in re.findall(r"`([\w.]+)`", row.split("|")[3]):
+            assert module not in drawn, f"{module} is drawn twice"
+            drawn[module] = rank
+    return drawn
+
+
+def test_the_architecture_page_draws_every_module_in_an_order_the_imports_keep():
+    """docs/architecture.md's layers: every module once, and no import (at module level or on
+    demand) of a module drawn above the importer."""
+    graph = _import_graph().graph()
+    drawn = _drawn_layers(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert sorted(drawn) == sorted(graph)
+    assert _upward(graph, drawn) == []
+
+
+def _upward(graph, drawn):
+    """Each import of a module drawn above its importer, as "IMPORTER -> IMPORTED"."""
+    return [f"{m} -> {n}" for m, v in graph.items() for n in v["imports"] + v["late_imports"] if drawn[n] > drawn[m]]
+
+
+def test_the_layer_check_finds_a_module_missing_and_an_import_upward():
+    text = ("| 1 | top | `a` |\n"
+            "| 0 | bottom | `b`, `c.d` |\n")
+    assert _drawn_layers(text) == {"a": 1, "b": 0, "c.d": 0}
+    graph = {"a": {"imports": ["b"], "late_imports": []}, "b": {"imports": [], "late_imports": ["a"]},
+             "c.d": {"imports": ["b"], "late_imports": []}}
+    assert _upward(graph, _drawn_layers(text)) == ["b -> a"]
+
+
+MOST_LINES = 400  # a module longer than this does two jobs
+
+
+def test_no_module_is_over_400_lines():
+    longest = {m: v["lines"] for m, v in _import_graph().graph().items() if v["lines"] > MOST_LINES}
+    assert longest == {}

@@ -1,6 +1,7 @@
-"""Every shell script in the source tree passes shellcheck, and the GitHub workflows pass
-actionlint. The scripts are found by extension and shebang, so a new one is checked
-without being listed anywhere. A missing tool is a failure that says how to install it.
+"""Every shell script in the source tree passes shellcheck, the GitHub workflows pass
+actionlint, and the Python passes ruff (the rules pyproject.toml selects). The scripts are
+found by extension and shebang, so a new one is checked without being listed anywhere. A
+missing tool is a failure that says how to install it.
 """
 import os
 import pathlib
@@ -106,3 +107,21 @@ def test_workflows_pass_actionlint():
     proc = subprocess.run([actionlint, "-no-color", "-config-file", ".github/actionlint.yaml", *workflows],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_python_passes_ruff():
+    ruff = tool("ruff", "pip install '.[lint]' (the tox envs install it)")
+    proc = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", "."], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_finds_a_blind_except_and_an_unused_import(tmp_path):
+    """The rules the noqa comments serve are in force: without its noqa, a bare `except
+    Exception` is found, and so is an unused import."""
+    ruff = tool("ruff", "pip install '.[lint]' (the tox envs install it)")
+    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    (tmp_path / "bad.py").write_text("import os\n\ntry:\n    pass\nexcept Exception:\n    pass\n")
+    proc = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", "."], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "F401" in proc.stdout and "BLE001" in proc.stdout, proc.stdout

@@ -3,14 +3,14 @@ process on the CPU (the device env checks its own device through the CLI, tests/
 import numpy as np
 import pytest
 
-from xor_gpu import backend
+from xor_gpu import backend, devices
 from xor_gpu.config import TrainConfig
 from xor_gpu.model import XorModel
 
 
 @pytest.fixture(scope="module")
 def theano():
-    return backend.import_theano("cpu", "float32")
+    return backend.import_theano(devices.THE_CPU, "float32")
 
 
 @pytest.mark.parametrize("k, stride", [(2, 1), (7, 1), (6, 3), (6, 6)])

@@ -36,3 +36,11 @@ def test_a_slurm_task_names_its_job(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
     job = origin.here()["job"]
     assert job["scheduler"] == "slurm" and job["job_id"] == "81" and job["array_task_id"] == "1"
+
+
+def test_the_batch_job_is_named_by_slurms_variables():
+    assert origin.batch_job({}) is None
+    assert origin.batch_job({"SLURM_JOB_ID": "81", "SLURM_ARRAY_JOB_ID": "80", "SLURM_ARRAY_TASK_ID": "1",
+                             "SLURM_JOB_NAME": "xor", "SLURM_CPUS_PER_TASK": "2"}) == {
+        "scheduler": "slurm", "job_id": "81", "name": "xor", "array_job_id": "80", "array_task_id": "1",
+        "cpus_per_task": "2"}

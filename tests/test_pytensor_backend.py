@@ -8,6 +8,7 @@ import types
 import pytest
 
 from xor_gpu import engines, pytensor_backend
+from xor_gpu.devices import device as named
 from xor_gpu.errors import DeviceError
 from xorlib import run_cli
 
@@ -58,13 +59,13 @@ def _no_gpu():
 ])
 def test_jax_on_another_platform_than_asked_is_refused(device, found, fragment):
     with pytest.raises(DeviceError) as refused:
-        pytensor_backend.verify_jax(device, found)
+        pytensor_backend.verify_jax(named(device), found)
     assert str(refused.value) == fragment
 
 
 @pytest.mark.parametrize("device, platform", [("cpu", "cpu"), ("cuda", "gpu"), ("cuda1", "gpu")])
 def test_jax_on_the_platform_asked_for_gives_its_device(device, platform):
-    assert pytensor_backend.verify_jax(device, _jax(platform, "cpu")).platform == platform
+    assert pytensor_backend.verify_jax(named(device), _jax(platform, "cpu")).platform == platform
 
 
 def test_each_pytensor_engine_reports_its_own_packages_and_blas():
@@ -74,7 +75,8 @@ def test_each_pytensor_engine_reports_its_own_packages_and_blas():
     assert engines.get("pytensor-jax").runtime.packages == ("numpy", "jax", "jaxlib")
     for engine, linker in (("pytensor-numba", "numba"), ("pytensor-jax", "jax")):
         runtime = object.__new__(engines.get(engine).runtime)
-        assert runtime.blas() == {"ldflags": None, "library": f"{linker}'s own", "version": None, "kernels": None}
+        assert runtime.blas().to_dict() == {"ldflags": None, "library": f"{linker}'s own", "version": None,
+                                            "kernels": None}
 
 
 @pytest.fixture
@@ -93,7 +95,7 @@ def test_the_pytensor_jax_engine_refuses_what_jax_reports(monkeypatch, restored_
     CPU for a cuda run is refused before anything compiles."""
     monkeypatch.setattr(pytensor_backend, "jax_devices", found)
     with pytest.raises(DeviceError, match="JAX runs on|JAX found no GPU"):
-        engines.get("pytensor-jax").start(device, "float64")
+        engines.get("pytensor-jax").start(named(device), "float64")
     assert os.environ["JAX_PLATFORMS"] == ("cpu" if device == "cpu" else "cuda")
     assert os.environ["JAX_ENABLE_X64"] == "1"
 
@@ -101,7 +103,7 @@ def test_the_pytensor_jax_engine_refuses_what_jax_reports(monkeypatch, restored_
 @pytest.mark.engines
 def test_the_pytensor_jax_engine_names_the_gpu_jax_reports(monkeypatch, restored_environ):
     monkeypatch.setattr(pytensor_backend, "jax_devices", _jax("gpu"))
-    runtime = engines.get("pytensor-jax").start("cuda", "float32")
+    runtime = engines.get("pytensor-jax").start(named("cuda"), "float32")
     assert runtime.active_device() == ("cuda", "gpu device (JAX gpu)")
 
 
@@ -114,7 +116,7 @@ def test_a_real_graph_compiled_by_another_linker_is_refused(engine, other, resto
     import pytensor.tensor as pt
     from pytensor.compile.mode import Mode
 
-    runtime = engines.get(engine).start("cpu", "float64")
+    runtime = engines.get(engine).start(named("cpu"), "float64")
     x = pt.dvector("x")
     function = pytensor.function([x], (x * 2).sum(), mode=Mode(linker=other, optimizer="fast_run"))
     with pytest.raises(DeviceError, match=f"engine {engine} requested but PyTensor compiled with "):

@@ -3,16 +3,22 @@ by xor_gpu 0.1.0 with the commands its README lists, and an H200 node's): each l
 back the same JSON (every train report in them byte for byte), renders the same figures and
 compares the same. Then the rules the results pin: the convergence margin a report states,
 and bad report files."""
+import ast
 import dataclasses
 import json
 import pathlib
+import sys
+import typing
 
 import pytest
 
-from xor_gpu import compare, files, problem, render
+from xor_gpu import compare, cuda_libs, devices, files, problem, render, render_compare
+from xor_gpu.config import TrainConfig
 from xor_gpu.errors import CheckFailed, ConfigError, DeviceError, Interrupted
-from xor_gpu.results import schemas
+from xor_gpu import results
 from xor_gpu.results.check import CheckSummary
+from xor_gpu.results.compile_only import SCHEMA as COMPILE_ONLY_SCHEMA, CompiledGraph, CompileOnly
+from xor_gpu.results.doctor import Findings
 from xor_gpu.results.parity import Parity
 from xor_gpu.results.runs import Difference, Tolerances, TrainRun
 from xor_gpu.results.sweep import Sweep
@@ -23,7 +29,7 @@ H200 = pathlib.Path(__file__).parent / "data" / "h200-2026-12-04"  # written on 
 
 
 def _load(name):
-    return schemas.load(DATA / name)
+    return results.load(DATA / name)
 
 
 def _tokens(text):
@@ -43,9 +49,9 @@ def _train_reports():
     found = [("builtin", json.loads(pathlib.Path(compare.builtin_reference_path()).read_text()))]
     for path in sorted([*DATA.glob("*.json"), *H200.glob("*.json")]):
         data = json.loads(path.read_text())
-        if data.get("schema") == schemas.TRAIN_SCHEMA:
+        if data.get("schema") == results.TRAIN_SCHEMA:
             found.append((path.name, data))
-        elif data.get("schema") in (schemas.SEEDS_SCHEMA, schemas.PARITY_SCHEMA, schemas.CHECK_SCHEMA):
+        elif data.get("schema") in (results.SEEDS_SCHEMA, results.PARITY_SCHEMA, results.CHECK_SCHEMA):
             found += [(f"{path.name}[{name}]", run) for name, run in data["runs"].items()]
     return found
 
@@ -68,7 +74,7 @@ def test_the_earlier_releases_hold_train_reports_of_every_kind():
 def test_a_train_report_loads_and_renders_as_before():
     data = _load("train.json")
     run = TrainRun("train.json", TrainReport.from_dict(data))
-    assert run.converged is True and run.report.schema == schemas.TRAIN_SCHEMA
+    assert run.converged is True and run.report.schema == results.TRAIN_SCHEMA
     assert Difference.between(run.report, run.report) == Difference(0.0, 0.0, True)
 
 
@@ -95,6 +101,32 @@ def test_a_seeds_report_round_trips_and_prints_the_same_figures():
     assert _tokens(render.seeds(seeds)) == _tokens(_printed("train-seeds.txt", False))
 
 
+# Every report file an earlier release wrote, and the committed references, by the type that
+# reads it (compare.json is compare's output, held against this version's in
+# test_compare_of_old_reports_is_the_same: no command reads a comparison).
+READERS = {results.TRAIN_SCHEMA: TrainReport.from_dict, results.SEEDS_SCHEMA: SeedsReport.from_dict,
+           results.PARITY_SCHEMA: Parity.from_dict, results.SWEEP_SCHEMA: Sweep.from_dict,
+           results.CHECK_SCHEMA: CheckSummary.from_dict, COMPILE_ONLY_SCHEMA: CompileOnly.from_dict,
+           None: Findings.from_dict}  # doctor.json has no schema of its own
+FIXTURES = sorted([*DATA.glob("*.json"), *H200.glob("*.json"), *pathlib.Path(compare.builtin_reference_path()).parent
+                   .glob("*.json")])
+
+
+@pytest.mark.parametrize("path", [p for p in FIXTURES if p.name not in ("compare.json", "compare-check.json")],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_report_file_reads_and_writes_back_byte_for_byte(path):
+    """As files.write_json writes them: read by their type, written back, the same bytes."""
+    text = path.read_text()
+    data = json.loads(text)
+    value = READERS[data.get("schema")](data)
+    assert json.dumps(value.to_dict(), indent=2) + "\n" == text
+
+
+def test_the_round_trip_sees_every_kind_of_report_file():
+    kinds = {json.loads(p.read_text()).get("schema") for p in FIXTURES}
+    assert kinds == {*READERS, results.COMPARE_SCHEMA} and len(FIXTURES) == 16
+
+
 @pytest.mark.parametrize("name, status, exit_status, failed_step, reason", [
     ("check-cpu.json", "passed", 0, None, None),
     ("check-failed.json", "failed", 5, "train", "check failed at train: did NOT converge, final loss 1.00102"),
@@ -107,9 +139,7 @@ def test_a_summary_without_status_gets_it_from_its_exit_status(name, status, exi
     assert (summary.status, summary.exit_status, summary.failed_step) == (status, exit_status, failed_step)
     assert summary.reason == reason or summary.reason.startswith(reason)
     assert summary.node == data["origin"]["host"] and summary.interrupted_by is None
-    written = summary.to_dict()
-    assert {k: written[k] for k in data} == data  # every field of 0.1.0 written back as it was
-    assert written["status"] == status
+    assert summary.to_dict() == data  # written back as 0.1.0 wrote it
 
 
 @pytest.mark.parametrize("name, error", [
@@ -131,10 +161,10 @@ def test_a_summarys_verdict_is_its_error_with_its_exit_status(name, error):
 def test_a_gpu_nodes_summary_loads_and_writes_back_as_it_was(name, engine):
     """Real summaries of a CUDA 13 node: passed, and every field written back unchanged
     (the "cuda" record of the NVIDIA libraries kept as the check wrote it)."""
-    data = schemas.load(H200 / name)
+    data = results.load(H200 / name)
     summary = CheckSummary.from_dict(data)
-    assert summary.passed and summary.verdict() is None and summary.config["engine"] == engine
-    assert summary.extra["cuda"]["driver"] == "13.0" and summary.device["active"] == "cuda"
+    assert summary.passed and summary.verdict() is None and summary.engine == engine
+    assert summary.cuda.driver == "13.0" and summary.device.active == "cuda" and summary.extra == {}
     assert json.dumps(summary.to_dict()) == json.dumps(data)
     assert [run.converged for run in summary.runs.values()] == [True, True]
 
@@ -161,7 +191,7 @@ def test_compare_of_old_reports_is_the_same(monkeypatch, paths, printed):
     assert {k: v for k, v in written.items() if k not in ("nodes", "status_counts")} == before
     assert [n["status"] for n in written["nodes"]] == ["PASS"] * len(paths)
     old = _tokens(_printed(f"{printed}.txt"))
-    assert _tokens(render.comparison(result))[:len(old)] == old
+    assert _tokens(render_compare.comparison(result))[:len(old)] == old
 
 
 def test_the_committed_reference_loads_and_is_bitwise_itself():
@@ -200,3 +230,79 @@ def test_tolerances_refuse_what_is_not_a_finite_number():
             Tolerances(bad, 1e-3)
     assert Tolerances(0, 0).admit(Difference(0.0, 0.0, True))
     assert not Tolerances(1e-4, 1e-3).admit(Difference(1.0001e-4, 0.0, False))
+
+
+# --- every record read by attribute --------------------------------------------------------
+
+PACKAGE = pathlib.Path(results.__file__).resolve().parent.parent
+
+
+def _records(root, found=None):
+    """`root` and every JsonObject class its fields hold, at any depth."""
+    found = set() if found is None else found
+    if root not in found:
+        found.add(root)
+        for field in dataclasses.fields(root):
+            for kind in (field.type, *typing.get_args(field.type)):
+                if isinstance(kind, type) and issubclass(kind, results.JsonObject):
+                    _records(kind, found)
+    return found
+
+
+def _keys(records):
+    return {results.key(f) for record in records for f in record.json_fields()}
+
+
+def _json_keys(value):
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _json_keys(v)}
+    return {k for v in value for k in _json_keys(v)} if isinstance(value, list) else set()
+
+
+# doctor's findings, the compile-only report (and its child's answer), the check summary, with
+# every record they hold; the modules that define them are the only ones that may read them by key.
+RECORDS = set().union(*(_records(r) for r in (Findings, CompileOnly, CompiledGraph, CheckSummary)))
+OWNERS = {pathlib.Path(sys.modules[r.__module__].__file__).resolve() for r in RECORDS}
+
+
+def _distinct_keys():
+    """Their JSON keys that no other dict of the package has: not a train report's (a summary
+    holds those), a config's, the other reports' (parity, sweep, seeds, compare), a device's
+    kind or a NVIDIA library's kind (cuda_libs' own tables)."""
+    others = _keys(_records(TrainReport)) | {f.name for f in dataclasses.fields(TrainConfig)} | set(cuda_libs.LABELS)
+    others |= {devices.CPU, devices.CUDA, devices.OPENCL}
+    for path in DATA.glob("*.json"):
+        data = json.loads(path.read_text())
+        if data["schema"] in (results.PARITY_SCHEMA, results.SWEEP_SCHEMA, results.SEEDS_SCHEMA, results.COMPARE_SCHEMA):
+            others |= _json_keys(data)
+    return _keys(RECORDS) - others
+
+
+def _key_reads(tree, keys):
+    """(line, text) of each read of one of `keys` by string: x["key"], x.get("key")."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            key = node.slice
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args:
+            key = node.args[0]
+        else:
+            continue
+        if isinstance(key, ast.Constant) and key.value in keys:
+            yield node.lineno, ast.unparse(node)
+
+
+def test_doctor_compile_only_and_check_records_are_read_by_attribute_outside_their_owners():
+    keys = _distinct_keys()
+    assert {"pygpu_error", "libgpuarray_arch", "failed_step", "launches_recorded", "nvrtc_front"} <= keys
+    found = [f"{path.relative_to(PACKAGE)}:{line}: {text}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path.resolve() not in OWNERS for line, text in _key_reads(ast.parse(path.read_text()), keys)]
+    assert found == []
+
+
+def test_the_key_read_check_finds_each_way_of_reading():
+    code = ('x = findings["pygpu_error"]\n'
+            'y = report.get("libgpuarray_arch")\n'
+            'summary["failed_step"] = 1\n'  # a write, not a read
+            'z = data["steps"]\n')  # a config's key too
+    assert [line for line, _ in _key_reads(ast.parse(code), _distinct_keys())] == [1, 2]

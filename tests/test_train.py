@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from xor_gpu import origin, train
-from xor_gpu.config import PROGRESS_CALLS, TrainConfig
-from xor_gpu.engines import C_CHAIN_STEPS_PER_CALL, CPU_STEPS_PER_CALL, MAX_SCAN
+from xor_gpu.config import TrainConfig
+from xor_gpu.engines import C_CHAIN_STEPS_PER_CALL, CPU_STEPS_PER_CALL, MAX_SCAN, PROGRESS_CALLS
 from xor_gpu.results.runs import Difference, TrainRun, check_same_config
 from xor_gpu.results.train_report import TrainReport
 from xorlib import train_report
@@ -76,6 +76,8 @@ def test_steps_per_second_leaves_out_the_first_call():
 
 
 def test_the_default_steps_per_call_depends_on_the_device_and_the_engine():
+    """One rule, the engine registry's (Engine.default_steps_per_call): a chain's steps on the
+    CPU, 1 on GPUs; a scan's below."""
     assert TrainConfig().resolved().steps_per_call == CPU_STEPS_PER_CALL
     # GPUs: every step of a call builds its own kernels, and kernel launches bound the speed.
     assert TrainConfig(device="opencl0:0").resolved().steps_per_call == 1

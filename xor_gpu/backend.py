@@ -12,10 +12,10 @@ import platform
 import sys
 import warnings
 
-from xor_gpu import compile_cache, compile_lock, cuda_search, cuda_standin, host
+from xor_gpu import compile_cache, compile_lock, cuda_search, cuda_standin, devices, host
 from xor_gpu.compile_cache import compiledir, make_private, repair
-from xor_gpu.devices import check_device, device as device_of
 from xor_gpu.errors import DeviceError
+from xor_gpu.results.train_report import Cudnn
 
 TEN_YEARS = 10 * 365 * 24 * 3600  # compiled modules are kept, not aged out after 24 days
 # Theano takes cuDNN where it finds it, for this network only the cost's sum (GpuDnnReduction
@@ -28,7 +28,8 @@ CUDNN_DEFAULT = "False"
 
 
 def theano_flags(device, floatx, user_flags=None):
-    """THEANO_FLAGS for this run: our defaults, then the user's own flags, then device and floatX.
+    """THEANO_FLAGS for this run on `device` (a Device): our defaults, then the user's own flags,
+    then device and floatX.
 
     Theano applies the last value given for a key, so the user may override any default
     (e.g. blas.ldflags), while device and floatX always come from the command line. A
@@ -74,16 +75,15 @@ class _Capture(logging.Handler):
 
 
 def import_theano(device, floatx):
-    """Import Theano bound to `device` and verify that this device is the one in use.
+    """Import Theano bound to `device` (a Device) and verify that this device is the one in use.
 
     Returns the theano module. Raises DeviceError when a GPU was requested and Theano fell
     back to the CPU, or when Theano was already imported with other settings.
     """
-    check_device(device)
     if "theano" in sys.modules:
         import theano
 
-        if theano.config.device != device or theano.config.floatX != floatx:
+        if not device.is_named(theano.config.device) or theano.config.floatX != floatx:
             raise DeviceError(
                 f"Theano is already imported with device={theano.config.device}, "
                 f"floatX={theano.config.floatX} in this process; {device}/{floatx} needs a new process"
@@ -94,7 +94,7 @@ def import_theano(device, floatx):
     flags = theano_flags(device, floatx)
     # Before anything in them is loaded: caches another user could change are refused (the
     # compiledir Theano takes: the user's THEANO_FLAGS may name one).
-    make_private(_flag(flags, "compiledir"), opencl=device_of(device).is_opencl)
+    make_private(_flag(flags, "compiledir"), opencl=device.is_opencl)
     repair()  # damaged modules would crash Theano (SIGBUS, ImportError): remove them first
     user_flags = os.environ.get("THEANO_FLAGS")
     os.environ["THEANO_FLAGS"] = flags
@@ -117,7 +117,7 @@ def import_theano(device, floatx):
             os.environ.pop("THEANO_FLAGS", None)
         else:
             os.environ["THEANO_FLAGS"] = user_flags
-    if device_of(device).is_cpu:  # a GPU run calls the device's BLAS and loads none on the host
+    if device.is_cpu:  # a GPU run calls the device's BLAS and loads none on the host
         host.load_blas(theano.config.blas.ldflags)  # before any compiled module links it
     compile_cache.theano_imported(theano)
     _one_line_optimizer_errors()
@@ -243,10 +243,9 @@ def _stable_cop_versions(theano):
 
 
 def _verify_context(theano, device, errors):
-    dev = device_of(device)
-    if dev.is_cpu:
+    if device.is_cpu:
         return
-    if dev.is_cuda:  # first: what fails on compile-only's stand-in is not the GPU's fault
+    if device.is_cuda:  # first: what fails on compile-only's stand-in is not the GPU's fault
         cuda_standin.refuse_if_loaded()
     if not theano.gpuarray.pygpu_activated:
         cause = errors[-1] if errors else "pygpu support is not active"
@@ -254,9 +253,9 @@ def _verify_context(theano, device, errors):
             f"device {device} requested but Theano could not initialise it ({_one_line(cause)}); "
             f"run 'xor-gpu doctor --device {device}'"
         )
-    kind = active_context(theano).kind.decode()
-    if kind != dev.kind:
-        raise DeviceError(f"device {device} requested but the active context is {kind}")
+    kind = active_context(theano).kind
+    if not device.has_context_kind(kind):
+        raise DeviceError(f"device {device} requested but the active context is {kind.decode()}")
 
 
 def active_context(theano):
@@ -265,10 +264,10 @@ def active_context(theano):
     return get_context(None)
 
 
-def active_device(theano):
-    """(device string, human-readable name) of what Theano actually runs on."""
-    if device_of(theano.config.device).is_cpu or not theano.gpuarray.pygpu_activated:
-        return "cpu", host.cpu_name()
+def active_device(theano, device):
+    """(device name, human-readable name) of what Theano, bound to `device`, actually runs on."""
+    if device.is_cpu or not theano.gpuarray.pygpu_activated:
+        return devices.THE_CPU.name, host.cpu_name()
     ctx = active_context(theano)
     return theano.config.device, ctx.devname.strip()
 
@@ -276,20 +275,20 @@ def active_device(theano):
 def cudnn_enabled(user_flags=None):
     """Whether a run would let Theano use cuDNN: its dnn.enabled, the user's flags over ours."""
     value = CUDNN_DEFAULT
-    for part in theano_flags("cpu", "float32", user_flags).split(","):
+    for part in theano_flags(devices.THE_CPU, "float32", user_flags).split(","):
         key, _, given = part.partition("=")
         if key.strip() == "dnn.enabled":
             value = given.strip()
     return value != "False"  # Theano's values: auto, True, False, no_check
 
 
-def cudnn_of(theano, ops):
-    """What a CUDA run did with cuDNN: {"enabled" (Theano's dnn.enabled not False), "used" (a GpuDnn op in
-    the compiled graph), "library", "version" (the cuDNN found here, or None)}; None off CUDA."""
-    if not device_of(theano.config.device).is_cuda:
+def cudnn_of(theano, device, ops):
+    """What a run on `device` did with cuDNN (results.train_report.Cudnn); None off CUDA."""
+    if not device.is_cuda:
         return None
-    found = cuda_search.find_cudnn() or {"library": None, "version": None}
-    return {"enabled": str(theano.config.dnn.enabled) != "False", "used": any(n.startswith("GpuDnn") for n in ops), **found}
+    library, version = cuda_search.find_cudnn()
+    return Cudnn(enabled=str(theano.config.dnn.enabled) != "False", used=any(n.startswith("GpuDnn") for n in ops),
+                 library=library, version=version)
 
 
 def op_names(function):
@@ -305,7 +304,7 @@ def verify_graph(function, device):
     """Refuse a compiled function whose arithmetic does not run where it was asked to."""
     names = op_names(function)
     gpu_ops = [n for n in names if n.startswith("Gpu")]
-    if device_of(device).is_cpu:
+    if device.is_cpu:
         if gpu_ops:
             raise DeviceError(f"device cpu requested but the graph holds GPU ops: {', '.join(gpu_ops)}")
         return names
@@ -345,26 +344,30 @@ class Runtime:
         """Nothing to add to verify_graph: on a GPU the weights are the graph's GpuArray variables."""
 
     def active_device(self):
-        return active_device(self.module)
+        return active_device(self.module, self.device)
 
     def versions(self):
-        return versions(self.module)
+        return versions(self.module, self.device)
 
     def blas(self):
         return blas_info()
 
     def cudnn(self, ops):
-        return cudnn_of(self.module, ops)
+        return cudnn_of(self.module, self.device, ops)
+
+    def nvrtc_arch(self):
+        """What xor_gpu's NVRTC front did in this process (NvrtcArch; None below compute capability 10)."""
+        return cuda_standin.front_record()
 
 
-def versions(theano=None):
+def versions(theano=None, device=None):
     """python, numpy, theano, and pygpu when the run uses it (GPU devices; Theano imported it)."""
     import numpy
 
     out = {"python": platform.python_version(), "numpy": numpy.__version__}
     if theano is not None:
         out["theano"] = theano.__version__
-        if not device_of(theano.config.device).is_cpu:
+        if not device.is_cpu:
             out["pygpu"] = sys.modules["pygpu"].__version__
     return out
 

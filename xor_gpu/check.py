@@ -20,10 +20,13 @@ import signal
 import sys
 import time
 
-from xor_gpu import (child, compare, cuda_libs, devices, doctor, engines, files, host, origin, parity, pipeline,
+from xor_gpu import (child, compare, cuda_libs, doctor, engines, engine_python, files, origin, parity, pipeline,
                      plots, render)
+from xor_gpu.devices import THE_CPU
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted, XorGpuError, exit_words
-from xor_gpu.results.check import FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary, Step, log_header
+from xor_gpu.results.check import (FAILED, INTERRUPTED, PASSED, SKIPPED, UNUSABLE, CheckSummary, ReferenceUsed, Step,
+                                   log_header)
+from xor_gpu.results.train_report import RunDevice
 from xor_gpu.results.parity import Failure
 from xor_gpu.results.runs import Difference, Tolerances
 
@@ -106,7 +109,8 @@ class Check:
         """Record a step that took `span`, (started, seconds), as Clock.lap() gives it."""
         # Its start and end rounded: a step that starts where another ended starts there.
         started, ended = (round(t, 2) for t in (span[0], span[0] + span[1]))
-        step = Step(name, status, round(ended - started, 2), summary, figures, started)
+        step = Step(name=name, status=status, started=started, seconds=round(ended - started, 2), summary=summary,
+                    extra=figures)
         self.steps.append(step)
         self.log(render.check_step(STEPS.index(name) + 1, len(STEPS), step))
         if status == FAILED and self.failure is None:
@@ -117,7 +121,7 @@ class Check:
             self.step(name, SKIPPED, self.clock.lap(), reason)
 
     def start(self, device, what, beside=""):
-        """The training of `what` on `device` in a child process, started now."""
+        """The training of `what` on `device` (a Device) in a child process, started now."""
         self.log(f"training {what} on {device} ({self.config.steps:,} steps){beside} ...")
         return child.start(self.config.replace(device=device))
 
@@ -136,17 +140,16 @@ class Check:
     def run(self):
         device = self.config.device
         findings = doctor.collect()
-        files.write_json(os.path.join(self.out, "doctor.json"), findings)
+        files.write_json(os.path.join(self.out, "doctor.json"), findings.to_dict())
         doctor_span = self.clock.lap()
         # The doctor's advice is about Theano's stack (pygpu, NVIDIA libraries for libgpuarray).
         theano = engines.get(self.config.engine).libgpuarray
-        problems = [f"{p} (fix: {fix})" for p, fix in
-                    doctor.advice({**findings, "device": {"name": device, "error": None}})] if theano else []
+        problems = [f"{p.what} (fix: {p.fix})" for p in findings.advice(device)] if theano else []
 
         with contextlib.ExitStack() as trainings:  # leaving it stops the CPU reference, if still running
             beside = None  # (the CPU reference's training, when it started)
-            if devices.own_hardware(device):
-                cpu = trainings.enter_context(self.start("cpu", "the CPU reference", f", beside the {device} runs"))
+            if device.own_hardware:
+                cpu = trainings.enter_context(self.start(THE_CPU, "the CPU reference", f", beside the {device} runs"))
                 beside = cpu, self.clock.now()
             first = self.train(device, "the seed config", "train")
             if first.exit_status == DeviceError.exit_status:  # the attempt is the doctor step's
@@ -161,7 +164,7 @@ class Check:
                 self.step("train", FAILED, self.clock.lap(), first.error, exit_status=first.exit_status)
                 return self.skip_rest("training failed")
             r = first.report
-            self.runs[device] = r
+            self.runs[device.name] = r
             files.write_json(os.path.join(self.out, "train.json"), r.to_dict())
             self.step("train", PASSED if r.converged else FAILED, self.clock.lap(), render.check_train(r),
                       converged=r.converged, final_loss=r.final_loss, steps_per_second=r.steps_per_second,
@@ -183,19 +186,19 @@ class Check:
     def parity(self, device, dev_report, beside=None):
         """The CPU reference against the device's run; `beside`: (its training, started with the
         device's, and when: the step's span starts there), else it trains now."""
-        if devices.device(device).is_cpu:
+        if device.is_cpu:
             return self.step("parity", SKIPPED, self.clock.lap(), "the device is the CPU, the reference device itself")
         if beside is None:
-            cpu, since = self.train("cpu", "the CPU reference", "parity"), None
+            cpu, since = self.train(THE_CPU, "the CPU reference", "parity"), None
         else:
             cpu, since = self.finish(beside[0], "the CPU reference", "parity"), beside[1]
         # Named as `parity --runs` names them: the device alone for Theano, ENGINE:DEVICE otherwise.
-        ref, dev = (engines.label(self.config.engine, d) for d in ("cpu", device))
+        ref, dev = (engines.label(self.config.engine, d) for d in (THE_CPU, device))
         reports, failures = {}, {}
         if cpu.ok:
-            reports[ref] = self.runs["cpu"] = cpu.report
+            reports[ref] = self.runs[THE_CPU.name] = cpu.report
         else:
-            failures[ref] = Failure(cpu.exit_status, cpu.error)
+            failures[ref] = Failure(exit_status=cpu.exit_status, error=cpu.error)
         reports[dev] = dev_report
         result = parity.assess(self.config, [ref, dev], reports, failures, self.tolerances)
         pipeline.write(result, os.path.join(self.out, "parity.json"))
@@ -239,40 +242,44 @@ class Check:
         return PASSED, EXIT_OK, None, None
 
     def summary(self):
-        dev = self.runs.get(self.config.device)  # its TrainReport, None when it did not train
+        dev = self.runs.get(self.config.device.name)  # its TrainReport, None when it did not train
         status, exit_status, failed_step, reason = self.status()
         here = origin.here()
-        ref = self.ref.report
+        requested = self.config.device.name
+        stack = self.gpu_stack(dev)
         return CheckSummary(
-            status, exit_status, self.config.to_dict(),
-            {"requested": self.config.device,
-             **({"active": dev.device.active, "name": dev.device.name} if dev else {})},
-            self.steps, self.tolerances,
-            {"label": self.ref.label, "weights_sha256": ref.weights_sha256, "origin": ref.origin,
-             "applies": self.ref_applies},
-            (dev.versions if dev else None) or {}, here, self.runs, failed_step, reason,
-            self.interrupted.signal_name if self.interrupted else None, here["host"], self.gpu_stack(dev),
-            round(self.clock.now(), 2))
+            status=status, exit_status=exit_status, failed_step=failed_step, reason=reason,
+            interrupted_by=self.interrupted.signal_name if self.interrupted else None, node=here["host"],
+            config=self.config.to_dict(),
+            # active and name are known once the device trained
+            device=(RunDevice(requested=requested, active=dev.device.active, name=dev.device.name) if dev
+                    else RunDevice(requested=requested, absent={"active", "name"})),
+            steps=self.steps, tolerances=self.tolerances,
+            reference=ReferenceUsed(label=self.ref.label, weights_sha256=self.ref.report.weights_sha256,
+                                    origin=self.ref.report.origin, applies=self.ref_applies),
+            versions=(dev.versions if dev else None) or {}, origin=here, runs=self.runs,
+            wall_seconds=round(self.clock.now(), 2), **stack, absent={"cuda", "cudnn"} - stack.keys())
 
     def gpu_stack(self, dev):
-        """summary.json's record of the NVIDIA stack a cuda check used: the driver, and for
-        libgpuarray's engine the NVRTC and cuBLAS it loaded (cuda_libs) and what it did with
-        cuDNN; other engines (JAX) load their own, named in their versions."""
-        if not devices.device(self.config.device).is_cuda:
+        """{"cuda", "cudnn"}: summary.json's record of the NVIDIA stack a cuda check used: the
+        driver, and for libgpuarray's engine the NVRTC and cuBLAS it loaded (cuda_libs) and what
+        it did with cuDNN (None: the device did not train); other engines (JAX) load their own,
+        named in their versions. {} off CUDA."""
+        device = self.config.device
+        if not device.is_cuda:
             return {}
-        cuda = cuda_libs.describe(gpu=devices.device(self.config.device).index)  # as the run's launch chose
+        cuda = cuda_libs.describe(gpu=device.index)  # as the run's launch chose
         if not engines.get(self.config.engine).libgpuarray:
-            return {"cuda": {k: cuda[k] for k in ("driver", "libcuda")}}
+            return {"cuda": cuda.driver_only()}
         return {"cuda": cuda, "cudnn": dev.cudnn if dev else None}
 
 
-def main(config, out, reference=compare.BUILTIN, atol=compare.DEFAULT_ATOL, rtol=compare.DEFAULT_RTOL):
-    tolerances = Tolerances(atol, rtol)
+def main(config, out, reference=compare.BUILTIN, tolerances=Tolerances()):
     ref = load_reference(config, reference)
-    engines.python_for(config.engine)  # a missing engine environment: exit 3, nothing written
+    engine_python.python_for(config.engine)  # a missing engine environment: exit 3, nothing written
     out = prepare_out(out)
     check = Check(config, out, ref, tolerances)
-    check.log(log_header(config.engine, config.device, origin.here()["host"], out, host.batch_job()))
+    check.log(log_header(config.engine, config.device, origin.here()["host"], out, origin.batch_job()))
     with _Signals() as signals:
         try:
             check.run()

@@ -1,8 +1,13 @@
-"""Training in a fresh process. Theano binds its device at import, so each device, and
-each repeat that must be independent of the one before, runs as its own `xor-gpu train`.
+"""Child processes of the package's, and the one way every child answers. Theano binds its
+device at import, so each device, and each repeat that must be independent of the one before,
+trains as its own `xor-gpu train`; `doctor --compile-only` compiles in a child of its own.
 
-The child writes its train report as JSON and, when it fails, its error as JSON (the path
-in XOR_GPU_ERROR_JSON, written by the CLI): the parent reads both, never stderr text.
+A child is `python -m MODULE ARGS` (Process.start); it writes its report as JSON to the path
+its arguments name (Process.report), and when it fails its error (results.ErrorReport,
+schema xor_gpu.error/1) to the path in XOR_GPU_ERROR_JSON, which every child is given
+(write_error: the CLI's, and any child's own). The parent reads both through Process.answer,
+never stderr text: a child that left no error of its own (a signal, a fault in native code) is
+named by how it ended.
 """
 import dataclasses
 import json
@@ -12,20 +17,21 @@ import subprocess
 import tempfile
 import time
 
-from xor_gpu import engines
+from xor_gpu import engine_python, files
 from xor_gpu.errors import EXIT_OK, TimedOut, exit_words
 from xor_gpu.results import train_report
+from xor_gpu.results import ERROR_SCHEMA, ErrorReport
 
 ERROR_ENV = "XOR_GPU_ERROR_JSON"
-ERROR_SCHEMA = "xor_gpu.error/1"
 STOP_GRACE = 10  # seconds a stopped child has to exit before SIGKILL
 
 
 @dataclasses.dataclass
 class ChildRun:
     exit_status: int
-    report: object = None  # its TrainReport (a SeedsReport with seeds) when exit_status is 0
+    report: object = None  # what the child answered (read by the caller's reader) when exit_status is 0
     error: str = ""  # the child's one-line error otherwise
+    error_type: str = None  # the type of the child's error, when it wrote one
     seconds: float = 0.0
     stderr: str = ""  # everything the child printed on stderr, for logs
 
@@ -54,14 +60,14 @@ def start(config, seeds=None):
 
 
 class Process:
-    """A child process of the package's, and a folder for the files it writes (path()). Its
-    stderr goes to a file, not a pipe: a child running beside other work is read only at its
-    end. wait() for it; whatever stops the parent while it waits (a signal that interrupts a
-    check, a timeout), and stop() or leaving its `with` block before it ends, stop the child
-    too: SIGTERM, then SIGKILL after STOP_GRACE. Used by `check`, `parity` and the sweep (a
-    training, below) and by `doctor --compile-only` (its compiling child)."""
+    """A child process of the package's (`what` names it in errors: "training on cpu"), and a
+    folder for the files it writes. Its stderr goes to a file, not a pipe: a child running
+    beside other work is read only at its end. answer() waits for it; whatever stops the parent
+    while it waits (a signal that interrupts a check, a timeout), and stop() or leaving its
+    `with` block before it ends, stop the child too: SIGTERM, then SIGKILL after STOP_GRACE."""
 
-    def __init__(self):
+    def __init__(self, what):
+        self.what = what
         self._tmp = tempfile.TemporaryDirectory(prefix="xor-gpu-child-")
         self._stderr = open(self.path("stderr.txt"), "w+", encoding="utf-8", errors="replace")
         self._proc = None
@@ -69,11 +75,19 @@ class Process:
     def path(self, name):
         return os.path.join(self._tmp.name, name)
 
-    def start(self, cmd, env):
+    @property
+    def report(self):
+        """Where the child writes its report: its arguments name this path."""
+        return self.path("report.json")
+
+    def start(self, python, module, args, env=None):
+        """Run `python -m module ARGS` in `env` (default: this process's), told where to leave its error."""
+        env = {**(os.environ if env is None else env), ERROR_ENV: self.path("error.json")}
         self.started = time.perf_counter()
         _Starting.active = True
         try:
-            self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
+            self._proc = subprocess.Popen([python, "-m", module, *args], stdout=subprocess.DEVNULL,
+                                          stderr=self._stderr, env=env)
         except BaseException:
             _Starting.done()
             self._cleanup()
@@ -103,6 +117,25 @@ class Process:
             self.stop()
             raise
         return returncode, self._read()
+
+    def answer(self, read, timeout=None):
+        """The ChildRun, once the child has exited (at most `timeout` seconds from now): its
+        report as `read` (a function of the JSON) makes it, or its error."""
+        try:
+            returncode, stderr = self.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            return ChildRun(exit_status=TimedOut.exit_status, seconds=time.perf_counter() - self.started,
+                            stderr=exc.stderr, error=f"{self.what} did not finish in {timeout:g} s")
+        run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - self.started, stderr=stderr)
+        if run.ok:
+            data = read_json(self.report)
+            run.report = None if data is None else read(data)
+        else:
+            error = read_error(self.path("error.json"))
+            run.error = error.message if error else died(returncode, stderr, f"the {self.what}")
+            run.error_type = error and error.type
+        self._cleanup()
+        return run
 
     def stop(self):
         """Stop the child if it still runs; what it printed on stderr so far."""
@@ -147,33 +180,25 @@ def read_json(path):
         return None
 
 
+def read_error(path):
+    """The ErrorReport a child left at `path`, or None (none, or not one)."""
+    data = read_json(path)
+    return ErrorReport.from_dict(data) if isinstance(data, dict) and data.get("schema") == ERROR_SCHEMA else None
+
+
 class Training(Process):
     """`xor-gpu train` in a child process (its engine's own Python: PyTensor and Theano need
     environments of their own); result() waits for its ChildRun."""
 
     def __init__(self, config, seeds=None):
-        super().__init__()
+        super().__init__(f"training on {config.device}")
         self.device = config.device
-        cmd = [engines.python_for(config.engine), "-m", "xor_gpu", "train", *train_args(config, seeds),
-               "--json", self.path("report.json")]
-        self.start(cmd, {**os.environ, ERROR_ENV: self.path("error.json")})
+        self.start(engine_python.python_for(config.engine), "xor_gpu",
+                   ["train", *train_args(config, seeds), "--json", self.report])
 
     def result(self, timeout=None):
         """The ChildRun, once the child has exited (at most `timeout` seconds from now)."""
-        try:
-            returncode, stderr = self.wait(timeout)
-        except subprocess.TimeoutExpired as exc:
-            return ChildRun(exit_status=TimedOut.exit_status, seconds=time.perf_counter() - self.started,
-                            stderr=exc.stderr, error=f"training on {self.device} did not finish in {timeout:g} s")
-        run = ChildRun(exit_status=returncode, seconds=time.perf_counter() - self.started, stderr=stderr)
-        if run.ok:
-            data = read_json(self.path("report.json"))
-            run.report = None if data is None else train_report.read(data, f"the report of training on {self.device}")
-        else:
-            error = read_json(self.path("error.json"))
-            run.error = error["message"] if error else died(returncode, stderr, f"the training on {self.device}")
-        self._cleanup()
-        return run
+        return self.answer(lambda data: train_report.read(data, f"the report of training on {self.device}"), timeout)
 
 
 class _Starting:
@@ -204,7 +229,5 @@ def write_error(exc, exit_status):
     """In the child: leave the error where the parent looks for it, when a parent asked."""
     path = os.environ.get(ERROR_ENV)
     if path:
-        data = {"schema": ERROR_SCHEMA, "exit_status": exit_status, "type": type(exc).__name__,
-                "message": " ".join(str(exc).split())}
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f)
+        files.write_json(path, ErrorReport(exit_status=exit_status, type=type(exc).__name__,
+                                           message=" ".join(str(exc).split())).to_dict())

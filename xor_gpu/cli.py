@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from xor_gpu import child, engines, launch
+from xor_gpu import child, devices, engines, reexec
 from xor_gpu.config import TrainConfig, parse_seeds
 from xor_gpu.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, XorGpuError
 
@@ -34,7 +34,7 @@ def _add_output_args(p):
 
 
 def _add_tolerance_args(p):
-    from xor_gpu.compare import DEFAULT_ATOL, DEFAULT_RTOL
+    from xor_gpu.results.runs import DEFAULT_ATOL, DEFAULT_RTOL
 
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
                    help=f"max |prediction difference| (default {DEFAULT_ATOL:g})")
@@ -110,6 +110,13 @@ def build_parser():
     return parser
 
 
+def _tolerances(args):
+    """The tolerances --atol and --rtol give (ConfigError for what is not one)."""
+    from xor_gpu.results.runs import Tolerances
+
+    return Tolerances(args.atol, args.rtol)
+
+
 def cmd_train(args):
     from xor_gpu import train_command
 
@@ -121,35 +128,29 @@ def cmd_train(args):
 def cmd_parity(args):
     from xor_gpu import parity
 
-    if args.runs is not None:
-        runs = parity.runs_of(runs=engines.parse_runs(args.runs))
-    else:
-        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-        parity.check_args(devices, args.atol, args.rtol)
-        runs = parity.runs_of(devices)
-    # Each run gets its own engine and device (parity.train_each); the rest is common, and
-    # must suit every run (e.g. --steps-per-call and PyTensor): bad input before any training.
-    engine, device = next(iter(runs.values()))
-    config = TrainConfig.from_args(args, engine=engine, device=device)
-    for engine, device in runs.values():
-        config.replace(engine=engine, device=device)
+    runs = engines.parse_runs(args.runs) if args.runs is not None else parity.runs_of(args.devices)
+    # Each run's config: the common options with its own engine and device, each one checked
+    # (e.g. --steps-per-call against PyTensor) before any training.
+    configs = {label: TrainConfig.from_args(args, engine=engine, device=device)
+               for label, (engine, device) in runs.items()}
+    tolerances = _tolerances(args)
     if args.seeds is not None:
         from xor_gpu import sweep
 
-        return sweep.main(config, runs, parse_seeds(args.seeds), args.atol, args.rtol, args.json, args.plot)
-    return parity.main(config, runs, args.atol, args.rtol, args.json, args.plot)
+        return sweep.main(configs, parse_seeds(args.seeds), tolerances, args.json, args.plot)
+    return parity.main(configs, tolerances, args.json, args.plot)
 
 
 def cmd_check(args):
     from xor_gpu import check
 
-    return check.main(TrainConfig.from_args(args), args.out, args.reference, args.atol, args.rtol)
+    return check.main(args.config, args.out, args.reference, _tolerances(args))
 
 
 def cmd_compare(args):
     from xor_gpu import compare
 
-    return compare.main(args.reports, args.reference, args.atol, args.rtol, args.json, args.plot, args.all or None)
+    return compare.main(args.reports, args.reference, _tolerances(args), args.json, args.plot, args.all or None)
 
 
 def cmd_doctor(args):
@@ -180,14 +181,12 @@ def cmd_cuda_libs(args):
 
 
 def _devices_of(args):
-    if args.command in ("train", "check") and not engines.get(args.engine).libgpuarray:
-        return []  # the CUDA libraries set up are libgpuarray's, not JAX's
+    """The devices whose NVIDIA libraries the process needs on LD_LIBRARY_PATH (launch.reexec)."""
     if args.command in ("train", "check"):
-        return [args.device]
-    if args.command == "doctor" and args.compile_only:  # its child gets a folder of its own
-        return []
-    if args.command == "doctor":  # doctor always shows what a cuda run would load
-        return [args.device or "cuda"]
+        # the CUDA libraries set up are libgpuarray's, not JAX's
+        return [args.config.device] if engines.get(args.config.engine).libgpuarray else []
+    if args.command == "doctor" and not args.compile_only:  # compile-only's child gets a folder of its own
+        return [args.device or devices.DEFAULT_CUDA]  # doctor always shows what a cuda run would load
     return []
 
 
@@ -195,12 +194,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "train":  # bad input (exit 2) is found before a missing engine (3)
+        # Device names are read here, once (bad input: exit 2, before a missing engine's exit 3).
+        if args.command in ("train", "check"):
             args.config = TrainConfig.from_args(args)
-            launch.reexec_for_engine(argv, args.engine)
+        elif args.command == "doctor" and args.device is not None:
+            args.device = devices.device(args.device)
+        if args.command == "train":
+            reexec.for_engine(argv, args.config.engine)
         # A training stops here when no NVRTC/cuBLAS suits the GPU (exit 3, why and the fix);
         # doctor and check report it instead.
-        launch.reexec_if_needed(argv, _devices_of(args), strict=args.command == "train")
+        reexec.for_devices(argv, _devices_of(args), strict=args.command == "train")
         return args.func(args)
     except XorGpuError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

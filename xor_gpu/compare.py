@@ -14,11 +14,11 @@ import importlib.resources
 import os
 import platform
 
-from xor_gpu import files, pipeline, plots, render
+from xor_gpu import files, pipeline, plots, render, render_compare
 from xor_gpu.errors import ConfigError
 from xor_gpu.results.fleet import Comparison, Row, read, reference_run
 from xor_gpu.results.runs import DEFAULT_ATOL, DEFAULT_RTOL, Tolerances, TrainRun, check_same_config
-from xor_gpu.results.schemas import load
+from xor_gpu.results import load
 
 BUILTIN = "builtin"  # --reference builtin: the committed reference shipped with the package
 # The committed references: the seed config on the CPU, float32, made in the pinned image
@@ -94,10 +94,9 @@ def plot(path, result):
                     rtol=result.tolerances.rtol, missing=missing)
 
 
-def main(paths, reference=None, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, json_path=None, plot_path=None, every=None):
-    tolerances = Tolerances(atol, rtol)
+def main(paths, reference=None, tolerances=Tolerances(), json_path=None, plot_path=None, every=None):
     files.check_writable(json_path)
     plots.check_path(plot_path)
     result = compare(paths, reference, tolerances)
-    return pipeline.finish(result, render.comparison(result, every), json_path,
+    return pipeline.finish(result, render_compare.comparison(result, every), json_path,
                            (lambda: plot(plot_path, result)) if plot_path else None, render.passed("compare"))

@@ -26,6 +26,7 @@ import sys
 from xor_gpu import compile_lock, host, private_folder
 from xor_gpu.compile_lock import LOCK_DIR
 from xor_gpu.errors import XorGpuError
+from xor_gpu.results.train_report import CompileCache
 
 POCL_CACHE = "POCL_CACHE_DIR"
 
@@ -82,12 +83,12 @@ def note(text):
 
 
 def record():
-    """The run's record of the compile cache (the train report's compile_cache): its folder
+    """The run's CompileCache (the train report's compile_cache): its folder
     (the one Theano took: the user's THEANO_FLAGS may name it), the seconds waited for other
     processes' compile locks, and the events."""
     theano = sys.modules.get("theano")
-    return {"folder": theano.config.compiledir if theano else compiledir(),
-            "lock_wait_seconds": round(compile_lock.waited_seconds(), 2), "events": list(EVENTS)}
+    return CompileCache(folder=theano.config.compiledir if theano else compiledir(),
+                        lock_wait_seconds=round(compile_lock.waited_seconds(), 2), events=list(EVENTS))
 
 
 @contextlib.contextmanager

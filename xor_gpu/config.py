@@ -9,8 +9,7 @@ import re
 
 import numpy as np
 
-from xor_gpu import engines
-from xor_gpu.devices import check_device
+from xor_gpu import devices, engines
 from xor_gpu.errors import ConfigError
 
 FLOATX_CHOICES = ("float32", "float64")
@@ -18,29 +17,6 @@ MAX_STEPS = 10**9
 MAX_HIDDEN = 4096
 MAX_SEEDS = 1000  # seeds in one sweep (parity --seeds, train --seeds)
 MAX_SEED = 2**32 - 1  # numpy.random.RandomState's range
-
-
-HISTORY_POINTS = 500  # a loss sample every steps/500 steps: enough for a curve, small JSON
-# A training whose length is free (a scan: engines.py) runs in this many calls, the progress
-# bar moving by 1% per call; the first call, which also compiles (JAX, Numba), is 1% of the
-# steps and left out of steps/s.
-PROGRESS_CALLS = 100
-
-
-def history_every(steps):
-    return max(1, steps // HISTORY_POINTS)
-
-
-def default_steps_per_call(device, engine, steps):
-    """SGD steps per compiled call (xor_gpu/model.py) unless given (engines.py says why):
-    the engine's, else whole sampling intervals, PROGRESS_CALLS calls, each returning the
-    costs the history samples."""
-    engine = engines.get(engine)
-    fixed = engine.default_steps_per_call(device)
-    if fixed is not None:
-        return fixed
-    every = history_every(steps)
-    return min(every * math.ceil(steps // every / PROGRESS_CALLS), engine.max_steps_per_call)
 
 
 def _option(default, help, type=str, metavar=None, where=False):
@@ -62,16 +38,16 @@ class TrainConfig:
     options that set them (add_options) and the arguments that pass them to a child process
     (to_argv), and their validation (here, once, whoever builds one)."""
 
-    device: str = _option("cpu", "cpu, cuda, cudaN or openclP:D", where=True)
+    device: devices.Device = _option("cpu", "cpu, cuda, cudaN or openclP:D", where=True)  # a name given: read
     floatx: str = _option("float32", "Theano floatX")
     hidden: int = _option(3, "hidden units", int)
     lr: float = _option(0.01, "learning rate", float)
     steps: int = _option(60_000, "gradient steps", int)
     seed: int = _option(1234, "RandomState seed", int)
-    steps_per_call: int = _option(  # None: the device's and engine's default, default_steps_per_call()
+    steps_per_call: int = _option(  # None: the engine's default on the device (Engine.default_steps_per_call)
         None, f"SGD steps per compiled call; every K gives the same result (default: theano "
               f"{engines.CPU_STEPS_PER_CALL} on cpu, 1 on GPUs; pytensor {engines.C_CHAIN_STEPS_PER_CALL}; "
-              f"pytensor-numba and pytensor-jax the whole training in {PROGRESS_CALLS} calls)", int, "K")
+              f"pytensor-numba and pytensor-jax the whole training in {engines.PROGRESS_CALLS} calls)", int, "K")
     engine: str = _option(engines.DEFAULT, f"{', '.join(engines.ENGINES)} (README: Engines)",  # engines.py
                           where=True)
 
@@ -107,7 +83,7 @@ class TrainConfig:
         return argv
 
     def __post_init__(self):
-        check_device(self.device)
+        object.__setattr__(self, "device", devices.device(self.device))  # the one reading of its name
         engine = engines.get(self.engine)
         engine.check_device(self.device)
         if self.floatx not in FLOATX_CHOICES:
@@ -129,10 +105,12 @@ class TrainConfig:
         """This config with steps_per_call as it runs on its device."""
         if self.steps_per_call is not None:
             return self
-        return self.replace(steps_per_call=default_steps_per_call(self.device, self.engine, self.steps))
+        return self.replace(steps_per_call=engines.get(self.engine).default_steps_per_call(self.device, self.steps))
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """Its fields as reports keep them, the device by its name."""
+        return {f.name: str(self.device) if f.name == "device" else getattr(self, f.name)
+                for f in dataclasses.fields(self)}
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

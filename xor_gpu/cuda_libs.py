@@ -31,6 +31,7 @@ from xor_gpu.cuda_arch import text as _text
 from xor_gpu.cuda_search import Host, find_driver, path_list, read_candidates, search_folders
 from xor_gpu.errors import DeviceError
 from xor_gpu.host import cache_folder
+from xor_gpu.results.doctor import CudaLibs, Library
 
 LABELS = {"nvrtc": "NVRTC", "cublas": "cuBLAS"}
 HINT = ("pip install 'xor_gpu[cuda]' (NVIDIA's NVRTC and cuBLAS wheels), or set XOR_GPU_CUDA_LIBS "
@@ -251,10 +252,10 @@ def loader_folders(host=None, gpu=None, strict=False):
 
 
 def describe(sources=None, host=None, gpu=None):
-    """The choice as JSON-able data, for doctor and check: the driver and the GPUs chosen
-    for, each library with its version, the folder of links (and whether libnvrtc.so there
-    is the NVRTC front), what was searched, notes on every library skipped, and when nothing
-    usable is found the problem and its fix."""
+    """The choice as a record (results.doctor.CudaLibs), for doctor and check: the driver and
+    the GPUs chosen for, each library with its version, the folder of links (and whether
+    libnvrtc.so there is the NVRTC front), what was searched, notes on every library skipped,
+    and when nothing usable is found the problem and its fix."""
     policy = resolve(sources, host, gpu)
     why, how, folder = problem(policy), None, None
     if why:
@@ -269,30 +270,13 @@ def describe(sources=None, host=None, gpu=None):
         except DeviceError as exc:  # the NVRTC front could not be built
             why, how = f"cannot make the folder of links: {exc}", "install a C compiler (apt-get install gcc)"
     driver = policy.driver
-    return {
-        "driver": _text(driver.version) if driver else None,
-        "libcuda": driver.path if driver else None,
-        "gpus": [cuda_arch.name(gpu) for gpu in policy.target.gpus],
-        **{kind: {"path": c.path, "version": _text(c.version)} if c else None
-           for kind, c in (("nvrtc", policy.nvrtc), ("cublas", policy.cublas))},
-        "folder": folder,
-        "nvrtc_front": bool(folder) and policy.target.needs_front,
-        "searched": policy.searched,
-        "notes": policy.notes,
-        "problem": why,
-        "fix": how,
-    }
+    return CudaLibs(
+        driver=_text(driver.version) if driver else None, libcuda=driver.path if driver else None,
+        gpus=[cuda_arch.name(gpu) for gpu in policy.target.gpus], nvrtc=library(policy.nvrtc),
+        cublas=library(policy.cublas), folder=folder, nvrtc_front=bool(folder) and policy.target.needs_front,
+        searched=policy.searched, notes=policy.notes, problem=why, fix=how)
 
 
-def _library_line(library):
-    return f"{library['version']} {library['path']}" if library else "none usable"
-
-
-def summary(described):
-    """(label, text) lines of `describe`'s data, for a human."""
-    driver = f"{described['libcuda']} (CUDA {described['driver']})" if described["libcuda"] else "none"
-    gpus = ", ".join(described.get("gpus") or []) or "no GPU seen: architectures unchecked"
-    front = "; libnvrtc.so is xor_gpu's NVRTC front (Blackwell's architecture)" if described.get("nvrtc_front") else ""
-    return [("libcuda", driver), ("chosen for", gpus), ("nvrtc", _library_line(described["nvrtc"])),
-            ("cublas", _library_line(described["cublas"])), ("cuda libs", (described["folder"] or "none") + front),
-            *(("  note", note) for note in described["notes"])]
+def library(candidate):
+    """The Library record of a cuda_search.Candidate (None: none chosen)."""
+    return candidate and Library(path=candidate.path, version=_text(candidate.version))

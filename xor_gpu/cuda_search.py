@@ -269,14 +269,14 @@ def _cudnn_version(path):
 
 
 def find_cudnn(host=None):
-    """{"library", "version"} of the first libcudnn.so.* in the folders the NVIDIA libraries are
+    """(library, version) of the first libcudnn.so.* in the folders the NVIDIA libraries are
     searched in (search_folders; another Python is not asked: this is a record, not a choice),
-    or None. Theano uses cuDNN only when asked to (dnn.enabled, xor_gpu/backend.py); this says
-    what it would find."""
+    or (None, None). Theano uses cuDNN only when asked to (dnn.enabled, xor_gpu/backend.py); this
+    says what it would find."""
     for folder in search_folders(host, other_python=False):
         for path in _files(folder, "cudnn"):
             try:
-                return {"library": path, "version": _cudnn_version(path)}
+                return path, _cudnn_version(path)
             except (OSError, AttributeError):
                 continue  # not loadable here: the next one
-    return None
+    return None, None

@@ -1,8 +1,10 @@
-"""Devices: the one place a device's name is read. A name is checked before anything binds
-one: cpu; cuda or cudaN (an NVIDIA GPU, through libgpuarray or JAX); openclP:D (OpenCL
-platform P, device D). Everything else asks the Device value what the name means (its kind,
-whether it is a GPU of its own); which engine runs on which device is the engine registry's
-(xor_gpu/engines.py)."""
+"""Devices: the one place a device's name is read. A name is read once, where it enters (the
+command line, a TrainConfig, a report's field), before anything binds one: cpu; cuda or cudaN
+(an NVIDIA GPU, through libgpuarray or JAX); openclP:D (OpenCL platform P, device D). The
+Device value travels from there, and everything else asks it what the name means (its kind,
+whether it is a GPU of its own, whether a name Theano or JAX reports is this device): no
+device is compared, as a string or a value, outside this module. Which engine runs on which
+device is the engine registry's (xor_gpu/engines.py)."""
 import dataclasses
 import functools
 import re
@@ -39,11 +41,25 @@ class Device:
         them: a run there and a CPU run at once would share the cores."""
         return self.is_cuda
 
-    def steps_per_call(self, chain_steps):
-        """A chain's steps per call here unless given: `chain_steps` on the CPU; 1 on a GPU,
-        where every step of a call builds kernels of its own and the device's calls, not
-        Python, bound the speed (xor_gpu/engines.py has the figures)."""
-        return chain_steps if self.is_cpu else 1
+    def of_kinds(self, kinds):
+        """Whether its kind is one of `kinds` (CPU, CUDA, OPENCL): where an engine runs."""
+        return self.kind in kinds
+
+    def is_named(self, name):
+        """Whether the device name `name` (Theano's config.device, say) means this device."""
+        return _parse(name) == self if isinstance(name, str) else False
+
+    def has_context_kind(self, kind):
+        """Whether pygpu's context kind (b"cuda", b"opencl") is this device's."""
+        return (kind.decode() if isinstance(kind, bytes) else kind) == self.kind
+
+    @property
+    def jax_platform(self):
+        """JAX's name of the platform it is on: "cpu", or "gpu" for a CUDA device."""
+        return "cpu" if self.is_cpu else "gpu"
+
+    def is_jax_platform(self, platform):
+        return platform == self.jax_platform
 
     def __str__(self):
         return self.name
@@ -62,7 +78,9 @@ def _parse(name):
 
 
 def device(name):
-    """The Device a name means; ConfigError (one line) for a name that is none."""
+    """The Device a name means (a Device is itself); ConfigError (one line) for a name that is none."""
+    if isinstance(name, Device):
+        return name
     found = _parse(name) if isinstance(name, str) else None
     if found is None:
         raise ConfigError(
@@ -71,10 +89,5 @@ def device(name):
     return found
 
 
-def check_device(name):
-    """The name, once it is known to be a device's."""
-    return device(name).name
-
-
-def own_hardware(name):
-    return device(name).own_hardware
+THE_CPU = device("cpu")  # the reference device of parity and check
+DEFAULT_CUDA = device("cuda")  # the default NVIDIA GPU: what doctor shows a cuda run would load

@@ -6,25 +6,16 @@ check runs a one-step `xor-gpu train` in a child process, the same code path as 
 """
 import ctypes
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
 import sys
 
-from xor_gpu import backend, child, compile_cache, cuda_libs, cuda_search, devices, files, host, origin
+from xor_gpu import backend, child, compile_cache, cuda_libs, cuda_search, files, host, origin, render_doctor
 from xor_gpu.config import TrainConfig
 from xor_gpu.errors import EXIT_OK, DeviceError
-
-# The shared libraries libgpuarray dlopens by these exact names, and how to get each.
-OPENCL_LIBS = ("libOpenCL.so", "libclblast.so")
-LOADED_BY_LIBGPUARRAY = {
-    "libOpenCL.so": "apt-get install ocl-icd-libopencl1 ocl-icd-opencl-dev pocl-opencl-icd",
-    "libclblast.so": "apt-get install libclblast-dev (OpenCL BLAS; libclblast1 alone lacks this name)",
-    "libcuda.so": "install the NVIDIA driver (in Docker: the NVIDIA container toolkit and --gpus all)",
-    "libnvrtc.so": "pip install 'xor_gpu[cuda]' or set XOR_GPU_CUDA_LIBS (see README, CUDA libraries)",
-    "libcublas.so": "pip install 'xor_gpu[cuda]' or set XOR_GPU_CUDA_LIBS (see README, CUDA libraries)",
-}
+from xor_gpu.results.doctor import LOADED_BY_LIBGPUARRAY, LOADS, DeviceProbe, Findings
+from xor_gpu.results.train_report import Cudnn
 
 
 def _version(dist):
@@ -69,132 +60,61 @@ def opencl_devices():
         nd = ctypes.c_uint()
         if cl.clGetDeviceIDs(ctypes.c_void_p(p), 0xFFFFFFFF, 0, None, ctypes.byref(nd)) != 0:
             continue
-        devices = (ctypes.c_void_p * nd.value)()
-        cl.clGetDeviceIDs(ctypes.c_void_p(p), 0xFFFFFFFF, nd.value, devices, None)
-        for d in devices:
+        ids = (ctypes.c_void_p * nd.value)()
+        cl.clGetDeviceIDs(ctypes.c_void_p(p), 0xFFFFFFFF, nd.value, ids, None)
+        for d in ids:
             cl.clGetDeviceInfo(ctypes.c_void_p(d), 0x102B, 256, buf, None)  # CL_DEVICE_NAME
             found.append((pname, buf.value.decode(errors="replace")))
     return found
 
 
 def probe(device):
-    """Train one step on `device` in a child process: None if it works, else the error line."""
-    run = child.train(TrainConfig(device=device, steps=1))
-    return None if run.ok else run.error
+    """Train one step on `device` (a Device) in a child process: its DeviceProbe."""
+    run = child.train(TrainConfig(device=device.name, steps=1))
+    return DeviceProbe(name=device.name, error=None if run.ok else run.error)
 
 
-def collect(device=None):
-    import numpy
-
-    findings = {
-        "python": f"{platform.python_version()} ({sys.executable})",
-        "numpy": numpy.__version__,
-        "theano": _version("theano"),
-        "xor_gpu": _version("xor_gpu"),
-        "cpu": host.cpu_name(),
-        "blas": host.installed_blas(),  # what the C engines link (xor_gpu.host)
-    }
+def _pygpu():
+    """(pygpu's version and libgpuarray's, None), or (None, why it does not import)."""
     try:
         import pygpu.gpuarray
 
-        findings["pygpu"] = f"{pygpu.__version__} (libgpuarray api {pygpu.gpuarray.api_version()[0]}, "\
-                            f"Debian package {_dpkg_version('libgpuarray3') or 'not from dpkg'})"
+        return (f"{pygpu.__version__} (libgpuarray api {pygpu.gpuarray.api_version()[0]}, "
+                f"Debian package {_dpkg_version('libgpuarray3') or 'not from dpkg'})"), None
     except Exception as exc:  # noqa: BLE001 - any import failure is the finding
-        findings["pygpu"] = None
-        findings["pygpu_error"] = " ".join(str(exc).split())
-    findings["opencl_devices"] = [f"{p}: {d}" for p, d in opencl_devices()]
-    findings["cuda_driver"], findings["cuda_gpus"] = host.cuda_driver()
+        return None, " ".join(str(exc).split())
+
+
+def collect(device=None):
+    """The Findings of this machine; with `device` (a Device), whether it trains."""
+    import numpy
+
+    blas = host.installed_blas()  # what the C engines link, loaded before pygpu is tried
+    pygpu, pygpu_error = _pygpu()
+    driver, gpus = host.cuda_driver()
     # what the launcher put on LD_LIBRARY_PATH, and why (for cudaN: that GPU's)
-    gpu = devices.device(device) if device else None
-    findings["cuda_libs"] = cuda_libs.describe(gpu=gpu.index if gpu and gpu.is_cuda else None)
-    # cuDNN: what Theano would find, and whether runs use it (off unless THEANO_FLAGS say so)
-    findings["cudnn"] = {"enabled": backend.cudnn_enabled(), **(cuda_search.find_cudnn() or {"library": None,
-                                                                                           "version": None})}
-    findings["libraries"] = {name: _load(name) or "ok" for name in LOADED_BY_LIBGPUARRAY}
-    findings["ld_library_path"] = os.environ.get("LD_LIBRARY_PATH", "")
-    findings["compiledir"] = compile_cache.compiledir()
-    findings["pocl_cache_dir"] = os.environ.get("POCL_CACHE_DIR", "(PoCL default, ~/.cache/pocl)")
-    manifest = origin.read_manifest()
-    if manifest:
-        findings["manifest"] = manifest
-    if device:
-        findings["device"] = {"name": device, "error": probe(device)}
-    return findings
-
-
-def advice(f):
-    """(problem, fix) pairs for what is wrong."""
-    out = []
-    device = f.get("device")
-    wants = devices.device(device["name"]) if device else None  # None: every family is of interest
-    cuda = not wants or wants.is_cuda
-    opencl = not wants or wants.is_opencl
-    if f["pygpu"] is None and not (wants and wants.is_cpu):
-        out.append((f"pygpu does not import: {f.get('pygpu_error')}",
-                    "apt-get install python3-pygpu libgpuarray-dev, then: xor-gpu link-pygpu"))
-    if f["blas"].get("problem"):
-        out.append(tuple(f["blas"]["problem"]))
-    chosen = f["cuda_libs"]
-    if cuda and chosen["problem"]:
-        out.append((chosen["problem"], chosen["fix"]))
-    for name, status in f["libraries"].items():
-        if chosen["problem"] and name not in OPENCL_LIBS:
-            continue  # no folder of links was made: the problem above says why
-        if status != "ok" and (opencl if name in OPENCL_LIBS else cuda):
-            out.append((f"{name} does not load", LOADED_BY_LIBGPUARRAY[name]))
-    if opencl and not f["opencl_devices"]:
-        out.append(("no OpenCL device", "apt-get install pocl-opencl-icd (OpenCL on the CPU)"))
-    if cuda and f["cuda_driver"] is None:
-        out.append(("no NVIDIA driver (libcuda.so.1)", "cuda devices need an NVIDIA GPU and its driver"))
-    elif cuda and not f["cuda_gpus"]:
-        out.append((f"NVIDIA driver {f['cuda_driver']} sees no GPU", "check nvidia-smi; in Docker: --gpus all"))
-    if device and device["error"]:
-        out.append((f"device {device['name']} does not train: {device['error']}",
-                    "fix the problems above; README: Troubleshooting"))
-    return out
-
-
-def format_findings(f):
-    lines = [f"{key:<15} {f[key]}" for key in ("python", "numpy", "theano", "xor_gpu", "pygpu")]
-    blas = f["blas"]
-    lines.append(f"{'cpu':<15} {f['cpu']}")
-    library = blas["library"] or ("not loaded (see the problem below)" if blas.get("problem") else "not found")
-    lines.append(f"{'blas':<15} {library} ({blas['version'] or blas['ldflags'] or 'no ldflags'})")
-    if blas.get("kernels"):
-        kernels = blas["kernels"]
-        lines.append(f"{'blas kernels':<15} {kernels['family'] or 'as OpenBLAS detects'} (chosen by {kernels['chosen_by']})")
-    lines.append(f"{'opencl':<15} {'; '.join(f['opencl_devices']) or 'none'}")
-    gpus = ", ".join(f["cuda_gpus"]) or "no GPU"
-    lines.append(f"{'cuda driver':<15} {f['cuda_driver'] + ' (' + gpus + ')' if f['cuda_driver'] else 'none'}")
-    lines += [f"{label:<15} {text}" for label, text in cuda_libs.summary(f["cuda_libs"])]
-    cudnn = f["cudnn"]
-    found = f"{cudnn['version']} {cudnn['library']}" if cudnn["library"] else "none found"
-    lines.append(f"{'cudnn':<15} {found}; Theano uses it: {'yes' if cudnn['enabled'] else 'no'} (dnn.enabled)")
-    for name, status in f["libraries"].items():
-        lines.append(f"{name:<15} {status}")
-    lines.append(f"{'compiledir':<15} {f['compiledir']}")
-    lines.append(f"{'pocl cache':<15} {f['pocl_cache_dir']}")
-    if "manifest" in f:
-        m = dict(f["manifest"])
-        lines.append(f"{'manifest':<15} {m.pop('path')}")
-        for key, value in m.items():
-            lines.append(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
-    if "device" in f:
-        d = f["device"]
-        lines.append(f"{'device ' + d['name']:<15} {'usable' if not d['error'] else 'NOT usable'}")
-    problems = advice(f)
-    if problems:
-        lines.append("")
-        lines += [f"problem: {p}\n    fix: {fix}" for p, fix in problems]
-    return "\n".join(lines)
+    cuda = cuda_libs.describe(gpu=device.index if device and device.is_cuda else None)
+    cudnn, cudnn_version = cuda_search.find_cudnn()
+    return Findings(
+        python=f"{platform.python_version()} ({sys.executable})", numpy=numpy.__version__,
+        theano=_version("theano"), xor_gpu=_version("xor_gpu"), cpu=host.cpu_name(), blas=blas,
+        pygpu=pygpu, pygpu_error=pygpu_error, opencl_devices=[f"{p}: {d}" for p, d in opencl_devices()],
+        cuda_driver=driver, cuda_gpus=gpus, cuda_libs=cuda,
+        # cuDNN: what Theano would find, and whether runs use it (off unless THEANO_FLAGS say so)
+        cudnn=Cudnn(enabled=backend.cudnn_enabled(), library=cudnn, version=cudnn_version, absent={"used"}),
+        libraries={name: _load(name) or LOADS for name in LOADED_BY_LIBGPUARRAY},
+        ld_library_path=os.environ.get("LD_LIBRARY_PATH", ""), compiledir=compile_cache.compiledir(),
+        pocl_cache_dir=os.environ.get("POCL_CACHE_DIR", "(PoCL default, ~/.cache/pocl)"),
+        manifest=origin.read_manifest(), device=probe(device) if device else None)
 
 
 def main(device=None, json_path=None):
+    """`xor-gpu doctor [--device DEV]`: the findings, their advice; exit 3 when DEV does not train."""
     files.check_writable(json_path)
     findings = collect(device)
-    print(format_findings(findings))
+    print(render_doctor.doctor(findings))
     if json_path:
-        files.write_json(json_path, findings)
-    if device and findings["device"]["error"]:
-        raise DeviceError(f"device {device} is not usable: {findings['device']['error']}")
+        files.write_json(json_path, findings.to_dict())
+    if device and findings.device.error:
+        raise DeviceError(f"device {device} is not usable: {findings.device.error}")
     return EXIT_OK

@@ -4,10 +4,12 @@ loaded) with the OpenBLAS kernels it runs. Plain Python: used by the engines, th
 benchmarks and the doctor alike.
 """
 import ctypes
+import dataclasses
 import os
 import platform
 
 from xor_gpu.errors import DeviceError
+from xor_gpu.results.train_report import Blas, BlasKernels
 
 # Portable code generation: the same float results and the same compile-cache keys on any
 # CPU of the family. Theano otherwise expands -march=native into the cache key. x86-64's
@@ -127,21 +129,21 @@ def cpu_flags():
 
 
 def openblas_kernels(environ=None, flags=None):
-    """{"family", "chosen_by"}: the OpenBLAS kernels a run asks for, and who chose them:
+    """BlasKernels(family, chosen_by): the OpenBLAS kernels a run asks for, and who chose them:
     the user (their OPENBLAS_CORETYPE), xor_gpu (OPENBLAS_KERNELS of this architecture, where
     the CPU has its instructions), or OpenBLAS itself (family None: the CPU lacks them, or the
     package pins none for this architecture)."""
     environ = os.environ if environ is None else environ
     if environ.get(CORETYPE):
-        return {"family": environ[CORETYPE], "chosen_by": CORETYPE}
+        return BlasKernels(family=environ[CORETYPE], chosen_by=CORETYPE)
     if platform.machine() not in OPENBLAS_KERNELS:
-        return {"family": None, "chosen_by": f"OpenBLAS (none pinned for {platform.machine()})"}
+        return BlasKernels(chosen_by=f"OpenBLAS (none pinned for {platform.machine()})")
     family, needs = OPENBLAS_KERNELS[platform.machine()]
     flags = cpu_flags() if needs and flags is None else flags
     missing = [f for f in needs if f not in flags]
     if missing:
-        return {"family": None, "chosen_by": f"OpenBLAS (this CPU lacks {' and '.join(missing)})"}
-    return {"family": family, "chosen_by": "xor_gpu"}
+        return BlasKernels(chosen_by=f"OpenBLAS (this CPU lacks {' and '.join(missing)})")
+    return BlasKernels(family=family, chosen_by="xor_gpu")
 
 
 def kernels_problem(environ=None, flags=None):
@@ -173,8 +175,8 @@ def load_blas(ldflags):
     if not files or files[0] in loaded_files():
         return kernels
     saved = os.environ.get(CORETYPE)
-    if kernels["family"]:
-        os.environ[CORETYPE] = kernels["family"]
+    if kernels.family:
+        os.environ[CORETYPE] = kernels.family
     try:
         ctypes.CDLL(files[0], mode=ctypes.RTLD_GLOBAL)
     except OSError:
@@ -186,14 +188,13 @@ def load_blas(ldflags):
 
 
 def blas_of(ldflags):
-    """The BLAS behind a compiler that links with `ldflags`: {"ldflags", "library", "version",
-    "kernels"}.
+    """The Blas behind a compiler that links with `ldflags`.
 
     library: the file the ldflags name, when this process loaded it (a CPU run; a GPU run
     calls the device's BLAS and loads none: None); "numpy C-API" for empty ldflags.
     version: OpenBLAS's own description (version, and the CPU kernels it runs), else None.
-    kernels: {"family", "chosen_by"} of a loaded OpenBLAS, the family as OpenBLAS names the
-    kernels it runs; None otherwise.
+    kernels: BlasKernels of a loaded OpenBLAS, the family as OpenBLAS names the kernels it
+    runs; None otherwise.
     """
     loaded = loaded_files()
     return _with_kernels(_blas(ldflags, lambda path: path in loaded))
@@ -201,28 +202,29 @@ def blas_of(ldflags):
 
 def installed_blas():
     """The BLAS a C engine links here by default, found on disk (`xor-gpu doctor` imports no
-    engine) and loaded as a run loads it (load_blas): as blas_of()."""
+    engine) and loaded as a run loads it (load_blas): as blas_of(), with the problem (for the
+    doctor's advice) when it is not loaded because of kernels_problem()."""
     ldflags = default_blas_ldflags()
     problem = kernels_problem() if ldflags else None
-    if problem:  # not loaded: the problem, for the doctor's advice
-        return {**_blas(ldflags, lambda path: False), "problem": problem}
+    if problem:
+        return dataclasses.replace(_blas(ldflags, lambda path: False), problem=list(problem))
     load_blas(ldflags)
     return _with_kernels(_blas(ldflags, lambda path: True))
 
 
 def _with_kernels(found):
-    if found["version"]:
-        found["kernels"] = {**openblas_kernels(), "family": openblas_corename(found["library"])}
+    if found.version:
+        found.kernels = dataclasses.replace(openblas_kernels(), family=openblas_corename(found.library))
     return found
 
 
 def _blas(ldflags, counts):
-    """{"ldflags", "library", "version", "kernels"}: library, the first file ldflags name that counts."""
+    """Blas(ldflags, library, version, kernels None): library, the first file ldflags name that counts."""
     ldflags = ldflags.strip()
     if not ldflags:
-        return {"ldflags": "", "library": NUMPY_BLAS, "version": None, "kernels": None}
+        return Blas(ldflags="", library=NUMPY_BLAS)
     library = next((p for p in linked_files(ldflags) if counts(p)), None)
-    return {"ldflags": ldflags, "library": library, "version": openblas_config(library), "kernels": None}
+    return Blas(ldflags=ldflags, library=library, version=openblas_config(library))
 
 
 def linked_files(ldflags):
@@ -296,16 +298,3 @@ def cuda_missing():
     if not gpus:
         return f"NVIDIA driver {version} present but it sees no GPU"
     return None
-
-
-# What names a batch job and its task: Slurm's variables (an array's task too).
-SLURM_JOB = (("job_id", "SLURM_JOB_ID"), ("name", "SLURM_JOB_NAME"), ("array_job_id", "SLURM_ARRAY_JOB_ID"),
-             ("array_task_id", "SLURM_ARRAY_TASK_ID"), ("cpus_per_task", "SLURM_CPUS_PER_TASK"))
-
-
-def batch_job(environ=None):
-    """{"scheduler": "slurm", "job_id", ...} of the batch job this process runs in, or None."""
-    environ = os.environ if environ is None else environ
-    if not environ.get("SLURM_JOB_ID"):
-        return None
-    return {"scheduler": "slurm", **{key: environ[name] for key, name in SLURM_JOB if environ.get(name)}}

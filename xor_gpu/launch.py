@@ -1,13 +1,5 @@
-"""The process environment a run needs before Python and Theano start, defined here only.
-
-The CLI: only CUDA devices need a re-exec, as libgpuarray dlopens the unversioned
-libnvrtc.so / libcublas.so / libcuda.so and the dynamic loader reads LD_LIBRARY_PATH only at
-process start. The folders come from `cuda_libs`, the one place that decides which
-libraries are used. (Any PYTHONHASHSEED will do: backend.py makes Theano's compile cache
-keys independent of it, so a CPU or OpenCL run starts once, not twice.)
-
-The offline bundle: bundle/run.sh finds the bundle's Python (unpacking the archive once) and
-runs `python -I -B -m xor_gpu.launch bundle ...` (isolated from the caller's Python
+"""The offline bundle's launch: bundle/run.sh finds the bundle's Python (unpacking the archive
+once) and runs `python -I -B -m xor_gpu.launch bundle ...` (isolated from the caller's Python
 variables, writing no bytecode into the bundle). That makes the whole environment of the run
 (`bundle_env`: the caller's variables that may pass, the bundle's caches, libraries and
 compiler flags) and the default command, then execs `python -m xor_gpu COMMAND ARGS`, or for
@@ -18,51 +10,9 @@ import os
 import platform
 import sys
 
-from xor_gpu import cuda_libs, cuda_search, engines, host, private_folder
-from xor_gpu.devices import device
+from xor_gpu import cuda_search, devices, host, private_folder
 from xor_gpu.errors import ConfigError, DeviceError, XorGpuError
-
-MARK = "XOR_GPU_REEXEC"  # set in the child so that a re-exec happens at most once
-
-
-def wanted_env(devices, host=None, strict=False):
-    """{variable: value} to change in `host`'s environment before running on `devices`.
-    `strict`: DeviceError (why, and the fix) when no usable NVIDIA libraries are found."""
-    gpus = [device(d) for d in devices if device(d).is_cuda]
-    if not gpus:
-        return {}
-    host = host or cuda_search.Host()
-    first = cuda_libs.loader_folders(host, gpus[0].index if len(gpus) == 1 else None, strict)
-    paths = [p for p in host.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-    if first and paths[:len(first)] != first:
-        return {"LD_LIBRARY_PATH": os.pathsep.join([*first, *(p for p in paths if p not in first)])}
-    return {}
-
-
-def _exec_xor_gpu(python, argv, env):
-    """Replace this process by `python -m xor_gpu ARGV` in `env`, what was printed flushed first."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(python, [python, "-m", "xor_gpu", *argv], env)
-
-
-def reexec_if_needed(argv, devices, strict=False):
-    if os.environ.get(MARK):
-        return
-    changes = wanted_env(devices, strict=strict)
-    if changes:
-        _exec_xor_gpu(sys.executable, argv, {**os.environ, **changes, MARK: "1"})
-
-
-def reexec_for_engine(argv, engine):
-    """Run `xor-gpu ARGS` in the engine's own Python when it is not this one (PyTensor and
-    Theano need environments of their own)."""
-    python = engines.python_for(engine)
-    if python != sys.executable:
-        _exec_xor_gpu(python, argv, dict(os.environ))
-
-
-# --- the offline bundle -------------------------------------------------------------------
+from xor_gpu.reexec import exec_xor_gpu, wanted_env
 
 # The caller's variables a bundle run keeps: PATH (g++ from a compiler module, a python3 that
 # holds NVIDIA wheels), the GPU selection and OpenCL setup of a node, the thread counts and
@@ -144,7 +94,7 @@ def bundle_main(argv):
     except XorGpuError as exc:
         print(f"xor-gpu{' test' if command[0] == 'test' else ''}: error: {exc}", file=sys.stderr)
         return exc.exit_status
-    _exec_xor_gpu(sys.executable, command, env)
+    exec_xor_gpu(sys.executable, command, env)
 
 
 def bundle_test(tests, args, env):
@@ -156,7 +106,7 @@ def bundle_test(tests, args, env):
     parser = argparse.ArgumentParser(prog="xor_gpu-bundle-run.sh test", add_help=False)
     parser.add_argument("--device", default=BUNDLE_COMMAND[2])
     known, pytest_args = parser.parse_known_args(args)
-    dev = device(known.device)
+    dev = devices.device(known.device)
     missing = host.cuda_missing() if dev.is_cuda else None
     if missing:
         raise DeviceError(f"device {dev} is not usable here: {missing}")
@@ -164,7 +114,7 @@ def bundle_test(tests, args, env):
         raise ConfigError(f"no tests in this bundle ({tests}): build it with this version's bundle/build.py")
     env = {**env, "THEANO_FLAGS": f"{env['THEANO_FLAGS']},device={dev},floatX=float32",
            "XOR_GPU_REQUIRE_GPU": "1"}
-    env.update(wanted_env([dev.name], cuda_search.Host(environ=env)))
+    env.update(wanted_env([dev], cuda_search.Host(environ=env)))
     sys.stdout.flush()
     os.chdir(tests)
     os.execve(sys.executable, [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "device",

@@ -5,8 +5,6 @@ import os
 import platform
 import socket
 
-from xor_gpu import host
-
 # The image writes its manifest here; the offline bundle points XOR_GPU_MANIFEST at its own.
 MANIFEST_DEFAULT = "/etc/xor_gpu/manifest.json"
 
@@ -25,11 +23,24 @@ def read_manifest():
     return found
 
 
+# What names a batch job and its task: Slurm's variables (an array's task too).
+SLURM_JOB = (("job_id", "SLURM_JOB_ID"), ("name", "SLURM_JOB_NAME"), ("array_job_id", "SLURM_ARRAY_JOB_ID"),
+             ("array_task_id", "SLURM_ARRAY_TASK_ID"), ("cpus_per_task", "SLURM_CPUS_PER_TASK"))
+
+
+def batch_job(environ=None):
+    """{"scheduler": "slurm", "job_id", ...} of the batch job this process runs in, or None."""
+    environ = os.environ if environ is None else environ
+    if not environ.get("SLURM_JOB_ID"):
+        return None
+    return {"scheduler": "slurm", **{key: environ[name] for key, name in SLURM_JOB if environ.get(name)}}
+
+
 def here():
     """This process' origin, as reports record it: the host, its system, the image or bundle
     it runs from, and the batch job (Slurm's) it runs in."""
     where = {"host": socket.gethostname(), "os": platform.platform()}
-    job = host.batch_job()
+    job = batch_job()
     if job:
         where["job"] = job
     m = read_manifest()

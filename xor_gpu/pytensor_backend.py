@@ -14,10 +14,10 @@ import platform
 import re
 import warnings
 
-from xor_gpu import host
+from xor_gpu import devices, host
 from xor_gpu.backend import op_names
-from xor_gpu.devices import device as device_of
 from xor_gpu.errors import DeviceError
+from xor_gpu.results.train_report import Blas
 
 
 class CRuntime:
@@ -63,7 +63,7 @@ class CRuntime:
 
     def active_device(self):
         """(device, its name) as the engine sees it."""
-        return "cpu", host.cpu_name()
+        return devices.THE_CPU.name, host.cpu_name()
 
     def versions(self):
         found = {"python": platform.python_version(), "pytensor": self.module.__version__}
@@ -72,11 +72,14 @@ class CRuntime:
         return found
 
     def blas(self):
-        """The BLAS of the C backend ("ldflags", "library", "version", "kernels")."""
+        """The Blas of the C backend."""
         return host.blas_of(self.module.config.blas__ldflags)
 
     def cudnn(self, ops):
         return None  # Theano's choice; JAX decides for itself, and this network has no convolution
+
+    def nvrtc_arch(self):
+        return None  # libgpuarray's NVRTC only
 
 
 class NumbaRuntime(CRuntime):
@@ -88,7 +91,7 @@ class NumbaRuntime(CRuntime):
         pass  # Numba and JAX bring their own BLAS
 
     def blas(self):  # Numba and JAX bring their own
-        return {"ldflags": None, "library": f"{self.linker}'s own", "version": None, "kernels": None}
+        return Blas(library=f"{self.linker}'s own")
 
 
 JAX_FLOAT64_WARNING = r"Explicitly requested dtype float64 requested in astype is not available"
@@ -101,7 +104,7 @@ class JaxRuntime(NumbaRuntime):
     linker, linker_class, packages = "jax", "JAXLinker", ("numpy", "jax", "jaxlib")
 
     def _before_import(self, floatx):
-        os.environ["JAX_PLATFORMS"] = device_of(self.device).kind
+        os.environ["JAX_PLATFORMS"] = self.device.kind
         if floatx == "float64":
             os.environ["JAX_ENABLE_X64"] = "1"
         else:
@@ -115,12 +118,12 @@ class JaxRuntime(NumbaRuntime):
         self.jax_device = verify_jax(self.device, jax_devices)
 
     def active_device(self):
-        return self.device, f"{self.jax_device.device_kind} (JAX {self.jax_device.platform})"
+        return self.device.name, f"{self.jax_device.device_kind} (JAX {self.jax_device.platform})"
 
     def versions(self):
         """As the other engines', and JAX's CUDA plugin on a GPU (jax-cuda13-plugin, say)."""
         found = super().versions()
-        for dist in importlib.metadata.distributions() if device_of(self.device).is_cuda else ():
+        for dist in importlib.metadata.distributions() if self.device.is_cuda else ():
             name = dist.metadata["Name"] or ""
             if re.fullmatch(r"jax[-_]cuda\d+[-_]plugin", name):
                 found[name] = dist.version
@@ -158,16 +161,15 @@ def jax_devices():
     return jax.devices()
 
 
-def verify_jax(device, devices=jax_devices):
-    """The first device `devices()` (JAX's list) returns, when it is of the platform `device`
-    asks for; DeviceError otherwise (JAX found nothing, or only the CPU for a GPU run)."""
-    wanted = "cpu" if device_of(device).is_cpu else "gpu"  # JAX's platform names
+def verify_jax(device, listed=jax_devices):
+    """The first device `listed()` (JAX's list) returns, when it is on the platform `device`
+    (a Device) is; DeviceError otherwise (JAX found nothing, or only the CPU for a GPU run)."""
     try:
-        found = devices()
+        found = listed()
     except Exception as exc:  # noqa: BLE001 - JAX raises RuntimeError and others for a missing GPU
         raise DeviceError(f"device {device} is not usable by pytensor-jax: JAX found no "
-                          f"{wanted.upper()} ({' '.join(str(exc).split())[:300]})") from None
-    if not found or found[0].platform != wanted:
+                          f"{device.jax_platform.upper()} ({' '.join(str(exc).split())[:300]})") from None
+    if not found or not device.is_jax_platform(found[0].platform):
         raise DeviceError(f"device {device} requested but JAX runs on {found[0].platform if found else 'nothing'}")
     return found[0]
 

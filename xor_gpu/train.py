@@ -1,6 +1,7 @@
 """The training loop: steps_per_call compiled steps per call, a sampled loss history, timings.
 
-Returns a plain TrainResult; printing and files are the report module's job.
+Returns a plain TrainResult, of which xor_gpu.results.train_report makes the report; its text
+is xor_gpu.render's, its files xor_gpu.train_command's.
 """
 import dataclasses
 import hashlib
@@ -9,11 +10,11 @@ import time
 
 import numpy as np
 
-from xor_gpu import cuda_standin, engines
-from xor_gpu.config import history_every
-from xor_gpu.problem import TARGETS, is_converged
+from xor_gpu import engines
+from xor_gpu.engines import history_every
 from xor_gpu.errors import Diverged
 from xor_gpu.model import XorModel
+from xor_gpu.problem import TARGETS, is_converged
 
 
 @dataclasses.dataclass
@@ -29,12 +30,12 @@ class TrainResult:
     first_step_seconds: float  # of the first call of each compiled function, which also built kernels
     train_seconds: float
     new_compiled_modules: int  # None: not counted (PyTensor's engines)
-    compile_cache: dict  # compile_cache.record(): its folder, lock waits, events; None: PyTensor's own
+    compile_cache: object  # compile_cache.record(): its folder, lock waits, events; None: PyTensor's own
     ops: list
     versions: dict
-    blas: dict  # host.blas_of(): what the CPU's BLAS calls went to
-    cudnn: dict  # backend.cudnn_of(): None off CUDA
-    nvrtc_arch: object  # cuda_standin.front_record(): NvrtcArch, None below compute capability 10
+    blas: object  # host.blas_of(): the Blas the CPU's BLAS calls went to
+    cudnn: object  # backend.cudnn_of(): Cudnn, None off CUDA
+    nvrtc_arch: object  # the runtime's: NvrtcArch, None below compute capability 10
     final_weights: dict  # {"W1": nested lists, "W2": ...} in floatX, as floats
     weights_sha256: str  # of the final weights' bytes: equal digests = bitwise-equal training
 
@@ -118,7 +119,7 @@ def run_seeds(config, seeds, progress=None):
         results.append(TrainResult(
             **result, device_active=active, device_name=name, compile_seconds=compile_seconds,
             new_compiled_modules=new_modules, ops=ops, versions=runtime.versions(), blas=runtime.blas(),
-            cudnn=runtime.cudnn(ops), nvrtc_arch=cuda_standin.front_record(),
+            cudnn=runtime.cudnn(ops), nvrtc_arch=runtime.nvrtc_arch(),
             compile_cache=runtime.compile_cache()))
         compile_seconds, new_modules = 0, 0 if runtime.counts_compiled_modules else None  # paid by the first seed
     return results

@@ -1,13 +1,14 @@
 """`xor-gpu train`: one config trained in this process (or many seeds on one compilation),
 its truth table printed, its report and plot written, then with --check its verdict; it ends
-through the pipeline as parity, the sweep, check and compare do."""
+through the pipeline as parity, the sweep, check and compare do. It loads what it uses: the
+training, its report and text; the figure's module (and matplotlib) only with --plot."""
 import contextlib
 import dataclasses
 import signal
 import sys
 import types
 
-from xor_gpu import files, origin, pipeline, plots, render, train
+from xor_gpu import files, origin, pipeline, render, train
 from xor_gpu.errors import CheckFailed, Interrupted
 from xor_gpu.results.train_report import SeedsReport, TrainReport
 
@@ -30,7 +31,10 @@ class Trained:
 
 def main(config, seeds=None, json_path=None, plot_path=None, check=False):
     files.check_writable(json_path)
-    plots.check_path(plot_path)
+    if plot_path:
+        from xor_gpu import plots  # --plot only: the figure's module and matplotlib
+
+        plots.check_path(plot_path)
     signal.signal(signal.SIGTERM, _terminated)
     where = f"{config.device}, {len(seeds)} seeds" if seeds else config.device
     with _progress(config.steps * len(seeds or [None]), f"train {where}") as bar:
@@ -41,7 +45,7 @@ def main(config, seeds=None, json_path=None, plot_path=None, check=False):
         else:
             result = train.run(config, progress=bar.update)
             report = TrainReport.of(result, origin.here())
-            text, curves = render.train(report), {config.device: report}
+            text, curves = render.train(report), {config.device.name: report}
             title = f"XOR loss, {config.device} ({result.device_name}), {config.floatx}"
     draw = (lambda: plots.plot_runs(plot_path, curves, title)) if plot_path else None
     return pipeline.finish(Trained(report, check), text, json_path, draw, passed=pipeline.QUIET)

@@ -12,8 +12,6 @@ import time
 
 import pytest
 
-from dockerlib import sh
-
 pytestmark = pytest.mark.docker
 
 TARGETS = {"1,0": 1, "0,0": 0, "0,1": 1, "1,1": 0}

@@ -172,6 +172,15 @@ def test_gpu_services_reserve_an_nvidia_gpu(docker):
     assert set(compose_config()["services"]) == {"train", "check", "test"}
 
 
+def test_every_service_builds_its_image_here_and_never_pulls_it(docker):
+    """No registry holds these images: compose is told so (pull_policy: never), so that a first
+    run builds at once instead of asking Docker Hub (tests/docker/test_docs_docker.py holds the
+    first screen of a fresh clone's run to that)."""
+    services = compose_config("--profile", "gpu")["services"]
+    assert {name: (svc.get("pull_policy"), "build" in svc) for name, svc in services.items()} == {
+        name: ("never", True) for name in ("train", "train-gpu", "check", "check-gpu", "test", "test-gpu")}
+
+
 def test_gpu_service_without_an_nvidia_runtime_fails_loudly(images, compose):
     """On a host without the NVIDIA container runtime the GPU service must not start (and so
     never trains on the CPU by accident); with one, it trains on the GPU."""

@@ -10,6 +10,7 @@ git commit that scripts/docker-build adds to the suite's images. Both are remove
 """
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -37,6 +38,7 @@ def user(docker, tmp_path_factory):
     tree = repo_copy(tmp_path_factory.mktemp("clone"))
     project = f"xor-gpu-doc-{uuid.uuid4().hex[:8]}"
     env = {"COMPOSE_PROJECT_NAME": project, "XOR_GPU_IMAGE": IMAGE}
+    sh("docker", "image", "rm", f"{IMAGE}:cpu", f"{IMAGE}:cuda", check=False)  # as in a fresh clone: none yet
     if "XOR_GPU_OUT" in os.environ:
         env["XOR_GPU_OUT"] = str(tree / "out")
     yield tree, env
@@ -66,10 +68,18 @@ def load(path):
         return json.load(f)
 
 
+# compose's own progress lines: " train Pulling", " train Warning Get https://registry-1.docker.io ..."
+COMPOSE_PULL = re.compile(r"^\s*[\w-]+ (Pulling|Pulled|Warning)\b", re.M)
+
+
 @pytest.mark.parametrize("doc", [MAIN_JOB], ids=str)
 def test_quick_start_main_job_runs_as_written(doc, user, main_job):
+    """A newcomer's first screen: bootstrap, then compose builds the image (the clone has none)
+    at once, without asking a registry for it first (no "Pulling", no "Warning")."""
     tree, _ = user
     assert main_job.returncode == 0, explain(doc, main_job)
+    assert not COMPOSE_PULL.search(main_job.stdout + main_job.stderr), explain(doc, main_job)
+    assert "building with" in main_job.stdout + main_job.stderr, "the fresh clone's image was not built by this run"
     report = load(tree / "out" / "report.json")
     assert report["converged"] is True and report["device"]["active"] == "cpu"
     assert report["config"]["steps"] == 60000

@@ -5,8 +5,10 @@ import re
 import signal
 
 from xor_gpu.errors import EXIT_OK, CheckFailed, ConfigError, DeviceError, Interrupted
+from xor_gpu.results.doctor import CudaLibs
 from xor_gpu.results.runs import Tolerances, held_runs
-from xor_gpu.results.schemas import CHECK_SCHEMA, plain
+from xor_gpu.results import CHECK_SCHEMA, JsonObject
+from xor_gpu.results.train_report import Cudnn, RunDevice
 
 
 # A check's own status (summary.json "status"), and each step's.
@@ -22,16 +24,24 @@ _HEADER = re.compile(r"xor-gpu check: engine (?P<engine>\S+), device (?P<device>
 
 
 def log_header(engine, device, node, out, job=None):
-    """check.log's first line; `job`: the batch job (host.batch_job()) the check runs in."""
+    """check.log's first line; `job`: the batch job (origin.batch_job()) the check runs in."""
     task = f" task {job['array_task_id']}" if job and "array_task_id" in job else ""
     return (f"xor-gpu check: engine {engine}, device {device}, node {node}, results in {out}"
             + (f", Slurm job {job['job_id']}{task}" if job else ""))
 
 
+@dataclasses.dataclass(frozen=True)
+class LogHeader:
+    """What check.log's first line says a check checks (None: a log that does not start as one)."""
+    engine: str = None
+    device: str = None
+    node: str = None
+
+
 def read_log_header(log):
-    """{"engine", "device", "node"} from a check.log's text, or {} when it does not start as one."""
+    """The LogHeader of a check.log's text."""
     match = _HEADER.search(log.split("\n", 1)[0])
-    return match.groupdict() if match else {}
+    return LogHeader(**match.groupdict()) if match else LogHeader()
 
 
 def status_of_exit(exit_status):
@@ -40,24 +50,18 @@ def status_of_exit(exit_status):
 
 
 @dataclasses.dataclass
-class Step:
-    name: str
-    status: str  # PASSED, FAILED or SKIPPED
-    seconds: float
-    summary: str
-    figures: dict = dataclasses.field(default_factory=dict)  # key figures, beside the others in JSON
-    started: float = None  # seconds after the check began (None in summaries older than it)
+class Step(JsonObject):
+    """One step of a check. Its key figures (converged, differences, problems, ...) are written
+    beside its fields, as `extra` is: `figures`."""
+    name: str = None
+    status: str = None  # PASSED, FAILED or SKIPPED
+    started: float = None  # seconds after the check began (absent from summaries older than it)
+    seconds: float = None
+    summary: str = None
 
-    def to_dict(self):
-        started = {} if self.started is None else {"started": self.started}
-        return {"name": self.name, "status": self.status, **started, "seconds": self.seconds,
-                "summary": self.summary, **plain(self.figures)}
-
-    @classmethod
-    def from_dict(cls, data):
-        known = ("name", "status", "seconds", "summary")
-        return cls(*(data[k] for k in known), {k: v for k, v in data.items() if k not in (*known, "started")},
-                   data.get("started"))
+    @property
+    def figures(self):
+        return self.extra
 
 
 def overlap(steps):
@@ -73,35 +77,55 @@ def overlap(steps):
 
 
 @dataclasses.dataclass
-class CheckSummary:
-    """`xor-gpu check`'s summary.json. `extra` keeps what this version does not model (e.g. a
-    later release's fields), so that a summary is written back as it was read."""
-    status: str
-    exit_status: int
-    config: dict
-    device: dict  # requested, and active and name once the device trained
-    steps: list  # Step
-    tolerances: Tolerances
-    reference: dict
-    versions: dict
-    origin: dict
-    runs: dict  # label -> TrainReport
+class ReferenceUsed(JsonObject):
+    """The reference a check held its runs against, and whether it applies to the check's config."""
+    label: str = None
+    weights_sha256: str = None
+    origin: dict = None
+    applies: bool = None
+
+
+# What a summary needs to be read at all; the rest an earlier release may lack.
+REQUIRED = ("exit_status", "config", "device", "steps", "tolerances", "reference")
+
+
+@dataclasses.dataclass
+class CheckSummary(JsonObject):
+    """`xor-gpu check`'s summary.json, its keys in their order; `passed` and `overlap_seconds`
+    are derived (from the status, from the steps). A summary of an earlier release gets the
+    status, failed step, reason and node it did not write, as this version words them (and is
+    written back as it was read)."""
+    schema: str = CHECK_SCHEMA
+    status: str = None
+    passed: bool = dataclasses.field(init=False, default=None)
+    exit_status: int = None
     failed_step: str = None
     reason: str = None
     interrupted_by: str = None
     node: str = None
-    extra: dict = dataclasses.field(default_factory=dict)  # e.g. "cuda": the NVIDIA libraries used
+    config: dict = None  # TrainConfig's fields
+    device: RunDevice = None  # requested, and active and name once the device trained
+    steps: list[Step] = None
+    tolerances: Tolerances = None
+    reference: ReferenceUsed = None
+    versions: dict = None
+    origin: dict = None
+    runs: dict = None  # label -> TrainReport
     # From the check's start to its summary; the steps' seconds add up to it plus the overlap
     # (the CPU reference trained beside a GPU's runs), less what an interrupted step had run.
     wall_seconds: float = None
+    overlap_seconds: float = dataclasses.field(init=False, default=None)
+    cuda: CudaLibs = None  # a cuda check's NVIDIA stack (cuda_libs); absent elsewhere
+    cudnn: Cudnn = None  # what libgpuarray's cuda check did with cuDNN; absent elsewhere
+
+    def __post_init__(self):
+        self.passed = self.status == PASSED
+        self.overlap_seconds = overlap(self.steps or [])
 
     @property
-    def passed(self):
-        return self.status == PASSED
-
-    @property
-    def overlap_seconds(self):
-        return overlap(self.steps)
+    def engine(self):
+        """The engine that trained; None in a summary older than engines (Theano's)."""
+        return (self.config or {}).get("engine")
 
     def verdict(self):
         """Raise the error the check ended with, whose exit status is the summary's."""
@@ -110,19 +134,6 @@ class CheckSummary:
         if self.status != PASSED:
             raise (DeviceError if self.status == UNUSABLE else CheckFailed)(self.reason)
 
-    def to_dict(self):
-        return {"schema": CHECK_SCHEMA, "status": self.status, "passed": self.passed,
-                "exit_status": self.exit_status, "failed_step": self.failed_step, "reason": self.reason,
-                "interrupted_by": self.interrupted_by, "node": self.node, "config": self.config,
-                "device": self.device, "steps": [s.to_dict() for s in self.steps],
-                "tolerances": self.tolerances.to_dict(), "reference": self.reference, "versions": self.versions,
-                "origin": self.origin, "runs": plain(self.runs), **self._timing(), **self.extra}
-
-    def _timing(self):
-        if self.wall_seconds is None:  # a summary older than these fields, written back as read
-            return {}
-        return {"wall_seconds": self.wall_seconds, "overlap_seconds": self.overlap_seconds}
-
     @classmethod
     def from_dict(cls, data, path="summary"):
         """`path` names the summary in its errors, PATH[NAME] a run it holds."""
@@ -130,18 +141,20 @@ class CheckSummary:
         status = data.get("status", status_of_exit(data.get("exit_status")))
         if status not in CHECK_STATUSES:
             raise ConfigError(f"{path}: unknown check status {status!r} (expected {', '.join(CHECK_STATUSES)})")
+        missing = [key for key in REQUIRED if key not in data]
+        if missing:
+            raise ConfigError(f"{path}: not a complete {CHECK_SCHEMA} summary (no {', '.join(missing)})")
         try:
             steps = [Step.from_dict(s) for s in data["steps"]]
             failed = next((s.name for s in steps if s.status == FAILED), None)
-            fields = {f.name for f in dataclasses.fields(cls)} | {"schema", "passed", "overlap_seconds"}
-            return cls(status, data["exit_status"], data["config"], data["device"], steps,
-                       Tolerances.from_dict(data["tolerances"]), data["reference"], data.get("versions") or {},
-                       data.get("origin") or {}, runs,
-                       data.get("failed_step", failed), data.get("reason", _old_reason(status, steps)),
-                       data.get("interrupted_by"), data.get("node", (data.get("origin") or {}).get("host")),
-                       {k: v for k, v in data.items() if k not in fields}, data.get("wall_seconds"))
+            summary = super().from_dict({  # what an earlier release did not write, as this one words it
+                "status": status, "failed_step": failed, "reason": _old_reason(status, steps),
+                "interrupted_by": None, "node": (data.get("origin") or {}).get("host"), **data})
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path}: not a complete {CHECK_SCHEMA} summary ({exc!r})") from None
+        summary.runs = runs
+        summary.absent = frozenset(f.name for f in cls.json_fields() if f.name not in data)  # written back as read
+        return summary
 
 
 def _old_reason(status, steps):

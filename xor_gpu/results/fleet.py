@@ -5,9 +5,10 @@ import dataclasses
 from xor_gpu.devices import device
 from xor_gpu.errors import CheckFailed, ConfigError
 from xor_gpu.results.check import CHECK_STATUSES, FAILED, INTERRUPTED, PASSED, CheckSummary, read_log_header
+from xor_gpu.results.doctor import CudaLibs
 from xor_gpu.results.parity import Parity
 from xor_gpu.results.runs import Difference, Tolerances, TrainRun
-from xor_gpu.results.schemas import CHECK_SCHEMA, COMPARE_SCHEMA, PARITY_SCHEMA, RUN_SCHEMAS, TRAIN_SCHEMA, load
+from xor_gpu.results import CHECK_SCHEMA, COMPARE_SCHEMA, PARITY_SCHEMA, RUN_SCHEMAS, TRAIN_SCHEMA, load
 from xor_gpu.results.train_report import RunDevice, TrainReport
 
 
@@ -74,35 +75,30 @@ class Row:
 
 
 def gpu_libraries(versions, cuda):
-    """The GPU libraries a run used, in words: libgpuarray's NVRTC and cuBLAS for a run that
-    loaded pygpu, else the JAX packages (jax, jaxlib, its CUDA plugin) its versions list; None
-    when neither."""
+    """The GPU libraries a run used, in words: libgpuarray's NVRTC and cuBLAS (of `cuda`, a
+    CudaLibs) for a run that loaded pygpu, else the JAX packages (jax, jaxlib, its CUDA plugin)
+    its versions list; None when neither."""
     if "pygpu" in versions:
-        found = [f"{label} {_cuda_version(cuda, kind)}" for kind, label in (("nvrtc", "NVRTC"), ("cublas", "cuBLAS"))
-                 if cuda.get(kind)]
+        found = [f"{label} {library.version}" for library, label in ((cuda.nvrtc, "NVRTC"), (cuda.cublas, "cuBLAS"))
+                 if library]
         return ", ".join(found) or None
     return ", ".join(f"{name} {version}" for name, version in versions.items() if name.startswith("jax")) or None
-
-
-def _cuda_version(cuda, kind):
-    """The version of the NVRTC or cuBLAS ("nvrtc", "cublas") a summary's cuda record names."""
-    return (cuda.get(kind) or {}).get("version")
 
 
 @dataclasses.dataclass
 class Node:
     """compare: one report given, seen as the machine that made it (read() makes it, by the
-    report's schema; its runs are counted, not compared). nvrtc and cublas: those
-    libgpuarray loaded (None for a run that did not load it); libraries: what the GPU run used,
-    in words (gpu_libraries)."""
+    report's schema; its runs are counted, not compared). nvrtc and cublas: the versions of
+    those libgpuarray loaded (None for a run that did not load it); libraries: what the GPU run
+    used, in words (gpu_libraries)."""
     report: str
-    node: str
-    device: str
-    gpu: str
-    driver: str
-    nvrtc: str
-    cublas: str
     status: str  # NODE_STATUSES
+    node: str = None
+    device: str = None
+    gpu: str = None
+    driver: str = None
+    nvrtc: str = None
+    cublas: str = None
     failed_step: str = None
     reason: str = None
     libraries: str = None
@@ -110,22 +106,28 @@ class Node:
     weights_sha256: str = None  # of its run on the device asked for (None: no such run)
     runs: int = 0  # training runs it holds (not in JSON: the rows are)
 
+    # compare's JSON: every field but runs, in this order
+    JSON = ("report", "node", "device", "gpu", "driver", "nvrtc", "cublas", "status", "failed_step", "reason",
+            "libraries", "engine", "weights_sha256")
+
     def to_dict(self):
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "runs"}
+        return {k: getattr(self, k) for k in self.JSON}
 
     @classmethod
     def of_check(cls, path, summary):
-        cuda = summary.extra.get("cuda") or {}
-        requested = summary.device.get("requested")
-        gpu = _gpu(requested, summary.device.get("name"))
-        libgpuarray = "pygpu" in summary.versions
+        cuda = summary.cuda or CudaLibs()
+        versions = summary.versions or {}
+        requested = summary.device.requested
+        gpu = _gpu(requested, summary.device.name)
+        libgpuarray = "pygpu" in versions
         run = summary.runs.get(requested)
-        return cls(path, summary.node or _host(summary.origin, summary.runs), requested, gpu, cuda.get("driver"),
-                   *(_cuda_version(cuda, kind) if libgpuarray else None for kind in ("nvrtc", "cublas")),
-                   NODE_OF_CHECK[summary.status], summary.failed_step, summary.reason,
-                   libraries=gpu_libraries(summary.versions, cuda) if gpu else None,
-                   engine=summary.config.get("engine"), weights_sha256=run.weights_sha256 if run else None,
-                   runs=len(summary.runs))
+        return cls(report=path, status=NODE_OF_CHECK[summary.status],
+                   node=summary.node or _host(summary.origin, summary.runs), device=requested, gpu=gpu,
+                   driver=cuda.driver, nvrtc=libgpuarray and cuda.nvrtc and cuda.nvrtc.version or None,
+                   cublas=libgpuarray and cuda.cublas and cuda.cublas.version or None,
+                   failed_step=summary.failed_step, reason=summary.reason,
+                   libraries=gpu_libraries(versions, cuda) if gpu else None, engine=summary.engine,
+                   weights_sha256=run.weights_sha256 if run else None, runs=len(summary.runs))
 
     @classmethod
     def of_unfinished_check(cls, folder, log):
@@ -133,24 +135,24 @@ class Node:
         started, last = read_log_header(log), (log.strip().splitlines() or [""])[-1][:300]
         reason = ("no summary.json: the check ended without writing one (killed by SIGKILL, the out-of-memory "
                   "killer or a failed node), or it still runs" + (f"; its log ends: {last}" if last else ""))
-        return cls(folder, started.get("node"), started.get("device"), None, None, None, None,
-                   NODE_OF_CHECK[INTERRUPTED], reason=reason, engine=started.get("engine"))
+        return cls(report=folder, status=NODE_OF_CHECK[INTERRUPTED], node=started.node, device=started.device,
+                   reason=reason, engine=started.engine)
 
     @classmethod
     def of_parity(cls, path, parity):
         failed = next(iter(parity.failures.items()), None)
         reason = failed[1].of(failed[0]) if failed else next(iter(parity.problems()), None)
         names = [r.device.name for r in parity.runs.values() if not device(r.device.requested).is_cpu]
-        return cls(path, _host({}, parity.runs), ",".join(parity.devices), names[0] if names else None,
-                   None, None, None, NODE_OF_CHECK[PASSED if parity.passed else FAILED],
-                   None if parity.passed else "parity", reason, runs=len(parity.runs))
+        return cls(report=path, status=NODE_OF_CHECK[PASSED if parity.passed else FAILED],
+                   node=_host({}, parity.runs), device=",".join(parity.devices), gpu=names[0] if names else None,
+                   failed_step=None if parity.passed else "parity", reason=reason, runs=len(parity.runs))
 
     @classmethod
     def of_train(cls, path, run):
         requested = run.device.requested
-        return cls(path, _host(run.origin, {}), requested, _gpu(requested, run.device.name),
-                   None, None, None, NODE_OF_CHECK[PASSED if run.converged else FAILED],
-                   None if run.converged else "train", None if run.converged else "did not converge",
+        return cls(report=path, status=NODE_OF_CHECK[PASSED if run.converged else FAILED],
+                   node=_host(run.origin, {}), device=requested, gpu=_gpu(requested, run.device.name),
+                   failed_step=None if run.converged else "train", reason=None if run.converged else "did not converge",
                    engine=run.engine, weights_sha256=run.weights_sha256, runs=1)
 
 

@@ -4,7 +4,7 @@ import dataclasses
 
 from xor_gpu.errors import CheckFailed, DeviceError, exit_words
 from xor_gpu.results.runs import Difference, Tolerances, held_runs
-from xor_gpu.results.schemas import PARITY_SCHEMA, plain
+from xor_gpu.results import PARITY_SCHEMA, plain
 
 
 # Why a parity failed: in its error, and as the reason of its node in compare's fleet.

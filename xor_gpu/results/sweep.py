@@ -4,7 +4,7 @@ import dataclasses
 from xor_gpu.errors import CheckFailed
 from xor_gpu.results.parity import BEYOND_TOLERANCE, Failure, raise_for_failures
 from xor_gpu.results.runs import Difference, Tolerances
-from xor_gpu.results.schemas import SWEEP_SCHEMA
+from xor_gpu.results import SWEEP_SCHEMA
 
 
 SWEEP_RUN_FIELDS = ("predictions", "final_loss", "converged", "weights_sha256", "steps_per_second")

@@ -6,7 +6,7 @@ import math
 
 from xor_gpu.errors import ConfigError
 from xor_gpu.problem import CONVERGENCE_MARGIN, INPUTS, ROWS, TARGETS, row_key
-from xor_gpu.results.schemas import SEEDS_SCHEMA, TRAIN_SCHEMA, JsonObject
+from xor_gpu.results import SEEDS_SCHEMA, TRAIN_SCHEMA, JsonObject, optional
 
 CONFIG_FIELDS = ("floatx", "hidden", "lr", "steps", "seed")  # what makes runs comparable
 
@@ -29,6 +29,37 @@ class NvrtcArch(JsonObject):
     asked: str = None  # as libgpuarray passed it
     compiled_for: str = None  # what NVRTC got
     compilations: int = None  # how many compilations the front corrected
+
+
+@dataclasses.dataclass
+class BlasKernels(JsonObject):
+    """The OpenBLAS kernels a run asked for (xor_gpu.host.openblas_kernels), the family as
+    OpenBLAS names the kernels it runs once loaded."""
+    family: str = None
+    chosen_by: str = None
+
+
+@dataclasses.dataclass
+class Blas(JsonObject):
+    """The BLAS behind a C engine (xor_gpu.host.blas_of): its link flags, the library loaded,
+    OpenBLAS's own description and kernels; `problem` ([problem, fix], doctor's only) when the
+    user's OPENBLAS_CORETYPE names kernels this CPU lacks."""
+    ldflags: str = None
+    library: str = None
+    version: str = None
+    kernels: BlasKernels = None  # absent from reports older than it
+    problem: list = optional()  # doctor's, on such a CPU
+
+
+@dataclasses.dataclass
+class Cudnn(JsonObject):
+    """What a CUDA run did with cuDNN (xor_gpu.backend.cudnn_of): Theano's dnn.enabled not
+    False, a GpuDnn op in the compiled graph (absent from doctor's, which compiles nothing), and
+    the cuDNN found here (library and version, None when none)."""
+    enabled: bool = None
+    used: bool = None
+    library: str = None
+    version: str = None
 
 
 @dataclasses.dataclass
@@ -55,8 +86,8 @@ class TrainReport(JsonObject):
     device: RunDevice = None
     floatX: str = None
     versions: dict = None
-    blas: dict = None
-    cudnn: dict = None  # None off CUDA; absent from reports older than it
+    blas: Blas = None
+    cudnn: Cudnn = None  # None off CUDA; absent from reports older than it
     nvrtc_arch: NvrtcArch = None  # None but on compute capability 10 and more; absent from older reports
     origin: dict = None
     predictions: dict = None  # by row, as problem.ROWS names them
@@ -80,17 +111,18 @@ class TrainReport(JsonObject):
         """The report of a training's result (xor_gpu.train.TrainResult), made at `origin`."""
         c = result.config
         return cls(
-            config=c.to_dict(), device=RunDevice(c.device, result.device_active, result.device_name),
+            config=c.to_dict(), device=RunDevice(requested=c.device.name, active=result.device_active,
+                                                 name=result.device_name),
             floatX=c.floatx, versions=result.versions, blas=result.blas, cudnn=result.cudnn,
             nvrtc_arch=result.nvrtc_arch, origin=origin,
             predictions={row_key(r): p for r, p in zip(INPUTS, result.predictions)},
             targets={row_key(r): t for r, t in zip(INPUTS, TARGETS)}, final_loss=result.final_loss,
-            loss_history=LossHistory(result.history_every, result.loss_history),
+            loss_history=LossHistory(every=result.history_every, values=result.loss_history),
             compile_seconds=result.compile_seconds, first_step_seconds=result.first_step_seconds,
             train_seconds=result.train_seconds, steps_per_second=result.steps_per_second,
-            new_compiled_modules=result.new_compiled_modules,
-            compile_cache=result.compile_cache and CompileCache(**result.compile_cache), ops=result.ops,
-            convergence_margin=CONVERGENCE_MARGIN, converged=result.converged, weights_sha256=result.weights_sha256, final_weights=result.final_weights)
+            new_compiled_modules=result.new_compiled_modules, compile_cache=result.compile_cache, ops=result.ops,
+            convergence_margin=CONVERGENCE_MARGIN, converged=result.converged, weights_sha256=result.weights_sha256,
+            final_weights=result.final_weights)
 
     @classmethod
     def from_dict(cls, data, label="report"):
@@ -150,7 +182,7 @@ class SeedsReport(JsonObject):
     @classmethod
     def of(cls, results, origin):
         """Of the TrainResult of each seed, in order."""
-        return cls(device=results[0].config.device, seeds=[r.config.seed for r in results],
+        return cls(device=results[0].config.device.name, seeds=[r.config.seed for r in results],
                    runs={str(r.config.seed): TrainReport.of(r, origin) for r in results})
 
     @classmethod
