@@ -24,7 +24,7 @@ from bundlelib import setup_py_pins, tail
 from docblocks import explain, run_block
 from xor_gpu import compare
 from xor_gpu.results.runs import Difference, TrainRun
-from xor_gpu.results.train_report import TrainReport
+from xor_gpu.results.train_report import BlasKernels, TrainReport
 
 pytestmark = pytest.mark.arm64
 
@@ -148,7 +148,7 @@ def test_training_on_the_node_is_bitwise_the_aarch64_reference_run_after_run(doc
     reference = compare.reference_of(compare.BUILTIN, MACHINE).report
     for report in (trained["regenerated"], trained["again"]):
         assert report.converged and report.device.active == "cpu"
-        assert report.blas["kernels"] == {"family": "armv8", "chosen_by": "xor_gpu"}, report.blas
+        assert report.blas.kernels == BlasKernels(family="armv8", chosen_by="xor_gpu"), report.blas
         assert TrainRun("node", report).machine() == MACHINE and report.origin["package"]["kind"] == "bundle"
         assert report.weights_sha256 == reference.weights_sha256, report.blas
     assert trained["regenerated"].new_compiled_modules > 0 and trained["again"].new_compiled_modules == 0
