@@ -19,8 +19,7 @@ import time
 
 from xor_gpu import engine_python, files
 from xor_gpu.errors import EXIT_OK, TimedOut, exit_words
-from xor_gpu.results import train_report
-from xor_gpu.results import ERROR_SCHEMA, ErrorReport
+from xor_gpu.results import ERROR_SCHEMA, ErrorReport, train_report
 
 ERROR_ENV = "XOR_GPU_ERROR_JSON"
 STOP_GRACE = 10  # seconds a stopped child has to exit before SIGKILL
